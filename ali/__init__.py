@@ -1,0 +1,3 @@
+"""Adversarially Learned Inference (Dumoulin et al., ICLR 2017) in PyTorch."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,3 @@
+from ali.cli import main
+
+raise SystemExit(main())

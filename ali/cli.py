@@ -1,0 +1,113 @@
+"""`ali` command line: train, study. Bad input ends with one `error:` line and exit status 2."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from ali.config import METHODS, load_config_source, make_config, parse_overrides, to_dict
+from ali.errors import AliError
+from ali.presets import PRESETS
+
+
+def _nonnegative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _resolve_config(args: argparse.Namespace) -> dict:
+    """Preset or file, then --method/--seed/--steps, then --set pairs (last wins)."""
+    values = load_config_source(args.config, PRESETS)
+    for key in ("method", "seed", "steps"):
+        if getattr(args, key, None) is not None:
+            values[key] = getattr(args, key)
+    values.update(parse_overrides(args.set or []))
+    return values
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from ali.training.loop import load_run_config, train
+
+    out = Path(args.out)
+    if args.resume:
+        overrides = {"steps": args.steps} if args.steps is not None else {}
+        config = load_run_config(out, overrides)
+    else:
+        if args.config is None:
+            raise AliError("ali train needs --config NAME_OR_FILE (or --resume to continue the run in --out)")
+        config = make_config(_resolve_config(args))
+    if args.dry_run:
+        print(json.dumps(to_dict(config), indent=2))
+        return 0
+    metrics = train(config, out, resume=args.resume, progress=not args.no_progress)
+    print(json.dumps(metrics, indent=2))
+    print(f"run directory: {out}")
+    return 0
+
+
+def cmd_study(args: argparse.Namespace) -> int:
+    from ali.study import run_study
+
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown or not methods:
+        raise AliError(f"--methods: unknown method(s) {', '.join(unknown) or '(none given)'}; allowed: {', '.join(METHODS)}")
+    base = _resolve_config(args)
+    summary = run_study(base, methods, args.seeds, Path(args.out), progress=not args.no_progress)
+    print(summary)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ali", description="Adversarially Learned Inference (Dumoulin et al. 2017)")
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def config_options(p: argparse.ArgumentParser, config_required: bool) -> None:
+        p.add_argument("--config", required=config_required, help=f"preset ({', '.join(PRESETS)}) or JSON file")
+        p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key (repeatable)")
+        p.add_argument("--steps", type=_positive_int, help="training length in steps (overrides the config)")
+        p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    train = sub.add_parser("train", help="train one run into --out")
+    config_options(train, config_required=False)
+    train.add_argument("--method", choices=METHODS)
+    train.add_argument("--seed", type=_nonnegative_int)
+    train.add_argument("--out", required=True, help="run directory (must not hold a run unless --resume)")
+    train.add_argument("--resume", action="store_true", help="continue the run in --out from its newest checkpoint")
+    train.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
+    train.set_defaults(func=cmd_train)
+
+    study = sub.add_parser("study", help="several methods x seeds; writes study.json, study.md, a figure")
+    config_options(study, config_required=True)
+    study.add_argument("--methods", default=",".join(METHODS), help="comma-separated methods")
+    study.add_argument("--seeds", type=_positive_int, default=10, help="number of seeds per method (0..N-1)")
+    study.add_argument("--out", required=True, help="study directory (must not hold a study)")
+    study.set_defaults(func=cmd_study)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except AliError as exc:
+        if args.debug:
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; the newest checkpoint is intact: continue with --resume", file=sys.stderr)
+        return 130

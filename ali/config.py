@@ -1,0 +1,168 @@
+"""Training configuration: one flat, typed, range-checked record, named presets, `--set` parsing.
+
+A run's configuration is fully resolved before training starts and saved beside it, so a run
+directory alone says how it was made.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from ali.errors import AliError
+
+METHODS = ("ali", "gan-inverse", "gan-posthoc", "vae")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    dataset: str = "toy25"
+    arch: str = "toy"
+    method: str = "ali"
+    latent_dim: int = 2
+    batch_size: int = 100
+    steps: int = 200_000
+    lr: float = 1e-4
+    beta1: float = 0.5
+    beta2: float = 0.999
+    # Linear learning-rate decay: constant until `decay_start` (a fraction of training), then
+    # linear down to lr * lr_final_fraction at the last step. 1.0 / 1.0 = the paper (constant).
+    decay_start: float = 1.0
+    lr_final_fraction: float = 1.0
+    update: str = "simultaneous"  # the authors' one-forward update, or "alternating" D then G
+    # ALICE-style explicit cycle term (Li et al. 2017) added to the generators' loss:
+    # recon_weight * mean ||x - Gx(Gz(x))||^2. 0 = the paper's pure ALI objective.
+    recon_weight: float = 0.0
+    posthoc_fraction: float = 0.5  # gan-posthoc: share of the steps spent training the GAN first
+    init_std: float = 0.02
+    seed: int = 0
+    log_every: int = 100
+    checkpoint_every: int = 5_000
+    keep_checkpoints: int = 3
+    eval_samples: int = 10_000
+    threads: int = 0  # torch intra-op threads; 0 = torch's default
+    data_dir: str = "../shared/data"
+
+
+def _in(*choices: str) -> tuple[Callable[[Any], bool], str]:
+    return (lambda v: v in choices), "one of " + ", ".join(choices)
+
+
+def _range(lo: float, hi: float | None = None, lo_open: bool = False) -> tuple[Callable[[Any], bool], str]:
+    def check(v: float) -> bool:
+        above = v > lo if lo_open else v >= lo
+        return above and (hi is None or v <= hi)
+
+    desc = f"{'>' if lo_open else '>='} {lo}" + (f" and <= {hi}" if hi is not None else "")
+    return check, desc
+
+
+RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "method": _in(*METHODS),
+    "latent_dim": _range(1),
+    "batch_size": _range(1),
+    "steps": _range(1),
+    "lr": _range(0, 1, lo_open=True),
+    "beta1": _range(0, 0.9999),
+    "beta2": _range(0, 0.99999),
+    "decay_start": _range(0, 1),
+    "lr_final_fraction": _range(0, 1),
+    "update": _in("simultaneous", "alternating"),
+    "recon_weight": _range(0),
+    "posthoc_fraction": _range(0, 1, lo_open=True),
+    "init_std": _range(0, lo_open=True),
+    "seed": _range(0),
+    "log_every": _range(1),
+    "checkpoint_every": _range(1),
+    "keep_checkpoints": _range(1),
+    "eval_samples": _range(100),
+    "threads": _range(0),
+}
+
+FIELD_TYPES: dict[str, type] = {f.name: type(f.default) for f in dataclasses.fields(TrainConfig)}
+
+
+def _coerce(key: str, value: Any) -> Any:
+    """Turn a JSON or command-line value into the field's type, or say what was expected."""
+    want = FIELD_TYPES[key]
+    if isinstance(value, str) and want is not str:
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            raise AliError(f"config key '{key}' = {value!r} is not a {want.__name__}") from None
+    if want is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if want is int and isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if type(value) is not want:
+        raise AliError(f"config key '{key}' = {value!r} is not a {want.__name__}")
+    return value
+
+
+def _check_key(key: str) -> None:
+    if key not in FIELD_TYPES:
+        close = difflib.get_close_matches(key, FIELD_TYPES, n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        raise AliError(f"unknown config key '{key}'{hint}; allowed: {', '.join(FIELD_TYPES)}")
+
+
+def make_config(values: dict[str, Any]) -> TrainConfig:
+    """Build and validate a config from a dict of overrides on the defaults."""
+    if not isinstance(values, dict):
+        raise AliError("a config must be a JSON object of key: value pairs")
+    typed = {}
+    for key, value in values.items():
+        _check_key(key)
+        typed[key] = _coerce(key, value)
+    config = TrainConfig(**typed)
+    validate(config)
+    return config
+
+
+def validate(config: TrainConfig) -> None:
+    for key, (check, desc) in RULES.items():
+        value = getattr(config, key)
+        if not check(value):
+            raise AliError(f"config key '{key}' = {value!r} is out of range: must be {desc}")
+    from ali.training.architectures import ARCHITECTURES  # late: the tables import nothing from here
+    from ali.training.dataset import DATASET_NAMES
+
+    for key, known in (("dataset", DATASET_NAMES), ("arch", ARCHITECTURES)):
+        if getattr(config, key) not in known:
+            raise AliError(f"config key '{key}' = {getattr(config, key)!r} is unknown; known: {', '.join(sorted(known))}")
+
+
+def parse_overrides(pairs: list[str]) -> dict[str, Any]:
+    """`["lr=3e-4", "update=alternating"]` -> {"lr": "3e-4", ...}; values are typed by make_config."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise AliError(f"--set expects key=value, got {pair!r}")
+        _check_key(key.strip())
+        out[key.strip()] = value.strip()
+    return out
+
+
+def load_config_source(name_or_file: str, presets: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """A preset name, or a JSON file holding a dict of config keys."""
+    if name_or_file in presets:
+        return dict(presets[name_or_file])
+    path = Path(name_or_file)
+    if not path.is_file():
+        raise AliError(f"config {name_or_file!r} is neither a preset ({', '.join(presets)}) nor a JSON file")
+    try:
+        values = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise AliError(f"config file {path} is not valid JSON: {exc}") from None
+    if not isinstance(values, dict):
+        raise AliError(f"config file {path} must hold a JSON object of key: value pairs")
+    return values
+
+
+def to_dict(config: TrainConfig) -> dict[str, Any]:
+    return dataclasses.asdict(config)

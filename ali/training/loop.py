@@ -1,0 +1,164 @@
+"""The training loop: run directory, schedule, logging, checkpoints, exact resume, final evaluation.
+
+A run directory holds:
+  training_options.json   the resolved config
+  stats.jsonl             one line per `log_every` steps: step, losses, lr, rate
+  checkpoint-*.safetensors the last `keep_checkpoints` snapshots (ali.training.checkpoint)
+  metrics.json            the final evaluation
+  comparison.png          (toy data) the paper's five-panel figure for this run's method
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm import tqdm
+
+from ali.config import TrainConfig, make_config, to_dict
+from ali.errors import AliError
+from ali.evaluation.figures import comparison_rows, save_png
+from ali.evaluation.toy_eval import data_extent, evaluate_toy
+from ali.training import checkpoint as ckpt
+from ali.training.dataset import Dataset, EpochSampler, load_dataset
+from ali.training.methods import train_step
+from ali.training.model import build_model
+
+OPTIONS_FILE = "training_options.json"
+
+
+def lr_factor(config: TrainConfig, step: int) -> float:
+    """Constant until decay_start, then linear to lr_final_fraction at the last step."""
+    t = step / config.steps
+    if t < config.decay_start or config.decay_start >= 1.0:
+        return 1.0
+    return 1.0 - (1.0 - config.lr_final_fraction) * (t - config.decay_start) / (1.0 - config.decay_start)
+
+
+def write_json(path: Path, payload: Any) -> None:
+    ckpt.atomic_write_bytes(path, (json.dumps(payload, indent=2) + "\n").encode())
+
+
+def prepare_run_dir(run_dir: Path, config: TrainConfig) -> None:
+    """Create a fresh run directory; refuse one that already holds a run."""
+    if run_dir.is_dir() and ((run_dir / OPTIONS_FILE).exists() or ckpt.list_checkpoints(run_dir)):
+        raise AliError(f"{run_dir} already holds a run; continue it with --resume or choose another --out")
+    if run_dir.exists() and not run_dir.is_dir():
+        raise AliError(f"--out {run_dir} exists and is not a directory")
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_json(run_dir / OPTIONS_FILE, to_dict(config))
+    except OSError as exc:
+        raise AliError(f"cannot write to run directory {run_dir}: {exc.strerror}; choose a writable --out") from None
+
+
+def load_run_config(run_dir: Path, overrides: dict[str, Any] | None = None) -> TrainConfig:
+    path = run_dir / OPTIONS_FILE
+    if not path.is_file():
+        raise AliError(f"{run_dir} holds no run ({OPTIONS_FILE} missing); start one without --resume")
+    try:
+        values = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise AliError(f"{path} is not valid JSON; the run's config is damaged") from None
+    return make_config({**values, **(overrides or {})})
+
+
+def _truncate_stats(path: Path, step: int) -> None:
+    """Drop log lines written after the checkpoint we resume from, so no step is logged twice."""
+    if not path.exists():
+        return
+    keep = []
+    for line in path.read_text().splitlines():
+        try:
+            if json.loads(line)["step"] <= step:
+                keep.append(line)
+        except (json.JSONDecodeError, KeyError, TypeError):
+            break  # a torn last line from a crash
+    ckpt.atomic_write_bytes(path, "".join(f"{line}\n" for line in keep).encode())
+
+
+class StatsLog:
+    """Sums losses on-device between log lines: no host sync per step."""
+
+    def __init__(self, path: Path):
+        self.path, self.sums, self.count = path, {}, 0
+        self.last_time, self.last_step = time.perf_counter(), None
+
+    def add(self, losses: dict[str, torch.Tensor]) -> None:
+        for k, v in losses.items():
+            self.sums[k] = self.sums[k] + v if k in self.sums else v.clone()
+        self.count += 1
+
+    def flush(self, step: int, lr: float) -> dict[str, float]:
+        now = time.perf_counter()
+        row: dict[str, float] = {"step": step}
+        row.update({k: round(float(v) / self.count, 6) for k, v in self.sums.items()})
+        row["lr"] = lr
+        row["steps_per_s"] = round(self.count / max(now - self.last_time, 1e-9), 2)
+        with open(self.path, "a") as f:
+            f.write(json.dumps(row) + "\n")
+        self.sums, self.count, self.last_time = {}, 0, now
+        return row
+
+
+def evaluate_run(model, dataset: Dataset, config: TrainConfig, run_dir: Path, train_seconds: float) -> dict[str, Any]:
+    """Final evaluation: metrics.json and, for toy data, the comparison figure."""
+    if dataset.mixture is None:
+        raise AliError(f"no evaluation is defined for dataset {dataset.name!r}")
+    metrics, panels = evaluate_toy(model, dataset, config.eval_samples)
+    image = comparison_rows([(config.method, panels)], len(dataset.mixture.means), data_extent(dataset))
+    save_png(image, run_dir / "comparison.png")
+    metrics = {**metrics, "train_seconds": round(train_seconds, 2), "steps": config.steps}
+    write_json(run_dir / "metrics.json", metrics)
+    return metrics
+
+
+def train(config: TrainConfig, run_dir: Path, resume: bool = False, progress: bool = True) -> dict[str, Any]:
+    """Train (or continue) the run in run_dir and evaluate it. Returns the metrics."""
+    if not resume:
+        prepare_run_dir(run_dir, config)
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    torch.manual_seed(config.seed)
+    dataset = load_dataset(config)
+    model, optimizers = build_model(config)
+    start, elapsed = 0, 0.0
+    if resume:
+        path, tensors, header = ckpt.newest_valid_checkpoint(run_dir)
+        start = ckpt.restore(tensors, header, model, optimizers)
+        elapsed = float(header["extra"].get("train_seconds", 0.0))
+        _truncate_stats(run_dir / "stats.jsonl", start)
+    sampler = EpochSampler(len(dataset.train), config.batch_size, config.seed)
+    stats = StatsLog(run_dir / "stats.jsonl")
+    bar = tqdm(total=config.steps, initial=start, disable=not progress, dynamic_ncols=True, desc=config.method)
+    began = time.perf_counter()
+    for step in range(start, config.steps):
+        lr = config.lr * lr_factor(config, step)
+        for optimizer in optimizers.values():
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+        x = dataset.to_float(dataset.train[sampler.indices(step)])
+        stats.add(train_step(model, optimizers, x, step, config.steps))
+        done = step + 1
+        if done % config.log_every == 0 or done == config.steps:
+            row = stats.flush(done, lr)
+            bar.set_postfix({k: v for k, v in row.items() if k.startswith("loss") or k in ("recon", "nll")}, refresh=False)
+        if done % config.checkpoint_every == 0 or done == config.steps:
+            seconds = elapsed + time.perf_counter() - began
+            save_snapshot(run_dir, model, optimizers, done, config, seconds)
+        bar.update(1)
+    bar.close()
+    return evaluate_run(model, dataset, config, run_dir, elapsed + time.perf_counter() - began)
+
+
+def save_snapshot(run_dir: Path, model, optimizers, step: int, config: TrainConfig, train_seconds: float) -> None:
+    """Write checkpoint `step` and keep only the newest `keep_checkpoints`."""
+    try:
+        ckpt.save_checkpoint(ckpt.checkpoint_path(run_dir, step), model, optimizers, step, to_dict(config), {"train_seconds": train_seconds})
+    except OSError as exc:
+        raise AliError(f"cannot write checkpoint in {run_dir}: {exc.strerror}; earlier checkpoints are intact") from None
+    for old in ckpt.list_checkpoints(run_dir)[: -config.keep_checkpoints]:
+        old.unlink(missing_ok=True)
