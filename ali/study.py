@@ -1,0 +1,101 @@
+"""`ali study`: every method x seed on one config; summary tables and the paper's four-panel figure.
+
+Layout: OUT/<method>/seed-<n>/ is an ordinary run directory. A run that already finished (it has
+metrics.json) is reused, so an interrupted study continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import statistics
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from ali.config import make_config
+from ali.errors import AliError
+from ali.evaluation.figures import comparison_rows, save_png
+from ali.evaluation.toy_eval import data_extent, toy_panels
+from ali.training.dataset import load_dataset
+from ali.training.loop import load_trained, train, write_json
+
+
+def _run_one(values: dict[str, Any], run_dir: str, progress: bool) -> dict[str, Any]:
+    path = Path(run_dir)
+    if (path / "metrics.json").is_file():
+        return json.loads((path / "metrics.json").read_text())
+    config = make_config(values)
+    resume = (path / "training_options.json").is_file()  # a run cut off mid-way continues
+    return train(config, path, resume=resume, progress=progress)
+
+
+def summarise(runs: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """mean, std (sample), min, max of every numeric metric over runs."""
+    out = {}
+    for key in runs[0]:
+        values = [float(r[key]) for r in runs if isinstance(r.get(key), (int, float))]
+        if len(values) == len(runs):
+            std = statistics.stdev(values) if len(values) > 1 else 0.0
+            out[key] = {"mean": statistics.fmean(values), "std": std, "min": min(values), "max": max(values)}
+    return out
+
+
+def _fmt(value: float) -> str:
+    if math.isinf(value):
+        return "inf"
+    return f"{value:.3f}" if abs(value) < 100 else f"{value:.1f}"
+
+
+def markdown_table(results: dict[str, dict[str, Any]], seeds: int) -> str:
+    metrics = list(next(iter(results.values()))["summary"])
+    lines = [f"Mean ± std [min, max] over {seeds} seed(s).", "", "| method | " + " | ".join(metrics) + " |", "|---" * (len(metrics) + 1) + "|"]
+    for method, res in results.items():
+        cells = [f"{_fmt(s['mean'])} ± {_fmt(s['std'])} [{_fmt(s['min'])}, {_fmt(s['max'])}]" for s in res["summary"].values()]
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def run_study(base: dict[str, Any], methods: list[str], seeds: int, out: Path, progress: bool = True, workers: int = 1) -> str:
+    """Train every (method, seed), write study.json, study.md and study.png; return the table."""
+    if (out / "study.json").exists():
+        raise AliError(f"{out} already holds a study (study.json); choose another --out")
+    make_config(base)  # validate once, before any run starts
+    jobs = []
+    for method in methods:
+        for seed in range(seeds):
+            values = {**base, "method": method, "seed": seed}
+            if workers > 1:
+                values["threads"] = max(1, (os.cpu_count() or 1) // workers)
+            jobs.append((method, values, str(out / method / f"seed-{seed}")))
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise AliError(f"cannot create study directory {out}: {exc.strerror}") from None
+    if workers > 1:
+        with ProcessPoolExecutor(workers) as pool:
+            metrics = list(pool.map(_run_one, *zip(*[(v, d, False) for _, v, d in jobs])))
+    else:
+        metrics = [_run_one(v, d, progress) for _, v, d in jobs]
+    results: dict[str, dict[str, Any]] = {}
+    for (method, _, _), m in zip(jobs, metrics):
+        results.setdefault(method, {"runs": []})["runs"].append(m)
+    for res in results.values():
+        res["summary"] = summarise(res["runs"])
+    table = markdown_table(results, seeds)
+    write_json(out / "study.json", {"base_config": base, "seeds": seeds, "methods": results})
+    (out / "study.md").write_text(f"# Study: {base.get('dataset')} \n\n{table}")
+    _figure(methods, out)
+    return table
+
+
+def _figure(methods: list[str], out: Path) -> None:
+    """The paper's comparison: one row per method (seed 0), five panels each."""
+    rows = []
+    for method in methods:
+        config, model = load_trained(out / method / "seed-0")
+        dataset = load_dataset(config)
+        rows.append((method, toy_panels(model, dataset, config.eval_samples)))
+    image = comparison_rows(rows, len(dataset.mixture.means), data_extent(dataset))
+    save_png(image, out / "study.png")

@@ -1,0 +1,75 @@
+import json
+import shutil
+
+import pytest
+import torch
+
+from ali.config import make_config
+from ali.errors import AliError
+from ali.presets import PRESETS
+from ali.training import checkpoint as ckpt
+from ali.training.loop import lr_factor, load_trained, train
+
+TINY = {**PRESETS["toy25"], "batch_size": 32, "steps": 24, "log_every": 1, "checkpoint_every": 8, "keep_checkpoints": 5, "eval_samples": 200, "threads": 1}
+
+
+def _stats(run_dir):
+    return [json.loads(line) for line in (run_dir / "stats.jsonl").read_text().splitlines()]
+
+
+def _losses(rows):
+    return [{k: v for k, v in r.items() if k not in ("steps_per_s",)} for r in rows]
+
+
+def test_run_directory_contents(tmp_path):
+    run = tmp_path / "run"
+    metrics = train(make_config(TINY), run, progress=False)
+    assert json.loads((run / "training_options.json").read_text())["steps"] == 24
+    assert [r["step"] for r in _stats(run)] == list(range(1, 25))
+    assert [p.name for p in ckpt.list_checkpoints(run)] == [f"checkpoint-{s:09d}.safetensors" for s in (8, 16, 24)]
+    assert json.loads((run / "metrics.json").read_text()) == metrics
+    assert (run / "comparison.png").stat().st_size > 1000
+    for key in ("modes_covered", "modes_covered_3sigma", "high_quality_fraction", "reverse_kl", "recon_same_mode_fraction", "recon_mse", "train_seconds"):
+        assert key in metrics
+
+
+@pytest.mark.parametrize("method", ["ali", "gan-posthoc", "vae"])
+def test_resumed_run_continues_exactly_like_an_uninterrupted_one(tmp_path, method):
+    config = make_config({**TINY, "method": method})
+    full, cut = tmp_path / "full", tmp_path / "cut"
+    train(config, full, progress=False)
+    # A run killed after its step-8 checkpoint: the same directory minus everything written later.
+    shutil.copytree(full, cut)
+    for path in ckpt.list_checkpoints(cut)[1:]:
+        path.unlink()
+    (cut / "metrics.json").unlink()
+    train(config, cut, resume=True, progress=False)
+    assert _losses(_stats(cut)) == _losses(_stats(full))
+    assert len(_stats(cut)) == 24
+
+
+def test_a_run_directory_that_holds_a_run_is_never_overwritten(tmp_path):
+    run = tmp_path / "run"
+    train(make_config(TINY), run, progress=False)
+    before = {p.name: p.read_bytes() for p in run.iterdir()}
+    with pytest.raises(AliError, match="already holds a run"):
+        train(make_config(TINY), run, progress=False)
+    assert {p.name: p.read_bytes() for p in run.iterdir()} == before
+
+
+def test_checkpoint_round_trip_restores_every_tensor(tmp_path):
+    run = tmp_path / "run"
+    train(make_config(TINY), run, progress=False)
+    _, model = load_trained(run)
+    tensors, header = ckpt.read_checkpoint(ckpt.list_checkpoints(run)[-1])
+    assert header["step"] == 24 and header["config"]["steps"] == 24
+    for key, value in model.state_dict().items():
+        assert torch.equal(tensors[f"net/{key}"], value)
+    assert any(k.startswith("opt/generator/") for k in tensors) and any(k.startswith("opt/discriminator/") for k in tensors)
+
+
+def test_lr_schedule_is_constant_then_linear():
+    config = make_config({**TINY, "steps": 100, "decay_start": 0.5, "lr_final_fraction": 0.0})
+    assert lr_factor(config, 0) == 1.0 and lr_factor(config, 49) == 1.0
+    assert lr_factor(config, 75) == pytest.approx(0.5)
+    assert lr_factor(make_config(TINY), 23) == pytest.approx(1 - 0.98 * (23 / 24 - 0.5) / 0.5)
