@@ -47,8 +47,14 @@ def cmd_train(args: argparse.Namespace) -> int:
         if args.config is None:
             raise AliError("ali train needs --config NAME_OR_FILE (or --resume to continue the run in --out)")
         config = make_config(_resolve_config(args))
-    if args.dry_run:
+    if args.dry_run:  # config, each network's layers, then ONE JSON line of parameter counts
+        from ali.training.model import build_model
+        from ali.training.summary import describe, parameter_counts
+
         print(json.dumps(to_dict(config), indent=2))
+        model, _ = build_model(config)
+        print(describe(model))
+        print(json.dumps(parameter_counts(model)))
         return 0
     metrics = train(config, out, resume=args.resume, progress=not args.no_progress)
     print(json.dumps(metrics, indent=2))
@@ -66,6 +72,30 @@ def cmd_study(args: argparse.Namespace) -> int:
     base = _resolve_config(args)
     summary = run_study(base, methods, args.seeds, Path(args.out), progress=not args.no_progress)
     print(summary)
+    return 0
+
+
+def cmd_pictures(args: argparse.Namespace) -> int:
+    """`ali sample | reconstruct | interpolate` (issue 3): one PNG grid from a trained image run."""
+    import dataclasses
+
+    from ali import generate
+    from ali.evaluation.grids import save_image
+    from ali.training.dataset import load_dataset
+
+    config, model, step = generate.load_trained(Path(args.run))
+    if args.command == "sample":
+        image = generate.sample_image(model, args.n, args.seed)
+    else:
+        if args.data_dir is not None:
+            config = dataclasses.replace(config, data_dir=args.data_dir)
+        dataset = load_dataset(config)
+        if args.command == "reconstruct":
+            image = generate.reconstruct_image(model, dataset, args.n, args.seed)
+        else:
+            image = generate.interpolate_image(model, dataset, args.pairs, args.steps, args.seed)
+    save_image(image, Path(args.out))
+    print(f"{args.out}: {image.width}x{image.height} from checkpoint step {step} of {args.run}")
     return 0
 
 
@@ -95,6 +125,25 @@ def build_parser() -> argparse.ArgumentParser:
     study.add_argument("--seeds", type=_positive_int, default=10, help="number of seeds per method (0..N-1)")
     study.add_argument("--out", required=True, help="study directory (must not hold a study)")
     study.set_defaults(func=cmd_study)
+
+    pictures = {
+        "sample": "a grid of --n samples Gx(z), z ~ N(0, I)",
+        "reconstruct": "held-out images and reconstructions Gx(Gz(x)) in alternating columns",
+        "interpolate": "--pairs rows of --steps decodings between the codes of two held-out images",
+    }
+    for name, help_text in pictures.items():
+        p = sub.add_parser(name, help=help_text)
+        p.add_argument("--run", required=True, help="run directory of an image run (newest valid checkpoint)")
+        p.add_argument("--out", required=True, help="PNG file to write")
+        p.add_argument("--seed", type=_nonnegative_int, default=0, help="noise and image choice")
+        if name != "interpolate":
+            p.add_argument("--n", type=_positive_int, default=64, help="number of samples / images")
+        if name != "sample":
+            p.add_argument("--data-dir", help="folder holding the datasets (default: the run's data_dir)")
+        if name == "interpolate":
+            p.add_argument("--pairs", type=_positive_int, default=10, help="pairs of held-out images (rows)")
+            p.add_argument("--steps", type=_positive_int, default=11, help="points per pair, ends included (columns)")
+        p.set_defaults(func=cmd_pictures)
     return parser
 
 

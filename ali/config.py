@@ -46,6 +46,8 @@ class TrainConfig:
     eval_samples: int = 10_000
     threads: int = 0  # torch intra-op threads; 0 = torch's default
     data_dir: str = "../shared/data"
+    # Image data: write samples-<step>.png from a fixed z every grid_every steps (0 = never).
+    grid_every: int = 0
 
 
 def _in(*choices: str) -> tuple[Callable[[Any], bool], str]:
@@ -81,6 +83,7 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "keep_checkpoints": _range(1),
     "eval_samples": _range(100),
     "threads": _range(0),
+    "grid_every": _range(0),
 }
 
 FIELD_TYPES: dict[str, type] = {f.name: type(f.default) for f in dataclasses.fields(TrainConfig)}

@@ -10,8 +10,23 @@ _TOY_PAPER: dict[str, Any] = {"arch": "toy", "latent_dim": 2, "batch_size": 100,
 # The project's default toy recipe: see docs/RESULTS.md for what it changes and why.
 _TOY_DEFAULT: dict[str, Any] = {**_TOY_PAPER, "steps": 4_000, "batch_size": 256, "lr": 1e-3, "decay_start": 0.5, "lr_final_fraction": 0.02, "recon_weight": 1.0, "log_every": 100, "checkpoint_every": 1_000}
 
+# Image recipes (issue 3, docs/ARCHITECTURES.md): Adam lr 1e-4, beta1 0.5, weights N(0, 0.01)
+# (NOTES §1); the paper's batch size and latent size, and its epochs expressed as steps.
+_IMAGE: dict[str, Any] = {"lr": 1e-4, "beta1": 0.5, "init_std": 0.01, "log_every": 100, "checkpoint_every": 5_000, "grid_every": 5_000, "eval_samples": 5_000}
+_IMAGE_PRESETS: dict[str, dict[str, Any]] = {
+    # 6475 epochs of the 45,000 training images (train[0:45000]) at batch 100
+    "cifar10": {**_IMAGE, "dataset": "cifar10", "arch": "cifar10", "latent_dim": 64, "batch_size": 100, "steps": 6475 * 450},
+    # 100 epochs of SVHN's `extra` split (531,131 images) at batch 100
+    "svhn": {**_IMAGE, "dataset": "svhn", "arch": "svhn", "latent_dim": 256, "batch_size": 100, "steps": 100 * 5312},
+    # 123 epochs of CelebA's 162,770 training images at batch 100
+    "celeba64": {**_IMAGE, "dataset": "celeba", "arch": "celeba64", "latent_dim": 256, "batch_size": 100, "steps": 123 * 1628},
+    # 125 epochs of ImageNet's 1,281,167 training images at batch 128
+    "imagenet64": {**_IMAGE, "dataset": "imagenet64", "arch": "imagenet64", "latent_dim": 256, "batch_size": 128, "steps": 125 * 10010},
+}
+
 PRESETS: dict[str, dict[str, Any]] = {
     "toy25": {**_TOY_DEFAULT, "dataset": "toy25"},
     "toy25-paper": {**_TOY_PAPER, "dataset": "toy25", "checkpoint_every": 10_000},
     "ring8": {**_TOY_DEFAULT, "dataset": "ring8"},
+    **_IMAGE_PRESETS,
 }

@@ -21,6 +21,7 @@ from tqdm import tqdm
 from ali.config import TrainConfig, make_config, to_dict
 from ali.errors import AliError
 from ali.evaluation.figures import comparison_rows, save_png
+from ali.evaluation.image_eval import evaluate_images, prepare_image_model, write_sample_grid
 from ali.evaluation.toy_eval import data_extent, evaluate_toy
 from ali.training import checkpoint as ckpt
 from ali.training.dataset import Dataset, EpochSampler, load_dataset
@@ -106,8 +107,11 @@ class StatsLog:
 
 def evaluate_run(model, dataset: Dataset, config: TrainConfig, run_dir: Path, train_seconds: float) -> dict[str, Any]:
     """Final evaluation: metrics.json and, for toy data, the comparison figure."""
-    if dataset.mixture is None:
-        raise AliError(f"no evaluation is defined for dataset {dataset.name!r}")
+    if dataset.mixture is None:  # image data (issue 3): ali.evaluation.image_eval
+        metrics = evaluate_images(model, dataset, config.eval_samples, run_dir)
+        metrics = {**metrics, "train_seconds": round(train_seconds, 2), "steps": config.steps}
+        write_json(run_dir / "metrics.json", metrics)
+        return metrics
     metrics, panels = evaluate_toy(model, dataset, config.eval_samples)
     image = comparison_rows([(config.method, panels)], len(dataset.mixture.means), data_extent(dataset))
     save_png(image, run_dir / "comparison.png")
@@ -125,6 +129,7 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False, progress: bo
     torch.manual_seed(config.seed)
     dataset = load_dataset(config)
     model, optimizers = build_model(config)
+    prepare_image_model(model, dataset, fresh=not resume)
     start, elapsed = 0, 0.0
     if resume:
         path, tensors, header = ckpt.newest_valid_checkpoint(run_dir)
@@ -149,6 +154,8 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False, progress: bo
         if done % config.checkpoint_every == 0 or done == config.steps:
             seconds = elapsed + time.perf_counter() - began
             save_snapshot(run_dir, model, optimizers, done, config, seconds)
+        if config.grid_every and done % config.grid_every == 0 and dataset.mixture is None:
+            write_sample_grid(model, run_dir / f"samples-{done:09d}.png")
         bar.update(1)
     bar.close()
     return evaluate_run(model, dataset, config, run_dir, elapsed + time.perf_counter() - began)

@@ -171,6 +171,18 @@ class Decoder(nn.Module):
             if self.out_act is not None:
                 self.net = self.net[:-1]
 
+    @torch.no_grad()
+    def init_untied_bias(self, x: torch.Tensor, clip: float = 1e-3) -> None:
+        """NOTES §1: untied biases = log-odds of the mean of `x` (N x C x H x W in [0, 1]) per pixel.
+
+        The mean is clipped to [clip, 1 - clip] because pixels that are always 0 (MNIST's border)
+        would give -inf; with a sigmoid output the decoder then starts at the data's mean image.
+        """
+        if self.untied is None:
+            return
+        mean = x.float().mean(0).clamp(clip, 1 - clip)
+        self.untied.bias.copy_(torch.log(mean) - torch.log1p(-mean))
+
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         x = self.net(_as_latent_map(z, self.conv))
         if self.untied is not None:

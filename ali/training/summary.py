@@ -1,0 +1,51 @@
+"""`ali train --dry-run`: each network's layers, output shapes and parameter counts."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ali.training.model import Model
+from ali.training.networks import count_parameters
+
+
+def _layer_rows(net: nn.Module, *inputs: torch.Tensor) -> list[str]:
+    """One line per leaf module: name, module, output shape (batch dim dropped), parameters."""
+    rows: list[str] = []
+    hooks = []
+    for name, module in net.named_modules():
+        if len(list(module.children())) == 0:
+            def hook(mod, _inp, out, name=name):  # bind the name now, not at call time
+                text = f"{type(mod).__name__}({mod.extra_repr()})"[:64]
+                rows.append(f"  {name:<10} {text:<64} -> {str(tuple(out.shape[1:])):<16} {count_parameters(mod):>10,}")
+            hooks.append(module.register_forward_hook(hook))
+    try:
+        with torch.no_grad():
+            net(*inputs)
+    finally:
+        for h in hooks:
+            h.remove()
+    return rows
+
+
+def parameter_counts(model: Model) -> dict[str, int]:
+    """Parameters of encoder, decoder and all discriminators together."""
+    d = sum(p.numel() for p in model.discriminator_parameters())
+    return {"encoder": count_parameters(model.encoder), "decoder": count_parameters(model.decoder), "discriminator": d}
+
+
+def describe(model: Model) -> str:
+    """A readable listing of every network, run on a dummy batch of 2 in evaluation mode."""
+    model.eval()
+    x = torch.zeros(2, *model.arch.x_shape)
+    z = torch.zeros(2, model.arch.latent_dim)
+    nets: list[tuple[str, nn.Module, tuple[torch.Tensor, ...]]] = [("encoder", model.encoder, (x,)), ("decoder", model.decoder, (z,))]
+    for name in ("discriminator", "x_discriminator"):
+        if hasattr(model, name):
+            net = getattr(model, name)
+            nets.append((name, net, (x, z) if name == "discriminator" else (x,)))
+    lines = []
+    for name, net, inputs in nets:
+        lines.append(f"{name}: input {[tuple(i.shape[1:]) for i in inputs]}, {count_parameters(net):,} parameters")
+        lines.extend(_layer_rows(net, *inputs))
+    return "\n".join(lines)

@@ -1,0 +1,137 @@
+"""The image architectures against the paper's Tables 3-6 (NOTES §2): every layer's output size."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from torch import nn
+
+from ali.cli import main
+from ali.config import make_config
+from ali.training.architectures import ARCHITECTURES
+from ali.training.methods import train_step
+from ali.training.model import build_model
+from ali.training.summary import parameter_counts
+
+# (channels, spatial size) after every conv / transposed conv, in table order. Maxout layers of
+# CIFAR's D are listed with the conv's own width (the table's); the width after maxout is half.
+EXPECTED = {
+    "cifar10": {
+        "encoder": [(32, 28), (64, 13), (128, 10), (256, 4), (512, 1), (512, 1), (128, 1)],
+        "decoder": [(256, 4), (128, 10), (64, 13), (32, 28), (32, 32), (32, 32), (3, 32)],
+        "dx": [(32, 28), (64, 13), (128, 10), (256, 4), (512, 1)],
+        "dz": [(512, 1), (512, 1)],
+        "joint": [(1024, 1), (1024, 1), (1, 1)],
+    },
+    "svhn": {
+        "encoder": [(32, 28), (64, 13), (128, 10), (256, 4), (512, 1), (512, 1), (512, 1)],
+        "decoder": [(256, 4), (128, 10), (64, 13), (32, 28), (32, 32), (32, 32), (3, 32)],
+        "dx": [(32, 28), (64, 13), (128, 10), (256, 4), (512, 1)],
+        "dz": [(512, 1), (512, 1)],
+        "joint": [(1024, 1), (1024, 1), (1, 1)],
+    },
+    "celeba64": {
+        "encoder": [(64, 63), (128, 29), (256, 13), (256, 4), (512, 1), (512, 1)],
+        "decoder": [(512, 4), (256, 13), (256, 29), (128, 63), (64, 64), (3, 64)],
+        "dx": [(64, 63), (128, 29), (256, 13), (256, 4), (512, 1)],
+        "dz": [(1024, 1), (1024, 1)],
+        "joint": [(2048, 1), (2048, 1), (1, 1)],
+    },
+    "imagenet64": {
+        "encoder": [(64, 31), (64, 28), (128, 13), (128, 10), (256, 4), (256, 1), (2048, 1), (2048, 1), (512, 1)],
+        "decoder": [(2048, 1), (256, 1), (256, 4), (128, 10), (128, 13), (64, 28), (64, 31), (64, 64), (3, 64)],
+        "dx": [(64, 31), (64, 28), (128, 13), (128, 10), (256, 4), (256, 1)],
+        "dz": [(2048, 1), (2048, 1)],
+        "joint": [(4096, 1), (4096, 1), (1, 1)],
+    },
+    "mnist": {
+        "encoder": [(32, 13), (64, 5), (256, 1), (64, 1)],
+        "decoder": [(64, 5), (32, 13), (1, 28)],
+        "dx": [(32, 13), (64, 5), (256, 1)],
+        "dz": [(256, 1), (256, 1)],
+        "joint": [(512, 1), (512, 1), (1, 1)],
+    },
+}
+# The joint D's input width: the code's, where maxout halves (NOTES §2 deviations).
+JOINT_INPUT = {"cifar10": 512, "svhn": 1024, "celeba64": 1536, "imagenet64": 2304, "mnist": 512}
+
+
+def _model(name: str, batch: int = 4):
+    arch = ARCHITECTURES[name]
+    return build_model(make_config({"arch": name, "latent_dim": arch.latent_dim, "batch_size": batch}))
+
+
+def _conv_outputs(net: nn.Module, *inputs: torch.Tensor) -> list[tuple[int, int]]:
+    shapes: list[tuple[int, int]] = []
+    hooks = [
+        m.register_forward_hook(lambda _m, _i, out: shapes.append((out.shape[1], out.shape[-1])))
+        for m in net.modules()
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))
+    ]
+    with torch.no_grad():
+        net(*inputs)
+    for h in hooks:
+        h.remove()
+    return shapes
+
+
+@pytest.mark.parametrize("name", list(EXPECTED))
+def test_every_layer_matches_the_table(name: str) -> None:
+    model, _ = _model(name)
+    model.eval()
+    arch = model.arch
+    x = torch.rand(2, *arch.x_shape)
+    z = torch.randn(2, arch.latent_dim)
+    want = EXPECTED[name]
+    assert _conv_outputs(model.encoder, x) == want["encoder"]
+    assert _conv_outputs(model.decoder, z) == want["decoder"]
+    d = model.discriminator
+    assert _conv_outputs(d.dx, x) == want["dx"]
+    assert _conv_outputs(d.dz, z.view(2, -1, 1, 1)) == want["dz"]
+    assert d.joint[[isinstance(m, nn.Conv2d) for m in d.joint].index(True)].in_channels == JOINT_INPUT[name]
+    assert model.encoder(x).shape == (2, arch.latent_dim)
+    assert model.decoder(z).shape == (2, *arch.x_shape)
+    out = model.decoder(z).detach()
+    assert float(out.min()) >= 0 and float(out.max()) <= 1  # sigmoid output
+    assert d(x, z).shape == (2,)
+
+
+@pytest.mark.parametrize("name", list(EXPECTED))
+def test_training_steps_change_every_network(name: str) -> None:
+    torch.manual_seed(0)
+    model, optimizers = _model(name, batch=4)
+    before = {n: [p.detach().clone() for p in getattr(model, n).parameters()] for n in ("encoder", "decoder", "discriminator")}
+    x = torch.rand(4, *model.arch.x_shape)
+    for step in range(2):
+        losses = train_step(model, optimizers, x, step, 2)
+        assert all(torch.isfinite(v).all() for v in losses.values()), losses
+    for n, params in before.items():
+        after = list(getattr(model, n).parameters())
+        changed = sum(not torch.equal(a, b) for a, b in zip(after, params))
+        assert changed == len(params), f"{name}: {len(params) - changed} of {n}'s tensors did not change"
+
+
+def test_untied_bias_starts_the_decoder_at_the_data_mean() -> None:
+    model, _ = _model("mnist")
+    x = torch.zeros(500, 1, 28, 28)
+    x[:, :, 8:20, 8:20] = torch.rand(500, 1, 12, 12)  # a blank border, as in MNIST
+    model.decoder.init_untied_bias(x)
+    model.eval()
+    out = model.decoder(torch.randn(8, model.arch.latent_dim))
+    # Weights ~ N(0, 0.01) leave the pre-bias output near 0, so Gx(z) ~ the clipped mean image.
+    assert torch.allclose(out, x.mean(0).clamp(1e-3, 1 - 1e-3).expand_as(out), atol=0.05)
+    assert torch.isfinite(model.decoder.untied.bias).all()
+
+
+@pytest.mark.parametrize("name", ["cifar10", "mnist"])
+def test_dry_run_prints_layers_and_ends_with_parameter_counts(name: str, tmp_path, capsys) -> None:
+    arch = ARCHITECTURES[name]
+    rc = main(["train", "--config", "toy25", "--set", f"arch={name}", "--set", f"latent_dim={arch.latent_dim}", "--out", str(tmp_path / "r"), "--dry-run"])
+    out = capsys.readouterr().out.strip().splitlines()
+    assert rc == 0
+    counts = json.loads(out[-1])
+    assert counts == parameter_counts(_model(name)[0])
+    assert set(counts) == {"encoder", "decoder", "discriminator"}
+    assert any("Conv2d" in line for line in out) and not (tmp_path / "r").exists()
