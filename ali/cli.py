@@ -99,6 +99,25 @@ def cmd_pictures(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_data(args: argparse.Namespace) -> int:
+    """`ali data download|info NAME` (issue 3): fetch + verify a dataset, or load it and print its shapes."""
+    from ali.config import TrainConfig
+
+    data_dir = Path(args.data_dir or TrainConfig.data_dir).expanduser().resolve()
+    if args.data_command == "download":
+        from ali.data.download import download_dataset
+
+        download_dataset(args.name, data_dir)
+        return 0
+    from ali.data import load_image_dataset
+
+    dataset = load_image_dataset(args.name, data_dir)
+    info = {"name": dataset.name, "train": list(dataset.train.shape), "heldout": list(dataset.heldout.shape),
+            "labels": None if dataset.labels is None else list(dataset.labels.shape), "label_names": len(dataset.label_names)}
+    print(json.dumps(info))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ali", description="Adversarially Learned Inference (Dumoulin et al. 2017)")
     parser.add_argument("--debug", action="store_true", help="show full tracebacks")
@@ -144,6 +163,15 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--pairs", type=_positive_int, default=10, help="pairs of held-out images (rows)")
             p.add_argument("--steps", type=_positive_int, default=11, help="points per pair, ends included (columns)")
         p.set_defaults(func=cmd_pictures)
+
+    data = sub.add_parser("data", help="image datasets: download and verify, or load and show shapes")
+    data_sub = data.add_subparsers(dest="data_command", required=True)
+    for name, help_text in (("download", "fetch the official files, verify checksums, extract safely"),
+                            ("info", "load a dataset and print its split shapes as JSON")):
+        p = data_sub.add_parser(name, help=help_text)
+        p.add_argument("name", help="mnist, fashion-mnist, cifar10, svhn, celeba64, imagenet64" + ("" if name == "download" else ", folder:PATH"))
+        p.add_argument("--data-dir", help="folder holding each dataset's folder (default: ../shared/data)")
+        p.set_defaults(func=cmd_data)
     return parser
 
 

@@ -55,6 +55,11 @@ class Dataset:
     train: torch.Tensor
     heldout: torch.Tensor
     mixture: GaussianMixture | None = None
+    # Image datasets (ali.data): int64 class per example, or (N, 40) uint8 CelebA attributes;
+    # None when the files carry no labels. label_names: class or attribute names, if known.
+    labels: torch.Tensor | None = None
+    heldout_labels: torch.Tensor | None = None
+    label_names: tuple[str, ...] = ()
 
     def to_float(self, batch: torch.Tensor) -> torch.Tensor:
         return batch.float() / 255.0 if batch.dtype == torch.uint8 else batch
@@ -67,12 +72,33 @@ def load_toy(name: str) -> Dataset:
     return Dataset(name, train, heldout, mixture)
 
 
-DATASET_NAMES = tuple(MIXTURES)
+class _DatasetNames(tuple):
+    """Known names; `folder:PATH` is accepted too, as config validation checks `name in ...`."""
+
+    def __contains__(self, name: object) -> bool:
+        from ali.data import is_image_dataset
+
+        return tuple.__contains__(self, name) or (isinstance(name, str) and is_image_dataset(name))
+
+
+def _names() -> tuple[str, ...]:
+    from ali.data import IMAGE_DATASETS
+
+    return _DatasetNames((*MIXTURES, *IMAGE_DATASETS))
+
+
+DATASET_NAMES = _names()
 
 
 def load_dataset(config) -> Dataset:
-    """The dataset a config names, preloaded."""
-    return load_toy(config.dataset)
+    """The dataset a config names, preloaded (image datasets from config.data_dir)."""
+    if config.dataset in MIXTURES:
+        return load_toy(config.dataset)
+    from pathlib import Path
+
+    from ali.data import load_image_dataset
+
+    return load_image_dataset(config.dataset, Path(config.data_dir))
 
 
 class EpochSampler:
