@@ -19,10 +19,20 @@ _IMAGE_PRESETS: dict[str, dict[str, Any]] = {
     # 100 epochs of SVHN's `extra` split (531,131 images) at batch 100
     "svhn": {**_IMAGE, "dataset": "svhn", "arch": "svhn", "latent_dim": 256, "batch_size": 100, "steps": 100 * 5312},
     # 123 epochs of CelebA's 162,770 training images at batch 100
-    "celeba64": {**_IMAGE, "dataset": "celeba", "arch": "celeba64", "latent_dim": 256, "batch_size": 100, "steps": 123 * 1628},
+    "celeba64": {**_IMAGE, "dataset": "celeba64", "arch": "celeba64", "latent_dim": 256, "batch_size": 100, "steps": 123 * 1628},
     # 125 epochs of ImageNet's 1,281,167 training images at batch 128
     "imagenet64": {**_IMAGE, "dataset": "imagenet64", "arch": "imagenet64", "latent_dim": 256, "batch_size": 128, "steps": 125 * 10010},
 }
+
+# MNIST / Fashion-MNIST on a shared 2-core CPU in ~15 minutes (docs/RESULTS.md): the small `mnist`
+# net, lr 2e-4 decayed linearly over the second half, and the ALICE x-cycle term (recon_weight,
+# Li et al. 2017), because pure ALI reconstructs poorly after so few steps (about 1.6 epochs).
+_MNIST: dict[str, Any] = {
+    **_IMAGE, "arch": "mnist", "latent_dim": 32, "batch_size": 64, "steps": 1_500, "lr": 2e-4, "decay_start": 0.5,
+    "lr_final_fraction": 0.05, "recon_weight": 1.0, "checkpoint_every": 500, "grid_every": 250, "eval_samples": 10_000,
+}
+_IMAGE_PRESETS["mnist"] = {**_MNIST, "dataset": "mnist"}
+_IMAGE_PRESETS["fashion-mnist"] = {**_MNIST, "dataset": "fashion-mnist"}
 
 PRESETS: dict[str, dict[str, Any]] = {
     "toy25": {**_TOY_DEFAULT, "dataset": "toy25"},
