@@ -15,6 +15,7 @@ import tarfile
 import zipfile
 from pathlib import Path, PurePosixPath
 
+from ali.data.common import describe
 from ali.errors import AliError
 
 
@@ -102,4 +103,4 @@ def safe_extract(archive: Path, target: Path) -> list[Path]:
     except AliError:
         raise
     except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError, ValueError) as exc:
-        raise AliError(f"{archive}: cannot extract ({type(exc).__name__}: {exc}); delete it and download it again") from None
+        raise AliError(f"{archive}: cannot extract ({describe(exc)}); delete it and download it again") from None

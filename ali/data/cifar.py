@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from ali.data.common import check_labels, find_file
+from ali.data.common import check_labels, describe, find_file
 from ali.errors import AliError
 
 TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
@@ -53,7 +53,7 @@ class _BatchUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str) -> Any:
         factory = _ALLOWED.get((module, name))
         if factory is None:
-            raise pickle.UnpicklingError(f"refusing to load {module}.{name}: a CIFAR batch holds only dicts, bytes, lists and numpy arrays")
+            raise pickle.UnpicklingError(f"refusing to load {ascii(module)[1:-1]}.{ascii(name)[1:-1]}: a CIFAR batch holds only dicts, bytes, lists and numpy arrays")
         return factory()
 
     def persistent_load(self, pid: Any) -> Any:
@@ -68,13 +68,13 @@ def safe_unpickle(raw: bytes, source: str) -> Any:
     except pickle.UnpicklingError as exc:
         if str(exc).startswith("refusing"):  # our find_class: the file names code to run
             raise AliError(f"{source}: {exc}; not loading it") from None
-        raise AliError(f"{source}: not a valid pickle ({exc}); delete it and download it again") from None
+        raise AliError(f"{source}: not a valid pickle ({describe(exc)}); delete it and download it again") from None
     except RecursionError:
         raise AliError(f"{source}: pickle nests too deeply; not a CIFAR batch") from None
     except MemoryError:
         raise AliError(f"{source}: pickle asks for more memory than a CIFAR batch needs; not a CIFAR batch") from None
     except Exception as exc:  # noqa: BLE001 - a malformed pickle can fail with any error type
-        raise AliError(f"{source}: not a valid pickle ({type(exc).__name__}: {exc}); delete it and download it again") from None
+        raise AliError(f"{source}: not a valid pickle ({describe(exc)}); delete it and download it again") from None
 
 
 def _get(batch: dict, key: str) -> Any:

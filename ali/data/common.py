@@ -51,9 +51,11 @@ def read_bytes(path: Path) -> bytes:
         raw = path.read_bytes()
     except OSError as exc:
         raise AliError(f"cannot read {path}: {exc.strerror or exc}") from None
-    if raw[:2] != b"\x1f\x8b":
-        return raw
-    return gunzip(raw, str(path))
+    return maybe_gunzip(raw, str(path))
+
+
+def maybe_gunzip(raw: bytes, source: str) -> bytes:
+    return gunzip(raw, source) if raw[:2] == b"\x1f\x8b" else raw
 
 
 def gunzip(raw: bytes, source: str) -> bytes:
@@ -67,7 +69,7 @@ def gunzip(raw: bytes, source: str) -> bytes:
                 if len(out) > MAX_DECOMPRESSED_BYTES:
                     raise AliError(f"{source}: decompresses to more than {MAX_DECOMPRESSED_BYTES} bytes; not a dataset file")
     except (OSError, EOFError, zlib.error, ValueError) as exc:
-        raise AliError(f"{source}: not a valid gzip file ({exc}); delete it and download it again") from None
+        raise AliError(f"{source}: not a valid gzip file ({describe(exc)}); delete it and download it again") from None
     return bytes(out)
 
 
@@ -98,3 +100,10 @@ def check_labels(labels: np.ndarray, n: int, classes: int, source: str) -> np.nd
     if n and (labels.min() < 0 or labels.max() >= classes):
         raise AliError(f"{source}: labels outside 0..{classes - 1}; the file is not from this dataset")
     return labels.astype(np.int64)
+
+
+def describe(exc: BaseException) -> str:
+    """`Type: message` on one short line: library messages can quote bytes from a hostile file,
+    newlines included, and the CLI promises a single `error:` line."""
+    text = " ".join(f"{type(exc).__name__}: {exc}".split())
+    return text if len(text) <= 200 else text[:197] + "..."

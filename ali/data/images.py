@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from ali.data.common import describe
 from ali.errors import AliError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".ppm", ".tif", ".tiff")
@@ -38,7 +39,7 @@ def decode_image(path: Path, size: int, mode: str = "RGB") -> np.ndarray:
                     img = img.resize((size, size), Image.Resampling.LANCZOS)
                 array = np.asarray(img, dtype=np.uint8)
     except Exception as exc:  # noqa: BLE001 - Pillow raises OSError, ValueError, SyntaxError, ...
-        raise AliError(f"{path}: not a readable image ({type(exc).__name__}: {exc}); delete or replace it") from None
+        raise AliError(f"{path}: not a readable image ({describe(exc)}); delete or replace it") from None
     return array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ali.data.common import check_labels, find_file
+from ali.data.common import check_labels, describe, find_file
 from ali.errors import AliError
 
 FOLDER = "svhn"
@@ -29,7 +29,7 @@ def parse_mat(raw: bytes, source: str) -> tuple[np.ndarray, np.ndarray]:
     except MemoryError:
         raise AliError(f"{source}: asks for more memory than an SVHN file needs; the file is corrupt") from None
     except Exception as exc:  # noqa: BLE001 - scipy raises many types (ValueError, TypeError, ...)
-        raise AliError(f"{source}: not a readable MATLAB v5 file ({type(exc).__name__}: {exc}); delete it and download it again") from None
+        raise AliError(f"{source}: not a readable MATLAB v5 file ({describe(exc)}); delete it and download it again") from None
     missing = [k for k in ("X", "y") if k not in mat]
     if missing:
         raise AliError(f"{source}: no variable {' or '.join(missing)}; an SVHN .mat file holds X (32, 32, 3, N) and y (N, 1)")
