@@ -3,7 +3,7 @@
 Entry point: `load_image_dataset(name, data_dir) -> ali.training.dataset.Dataset`, where
 `data_dir` holds each dataset's folder under its usual name (`mnist/`, `fashion-mnist/`,
 `cifar-10-batches-py/`, `svhn/`, `celeba/`, `tiny-imagenet-200/`, ...), as ../shared/data is laid
-out. Train and held-out splits (docs/DATA.md):
+out. Train and held-out splits:
 
 | name | train | heldout |
 |---|---|---|

@@ -1,7 +1,8 @@
 """Image files to uint8 arrays: centre crop to a square, resize, and folder / class-tree walking.
 
 Used by CelebA, the ImageNet class-folder tree and `folder:PATH`. Decoding is the slow part of
-these datasets (about 1 ms per 64x64 JPEG here), so callers hand over the full file list once.
+these datasets (the 5,000-image Tiny-ImageNet sample takes about 3 s on this 2-core CPU:
+`time ali data info imagenet64`), so callers hand over the full file list once.
 """
 
 from __future__ import annotations
