@@ -7,6 +7,7 @@ squares at random places), so the test needs no dataset files and stays fast.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -105,3 +106,24 @@ def test_pictures_need_an_image_run(tmp_path: Path, capsys) -> None:
     assert main(["sample", "--run", str(toy), "--out", str(tmp_path / "x.png")]) == 2
     assert "pictures need an image run" in capsys.readouterr().err
     assert main(["sample", "--run", str(tmp_path / "none"), "--out", str(tmp_path / "x.png")]) == 2
+
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def test_commands_end_to_end_on_real_mnist(tmp_path: Path) -> None:
+    """`ali train --config mnist` for two steps, then reconstruct and interpolate through the CLI."""
+    if not (SHARED / "mnist").is_dir():
+        message = f"shared data missing: {SHARED / 'mnist'}"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    run = tmp_path / "mnist"
+    sets = ["batch_size=8", "log_every=1", "checkpoint_every=2", "grid_every=0", "eval_samples=100", f"data_dir={SHARED}"]
+    argv = ["train", "--config", "mnist", "--steps", "2", "--out", str(run), "--no-progress"]
+    assert main(argv + [f"--set={s}" for s in sets]) == 0
+    assert json.loads((run / "metrics.json").read_text())["eval_images"] == 100
+    assert main(["reconstruct", "--run", str(run), "--n", "16", "--out", str(tmp_path / "r.png")]) == 0
+    assert Image.open(tmp_path / "r.png").size == _size(16, 2)
+    assert main(["interpolate", "--run", str(run), "--pairs", "2", "--steps", "4", "--out", str(tmp_path / "i.png")]) == 0
+    assert Image.open(tmp_path / "i.png").size == _size(4, 2)
