@@ -48,6 +48,14 @@ class TrainConfig:
     data_dir: str = "../shared/data"
     # Image data: write samples-<step>.png from a fixed z every grid_every steps (0 = never).
     grid_every: int = 0
+    # Divergence guard (ali.training.guard, docs/RELIABILITY.md): on a non-finite loss or weight,
+    # restore the last good state and multiply the learning rate by guard_lr_factor; stop after
+    # guard_max_failures recoveries. Warn when loss_d stays below guard_d_win_loss for
+    # guard_d_win_logs consecutive log lines (D wins completely; 0 disables the warning).
+    guard_lr_factor: float = 0.5
+    guard_max_failures: int = 3
+    guard_d_win_loss: float = 0.01
+    guard_d_win_logs: int = 5
 
 
 def _in(*choices: str) -> tuple[Callable[[Any], bool], str]:
@@ -84,6 +92,10 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "eval_samples": _range(100),
     "threads": _range(0),
     "grid_every": _range(0),
+    "guard_lr_factor": _range(0, 1, lo_open=True),
+    "guard_max_failures": _range(0),
+    "guard_d_win_loss": _range(0, 1.386),
+    "guard_d_win_logs": _range(1),
 }
 
 FIELD_TYPES: dict[str, type] = {f.name: type(f.default) for f in dataclasses.fields(TrainConfig)}

@@ -3,6 +3,10 @@
 Tensors: every network's state (`net/...`), every optimizer's per-parameter state
 (`opt/<name>/<index>/<key>`) and the RNG states (`rng/...`, uint8). The safetensors metadata holds
 one JSON header: format version, step, config, optimizer hyperparameters, package versions.
+Anything else a caller must carry over exactly (the stats log's pending sums) goes in `aux/...`.
+
+Pickle-based PyTorch files are never given to pickle: `read_checkpoint` refuses them by their
+magic bytes, and `import_torch_checkpoint` loads plain weights with torch's weights_only loader.
 """
 
 from __future__ import annotations
@@ -10,8 +14,9 @@ from __future__ import annotations
 import json
 import os
 import re
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import safetensors.torch
 import torch
@@ -21,6 +26,9 @@ from ali.errors import AliError
 
 FORMAT = "ali-checkpoint-1"
 _NAME = re.compile(r"^checkpoint-(\d{9})\.safetensors$")
+BEST_FILE = "best.json"
+# torch.save's zip container and the legacy pickle protocols 2-5: never parsed, only recognised.
+_PICKLE_MAGIC = (b"PK\x03\x04", b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05")
 
 
 def checkpoint_path(run_dir: Path, step: int) -> Path:
@@ -78,9 +86,11 @@ def save_checkpoint(
     step: int,
     config: dict[str, Any],
     extra: dict[str, Any] | None = None,
+    aux: dict[str, torch.Tensor] | None = None,
 ) -> None:
-    """Snapshot everything needed to continue exactly: nets, optimizers, RNG, step."""
+    """Snapshot everything needed to continue exactly: nets, optimizers, RNG, step (+ aux tensors)."""
     tensors = {f"net/{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    tensors.update({f"aux/{k}": v.detach().cpu().contiguous() for k, v in (aux or {}).items()})
     opt_headers = {}
     for name, optimizer in optimizers.items():
         flat, opt_headers[name] = _flatten_optimizer(name, optimizer)
@@ -110,17 +120,49 @@ def read_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]
         data = Path(path).read_bytes()
     except OSError as exc:
         raise AliError(f"cannot read checkpoint {path}: {exc.strerror}") from None
+    return parse_checkpoint(data, str(path))
+
+
+def parse_checkpoint(data: bytes, name: str = "checkpoint") -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Parse checkpoint bytes; any damage or foreign format is an AliError, never a crash."""
+    if data.startswith(_PICKLE_MAGIC):
+        raise AliError(
+            f"{name} is a pickle-based PyTorch file; ali never unpickles checkpoints. Convert plain weights with "
+            "ali.training.checkpoint.import_torch_checkpoint (torch.load weights_only=True), or use an ali checkpoint"
+        )
     try:
         header_len = int.from_bytes(data[:8], "little")
+        if len(data) < 8 or header_len > len(data) - 8:
+            raise ValueError("truncated")
         metadata = json.loads(data[8 : 8 + header_len])["__metadata__"]
         header = json.loads(metadata["header"])
-        tensors = safetensors.torch.load(data)
-        if header.get("format") != FORMAT:
+        if not isinstance(header, dict) or header.get("format") != FORMAT:
             raise ValueError("unknown format")
-        int(header["step"]), dict(header["config"]), dict(header["optimizers"])
-    except Exception as exc:  # any parse failure of a foreign or damaged file becomes one clear error
-        raise AliError(f"{path} is not a valid ali checkpoint (corrupted or another format: {type(exc).__name__})") from None
+        _check_header(header)
+        tensors = safetensors.torch.load(data)
+    except (KeyboardInterrupt, SystemExit, MemoryError):
+        raise
+    except BaseException as exc:  # noqa: BLE001  the Rust parser's panics derive from BaseException
+        raise AliError(f"{name} is not a valid ali checkpoint (corrupted or another format: {type(exc).__name__})") from None
     return tensors, header
+
+
+def _check_header(header: dict[str, Any]) -> None:
+    """Types a restore relies on, so a forged header fails here and not deep inside torch."""
+    step = header["step"]
+    if type(step) is not int or step < 0:
+        raise ValueError("bad step")
+    if not isinstance(header["config"], dict) or not isinstance(header["optimizers"], dict):
+        raise ValueError("bad config or optimizers")
+    for opt in header["optimizers"].values():
+        if not isinstance(opt, dict) or not isinstance(opt.get("param_groups"), list):
+            raise ValueError("bad optimizer header")
+    if not isinstance(header.get("extra", {}), dict):
+        raise ValueError("bad extra")
+
+
+# Keys that decide the networks' shapes: a checkpoint made with other values cannot be restored.
+_SHAPE_KEYS = ("arch", "method", "latent_dim", "dataset")
 
 
 def restore(
@@ -131,6 +173,13 @@ def restore(
     restore_rng: bool = True,
 ) -> int:
     """Load a checkpoint's state into model (and optimizers, RNG); returns its step."""
+    config = getattr(model, "config", None)
+    if config is not None:
+        differ = [k for k in _SHAPE_KEYS if k in header["config"] and header["config"][k] != getattr(config, k, None)]
+        if differ:
+            theirs = ", ".join(f"{k}={header['config'][k]!r}" for k in differ)
+            ours = ", ".join(f"{k}={getattr(config, k)!r}" for k in differ)
+            raise AliError(f"checkpoint was made for {theirs}, this run uses {ours}; resume it with its own config")
     net_state = {k[len("net/") :]: v for k, v in tensors.items() if k.startswith("net/")}
     expected = model.state_dict()
     mismatched = [k for k in expected if k not in net_state or net_state[k].shape != expected[k].shape]
@@ -140,16 +189,85 @@ def restore(
             f"checkpoint was made for architecture/method {arch}, which does not match this model "
             f"({len(mismatched)} tensors differ, e.g. '{(mismatched or list(net_state))[0]}')"
         )
-    model.load_state_dict(net_state)
-    for name, optimizer in (optimizers or {}).items():
-        optimizer.load_state_dict(_unflatten_optimizer(name, tensors, header))
-    if restore_rng:
-        torch.set_rng_state(tensors["rng/torch"])
-        if torch.cuda.is_available():
-            cuda_states = [tensors[k] for k in sorted(tensors) if k.startswith("rng/cuda")]
-            if len(cuda_states) == torch.cuda.device_count():
-                torch.cuda.set_rng_state_all(cuda_states)
+    try:
+        model.load_state_dict(net_state)
+        for name, optimizer in (optimizers or {}).items():
+            optimizer.load_state_dict(_unflatten_optimizer(name, tensors, header))
+        if restore_rng:
+            torch.set_rng_state(tensors["rng/torch"])
+            if torch.cuda.is_available():
+                cuda_states = [tensors[k] for k in sorted(tensors) if k.startswith("rng/cuda")]
+                if len(cuda_states) == torch.cuda.device_count():
+                    torch.cuda.set_rng_state_all(cuda_states)
+    except (KeyError, ValueError, TypeError, RuntimeError, IndexError) as exc:
+        raise AliError(f"checkpoint optimizer or RNG state does not fit this run ({type(exc).__name__}: {exc})") from None
     return int(header["step"])
+
+
+def aux_tensors(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The `aux` tensors a caller stored with save_checkpoint."""
+    return {k[len("aux/") :]: v for k, v in tensors.items() if k.startswith("aux/")}
+
+
+def import_torch_checkpoint(path: Path) -> dict[str, torch.Tensor]:
+    """Plain tensors from a torch.save file, loaded with weights_only=True: no code in it runs."""
+    try:
+        obj = torch.load(Path(path), map_location="cpu", weights_only=True)
+    except OSError as exc:
+        raise AliError(f"cannot read {path}: {exc.strerror}") from None
+    except Exception as exc:  # noqa: BLE001  weights_only rejects any pickle global it does not allow
+        raise AliError(f"{path} was refused by torch's weights_only loader ({type(exc).__name__}); it may hold code") from None
+    if not isinstance(obj, dict) or not all(isinstance(k, str) and torch.is_tensor(v) for k, v in obj.items()):
+        raise AliError(f"{path} does not hold a flat dict of named tensors (a state_dict)")
+    return obj
+
+
+@contextmanager
+def run_dir_writes(run_dir: Path, what: str) -> Iterator[None]:
+    """Turn a failed write (ENOSPC, EACCES, EROFS, EFBIG, ...) into one clear AliError."""
+    try:
+        yield
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise AliError(
+            f"cannot write {what} in {run_dir}: {reason}; free space or choose a writable --out "
+            "(earlier checkpoints are intact: continue with --resume)"
+        ) from None
+
+
+def remove_stale_temp_files(run_dir: Path) -> None:
+    """Temporary files a killed process left behind (never valid checkpoints: they lack the rename)."""
+    for tmp in run_dir.glob(".*.tmp-*"):
+        tmp.unlink(missing_ok=True)
+
+
+def read_best(run_dir: Path) -> dict[str, Any] | None:
+    """The `best.json` pointer, or None when absent or damaged (it is advisory only)."""
+    try:
+        best = json.loads((run_dir / BEST_FILE).read_text())
+        return best if isinstance(best, dict) and isinstance(best.get("score"), (int, float)) else None
+    except (OSError, ValueError):
+        return None
+
+
+def update_best(run_dir: Path, path: Path, step: int, score: float | None, criterion: str) -> None:
+    """Point best.json at `path` when its score (lower is better) beats the current best."""
+    if score is None:
+        return
+    best = read_best(run_dir)
+    if best is not None and (run_dir / str(best.get("file"))).is_file() and best["score"] <= score:
+        return
+    payload = {"file": path.name, "step": step, "score": round(score, 6), "criterion": criterion}
+    atomic_write_bytes(run_dir / BEST_FILE, (json.dumps(payload, indent=2) + "\n").encode())
+
+
+def prune_checkpoints(run_dir: Path, keep: int) -> None:
+    """Keep the newest `keep` checkpoints and the one best.json names."""
+    best = read_best(run_dir)
+    protected = best.get("file") if best else None
+    for old in list_checkpoints(run_dir)[:-keep]:
+        if old.name != protected:
+            old.unlink(missing_ok=True)
 
 
 def newest_valid_checkpoint(run_dir: Path) -> tuple[Path, dict[str, torch.Tensor], dict[str, Any]]:

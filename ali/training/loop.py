@@ -25,6 +25,7 @@ from ali.evaluation.image_eval import evaluate_images, prepare_image_model, writ
 from ali.evaluation.toy_eval import data_extent, evaluate_toy
 from ali.training import checkpoint as ckpt
 from ali.training.dataset import Dataset, EpochSampler, load_dataset
+from ali.training.guard import DivergenceGuard, checkpoint_score
 from ali.training.methods import train_step
 from ali.training.model import build_model
 
@@ -87,6 +88,12 @@ class StatsLog:
     def __init__(self, path: Path):
         self.path, self.sums, self.count = path, {}, 0
         self.last_time, self.last_step = time.perf_counter(), None
+        self.recent: list[dict[str, float]] = []  # rows since the last checkpoint (its "best" score)
+
+    def load_pending(self, sums: dict[str, torch.Tensor], count: int) -> None:
+        """Sums of steps not yet logged, e.g. from a checkpoint taken between two log lines."""
+        self.sums = {k: v.clone() for k, v in sums.items()}
+        self.count, self.recent = count, []
 
     def add(self, losses: dict[str, torch.Tensor]) -> None:
         for k, v in losses.items():
@@ -99,24 +106,27 @@ class StatsLog:
         row.update({k: round(float(v) / self.count, 6) for k, v in self.sums.items()})
         row["lr"] = lr
         row["steps_per_s"] = round(self.count / max(now - self.last_time, 1e-9), 2)
-        with open(self.path, "a") as f:
+        with ckpt.run_dir_writes(self.path.parent, "stats.jsonl"), open(self.path, "a") as f:
             f.write(json.dumps(row) + "\n")
         self.sums, self.count, self.last_time = {}, 0, now
+        self.recent.append(row)
         return row
 
 
 def evaluate_run(model, dataset: Dataset, config: TrainConfig, run_dir: Path, train_seconds: float) -> dict[str, Any]:
     """Final evaluation: metrics.json and, for toy data, the comparison figure."""
     if dataset.mixture is None:  # image data (issue 3): ali.evaluation.image_eval
-        metrics = evaluate_images(model, dataset, config.eval_samples, run_dir)
-        metrics = {**metrics, "train_seconds": round(train_seconds, 2), "steps": config.steps}
-        write_json(run_dir / "metrics.json", metrics)
+        with ckpt.run_dir_writes(run_dir, "metrics.json / samples.png"):
+            metrics = evaluate_images(model, dataset, config.eval_samples, run_dir)
+            metrics = {**metrics, "train_seconds": round(train_seconds, 2), "steps": config.steps}
+            write_json(run_dir / "metrics.json", metrics)
         return metrics
     metrics, panels = evaluate_toy(model, dataset, config.eval_samples)
     image = comparison_rows([(config.method, panels)], len(dataset.mixture.means), data_extent(dataset))
-    save_png(image, run_dir / "comparison.png")
     metrics = {**metrics, "train_seconds": round(train_seconds, 2), "steps": config.steps}
-    write_json(run_dir / "metrics.json", metrics)
+    with ckpt.run_dir_writes(run_dir, "metrics.json / comparison.png"):
+        save_png(image, run_dir / "comparison.png")
+        write_json(run_dir / "metrics.json", metrics)
     return metrics
 
 
@@ -130,42 +140,78 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False, progress: bo
     dataset = load_dataset(config)
     model, optimizers = build_model(config)
     prepare_image_model(model, dataset, fresh=not resume)
-    start, elapsed = 0, 0.0
+    start, elapsed, extra = 0, 0.0, {}
+    stats = StatsLog(run_dir / "stats.jsonl")
     if resume:
         path, tensors, header = ckpt.newest_valid_checkpoint(run_dir)
         start = ckpt.restore(tensors, header, model, optimizers)
-        elapsed = float(header["extra"].get("train_seconds", 0.0))
-        _truncate_stats(run_dir / "stats.jsonl", start)
+        extra = header.get("extra", {})
+        elapsed = float(extra.get("train_seconds", 0.0))
+        stats.load_pending(ckpt.aux_tensors(tensors), int(extra.get("stats_count", 0)))
+        with ckpt.run_dir_writes(run_dir, "stats.jsonl"):
+            ckpt.remove_stale_temp_files(run_dir)
+            best = ckpt.read_best(run_dir)
+            if best is not None and best.get("step", 0) > start:  # names a damaged, skipped checkpoint
+                (run_dir / ckpt.BEST_FILE).unlink()
+            _truncate_stats(run_dir / "stats.jsonl", start)
+    # Reliability hook (docs/RELIABILITY.md): checks at log lines and before checkpoints, rollback.
+    guard = DivergenceGuard(config, stats.path, float(extra.get("lr_scale", 1.0)), int(extra.get("guard_failures", 0)))
+    guard.remember(start, model, optimizers, stats.sums, stats.count)
     sampler = EpochSampler(len(dataset.train), config.batch_size, config.seed)
-    stats = StatsLog(run_dir / "stats.jsonl")
     bar = tqdm(total=config.steps, initial=start, disable=not progress, dynamic_ncols=True, desc=config.method)
     began = time.perf_counter()
-    for step in range(start, config.steps):
-        lr = config.lr * lr_factor(config, step)
+    step = start
+    while step < config.steps:
+        lr = config.lr * lr_factor(config, step) * guard.lr_scale
         for optimizer in optimizers.values():
             for group in optimizer.param_groups:
                 group["lr"] = lr
         x = dataset.to_float(dataset.train[sampler.indices(step)])
         stats.add(train_step(model, optimizers, x, step, config.steps))
         done = step + 1
-        if done % config.log_every == 0 or done == config.steps:
+        at_log = done % config.log_every == 0 or done == config.steps
+        at_checkpoint = done % config.checkpoint_every == 0 or done == config.steps
+        if (at_log or at_checkpoint) and not guard.is_healthy(model, optimizers, stats.sums, full=at_checkpoint):
+            good = guard.recover(done, model, optimizers)  # raises AliError once recoveries are used up
+            stats.load_pending(good.pending, good.pending_count)
+            step = bar.n = good.step
+            continue
+        if at_log:
             row = stats.flush(done, lr)
+            guard.watch(row)
             bar.set_postfix({k: v for k, v in row.items() if k.startswith("loss") or k in ("recon", "nll")}, refresh=False)
-        if done % config.checkpoint_every == 0 or done == config.steps:
+        if at_checkpoint:
             seconds = elapsed + time.perf_counter() - began
-            save_snapshot(run_dir, model, optimizers, done, config, seconds)
+            save_snapshot(run_dir, model, optimizers, done, config, seconds, stats, guard)
+            guard.remember(done, model, optimizers, stats.sums, stats.count)
         if config.grid_every and done % config.grid_every == 0 and dataset.mixture is None:
-            write_sample_grid(model, run_dir / f"samples-{done:09d}.png")
+            with ckpt.run_dir_writes(run_dir, "sample grid"):
+                write_sample_grid(model, run_dir / f"samples-{done:09d}.png")
         bar.update(1)
+        step = done
     bar.close()
     return evaluate_run(model, dataset, config, run_dir, elapsed + time.perf_counter() - began)
 
 
-def save_snapshot(run_dir: Path, model, optimizers, step: int, config: TrainConfig, train_seconds: float) -> None:
-    """Write checkpoint `step` and keep only the newest `keep_checkpoints`."""
-    try:
-        ckpt.save_checkpoint(ckpt.checkpoint_path(run_dir, step), model, optimizers, step, to_dict(config), {"train_seconds": train_seconds})
-    except OSError as exc:
-        raise AliError(f"cannot write checkpoint in {run_dir}: {exc.strerror}; earlier checkpoints are intact") from None
-    for old in ckpt.list_checkpoints(run_dir)[: -config.keep_checkpoints]:
-        old.unlink(missing_ok=True)
+def save_snapshot(
+    run_dir: Path,
+    model,
+    optimizers,
+    step: int,
+    config: TrainConfig,
+    train_seconds: float,
+    stats: StatsLog | None = None,
+    guard: DivergenceGuard | None = None,
+) -> None:
+    """Write checkpoint `step`; keep the newest `keep_checkpoints` and the one best.json names."""
+    extra: dict[str, Any] = {"train_seconds": train_seconds, **(guard.state() if guard else {})}
+    aux: dict[str, torch.Tensor] = {}
+    if stats is not None:  # unlogged sums travel along, so a resumed run logs the same lines
+        extra["stats_count"], aux = stats.count, dict(stats.sums)
+    path = ckpt.checkpoint_path(run_dir, step)
+    with ckpt.run_dir_writes(run_dir, f"checkpoint {path.name}"):
+        ckpt.save_checkpoint(path, model, optimizers, step, to_dict(config), extra, aux)
+        if stats is not None:
+            ckpt.update_best(run_dir, path, step, *checkpoint_score(stats.recent))
+            stats.recent = []
+        ckpt.prune_checkpoints(run_dir, config.keep_checkpoints)
