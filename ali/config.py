@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -115,6 +116,8 @@ def _coerce(key: str, value: Any) -> Any:
         value = int(value)
     if type(value) is not want:
         raise AliError(f"config key '{key}' = {value!r} is not a {want.__name__}")
+    if want is float and not math.isfinite(value):  # JSON accepts NaN/Infinity; no key means them
+        raise AliError(f"config key '{key}' = {value!r} is not a finite number")
     return value
 
 

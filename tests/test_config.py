@@ -1,0 +1,143 @@
+"""Config errors through the CLI (one `error:` line, exit 2) and fuzzing of the config parsers."""
+
+from __future__ import annotations
+
+import json
+import string
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from ali import cli
+from ali.config import FIELD_TYPES, RULES, load_config_source, make_config, parse_overrides
+from ali.errors import AliError
+from ali.presets import PRESETS
+from ali.training import checkpoint as ckpt
+from ali.training import loop
+
+
+def _bad_value(key: str) -> str:
+    """A value of the right type that the key's rule rejects."""
+    want = FIELD_TYPES[key]
+    if want is str:
+        return "no-such-choice"
+    if want is bool:
+        pytest.skip("booleans have no range")
+    for candidate in (-1, -1e9, 0, 1e9, 2, 1.5):
+        if want is int and not float(candidate).is_integer():
+            continue
+        value = want(candidate)
+        if not RULES[key][0](value):
+            return json.dumps(value)
+    raise AssertionError(f"no out-of-range value found for {key}")
+
+
+def _cli_error(capsys, argv: list[str]) -> str:
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err
+    return err
+
+
+@pytest.mark.parametrize("key", sorted(RULES))
+def test_every_out_of_range_key_is_named_by_the_cli(tmp_path: Path, capsys, key: str) -> None:
+    value = _bad_value(key)
+    err = _cli_error(capsys, ["train", "--config", "toy25", "--set", f"{key}={value}", "--out", str(tmp_path / "r"), "--dry-run"])
+    assert f"'{key}'" in err and ("out of range" in err or "one of" in err)
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize(
+    ("setting", "expect"),
+    [
+        ("lrr=0.1", "unknown config key 'lrr' (did you mean 'lr'?)"),
+        ("nonsense=1", "unknown config key 'nonsense'"),
+        ("steps=ten", "config key 'steps' = 'ten' is not a int"),
+        ("lr=true", "is not a float"),
+        ("steps=1.5", "is not a int"),
+        ("guard_lr_factor=0", "'guard_lr_factor' = 0.0 is out of range"),
+        ("dataset=toy99", "'dataset' = 'toy99' is unknown"),
+        ("novalue", "--set expects key=value"),
+        ("recon_weight=Infinity", "'recon_weight' = inf is not a finite number"),
+        ("lr=NaN", "'lr' = nan is not a finite number"),
+    ],
+)
+def test_mistyped_keys_and_values(tmp_path: Path, capsys, setting: str, expect: str) -> None:
+    err = _cli_error(capsys, ["train", "--config", "toy25", "--set", setting, "--out", str(tmp_path / "r"), "--dry-run"])
+    assert expect in err
+
+
+def test_bad_config_files(tmp_path: Path, capsys) -> None:
+    for name, text, expect in [("a.json", "{", "is not valid JSON"), ("b.json", "[1]", "must hold a JSON object"),
+                               ("c.json", '{"arch": "toy", "lr_typo": 1}', "unknown config key 'lr_typo'")]:
+        (tmp_path / name).write_text(text)
+        assert expect in _cli_error(capsys, ["train", "--config", str(tmp_path / name), "--out", str(tmp_path / "r")])
+    assert "neither a preset" in _cli_error(capsys, ["train", "--config", str(tmp_path / "missing.json"), "--out", str(tmp_path / "r")])
+
+
+def test_run_directory_errors(tmp_path: Path, capsys) -> None:
+    run = tmp_path / "run"
+    small = ["--set=steps=4", "--set=batch_size=8", "--set=checkpoint_every=2", "--set=eval_samples=100", "--set=threads=1"]
+    assert cli.main(["train", "--config", "toy25", *small, "--out", str(run), "--no-progress"]) == 0
+    capsys.readouterr()
+    assert "already holds a run" in _cli_error(capsys, ["train", "--config", "toy25", "--out", str(run)])
+    # A checkpoint of another method dropped into the run directory: named, not a shape dump.
+    other = tmp_path / "vae"
+    assert cli.main(["train", "--config", "toy25", *small, "--method", "vae", "--out", str(other), "--no-progress"]) == 0
+    for path in ckpt.list_checkpoints(run):
+        path.unlink()
+    vae_ckpt = ckpt.list_checkpoints(other)[-1]
+    (run / vae_ckpt.name).write_bytes(vae_ckpt.read_bytes())
+    capsys.readouterr()
+    assert "method='vae'" in _cli_error(capsys, ["train", "--out", str(run), "--resume", "--steps", "8"])
+    (run / vae_ckpt.name).write_bytes(vae_ckpt.read_bytes()[:1000])  # corrupted: nothing valid is left
+    assert "no valid checkpoint" in _cli_error(capsys, ["train", "--out", str(run), "--resume", "--steps", "8"])
+    (run / loop.OPTIONS_FILE).write_text("{broken")
+    assert "is not valid JSON" in _cli_error(capsys, ["train", "--out", str(run), "--resume"])
+    assert "holds no run" in _cli_error(capsys, ["train", "--out", str(tmp_path / "empty"), "--resume"])
+
+
+def test_debug_flag_shows_the_traceback(tmp_path: Path) -> None:
+    with pytest.raises(AliError):
+        cli.main(["--debug", "train", "--config", "toy25", "--set", "lr=5", "--out", str(tmp_path / "r"), "--dry-run"])
+
+
+# --- fuzzing: random and mutated inputs raise AliError only -----------------------------------
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
+    max_leaves=8,
+)
+_keys = st.sampled_from(sorted(FIELD_TYPES)) | st.text(string.ascii_lowercase + "_", max_size=14)
+
+
+@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.dictionaries(_keys, _json | st.text(max_size=10), max_size=5) | _json)
+def test_fuzz_make_config(values) -> None:
+    try:
+        make_config(values)
+    except AliError:
+        pass
+
+
+@settings(max_examples=1500, deadline=None)
+@given(st.lists(st.text(max_size=20) | st.builds(lambda k, v: f"{k}={v}", _keys, st.text(max_size=10)), max_size=4))
+def test_fuzz_parse_overrides_then_make_config(pairs: list[str]) -> None:
+    try:
+        make_config({**PRESETS["toy25"], **parse_overrides(pairs)})
+    except AliError:
+        pass
+
+
+@settings(max_examples=700, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.binary(max_size=200) | st.builds(lambda v: json.dumps(v).encode(), _json))
+def test_fuzz_load_config_source(tmp_path: Path, data: bytes) -> None:
+    path = tmp_path / "config.json"
+    path.write_bytes(data)
+    try:
+        make_config(load_config_source(str(path), PRESETS))
+    except AliError:
+        pass
