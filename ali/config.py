@@ -46,6 +46,12 @@ class TrainConfig:
     keep_checkpoints: int = 3
     eval_samples: int = 10_000
     threads: int = 0  # torch intra-op threads; 0 = torch's default
+    # Execution (ali.training.precision, ali.training.distributed; docs/BENCHMARKS.md). None of
+    # these change a checkpoint's layout, so a run may resume with other values.
+    device: str = "auto"  # "auto" = the GPU if CUDA is available, else the CPU
+    precision: str = "fp32"  # "bf16" autocast (CPU or GPU) or "fp16" with loss scaling (GPU only)
+    compile: bool = False  # torch.compile the networks (gave nothing on the 2-core CPU)
+    sync_bn: bool = False  # multi-GPU runs: batch norm statistics over the global batch
     data_dir: str = "../shared/data"
     # Image data: write samples-<step>.png from a fixed z every grid_every steps (0 = never).
     grid_every: int = 0
@@ -92,6 +98,8 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "keep_checkpoints": _range(1),
     "eval_samples": _range(100),
     "threads": _range(0),
+    "device": _in("auto", "cpu", "cuda"),
+    "precision": _in("fp32", "bf16", "fp16"),
     "grid_every": _range(0),
     "guard_lr_factor": _range(0, 1, lo_open=True),
     "guard_max_failures": _range(0),

@@ -11,6 +11,7 @@ A run directory holds:
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -24,10 +25,12 @@ from ali.evaluation.figures import comparison_rows, save_png
 from ali.evaluation.image_eval import evaluate_images, prepare_image_model, write_sample_grid
 from ali.evaluation.toy_eval import data_extent, evaluate_toy
 from ali.training import checkpoint as ckpt
+from ali.training import distributed
 from ali.training.dataset import Dataset, EpochSampler, load_dataset
 from ali.training.guard import DivergenceGuard, checkpoint_score
 from ali.training.methods import train_step
-from ali.training.model import build_model
+from ali.training.model import Model, build_model
+from ali.training.precision import attach_runtime, on_cpu, prepare_model, to_model_layout
 
 OPTIONS_FILE = "training_options.json"
 
@@ -132,33 +135,42 @@ def evaluate_run(model, dataset: Dataset, config: TrainConfig, run_dir: Path, tr
 
 def train(config: TrainConfig, run_dir: Path, resume: bool = False, progress: bool = True) -> dict[str, Any]:
     """Train (or continue) the run in run_dir and evaluate it. Returns the metrics."""
-    if not resume:
+    # Speed/scale hook (docs/BENCHMARKS.md): device, precision, torchrun ranks; only rank 0 writes.
+    dist_ctx = distributed.start(config)
+    if not resume and dist_ctx.is_main:
         prepare_run_dir(run_dir, config)
+    dist_ctx.barrier()
     if config.threads:
         torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
     dataset = load_dataset(config)
     model, optimizers = build_model(config)
     prepare_image_model(model, dataset, fresh=not resume)
+    prepare_model(model, dist_ctx.device, config.compile)
+    dataset.train = dataset.train.to(dist_ctx.device)  # uint8 images: 4x less to hold and to index
     start, elapsed, extra = 0, 0.0, {}
-    stats = StatsLog(run_dir / "stats.jsonl")
+    stats = StatsLog((run_dir if dist_ctx.is_main else _scratch_dir(dist_ctx)) / "stats.jsonl")
     if resume:
         path, tensors, header = ckpt.newest_valid_checkpoint(run_dir)
         start = ckpt.restore(tensors, header, model, optimizers)
         extra = header.get("extra", {})
         elapsed = float(extra.get("train_seconds", 0.0))
         stats.load_pending(ckpt.aux_tensors(tensors), int(extra.get("stats_count", 0)))
-        with ckpt.run_dir_writes(run_dir, "stats.jsonl"):
-            ckpt.remove_stale_temp_files(run_dir)
-            best = ckpt.read_best(run_dir)
-            if best is not None and best.get("step", 0) > start:  # names a damaged, skipped checkpoint
-                (run_dir / ckpt.BEST_FILE).unlink()
-            _truncate_stats(run_dir / "stats.jsonl", start)
+        if dist_ctx.is_main:  # other ranks only read the checkpoint
+            with ckpt.run_dir_writes(run_dir, "stats.jsonl"):
+                ckpt.remove_stale_temp_files(run_dir)
+                best = ckpt.read_best(run_dir)
+                if best is not None and best.get("step", 0) > start:  # names a damaged, skipped checkpoint
+                    (run_dir / ckpt.BEST_FILE).unlink()
+                _truncate_stats(run_dir / "stats.jsonl", start)
+    distributed.reseed(dist_ctx, config.seed, start)
+    distributed.prepare_replica(model, dist_ctx, config.sync_bn)
+    attach_runtime(model, config.precision, dist_ctx.device, dist_ctx.all_reduce_mean if dist_ctx.active else None)
     # Reliability hook (docs/RELIABILITY.md): checks at log lines and before checkpoints, rollback.
     guard = DivergenceGuard(config, stats.path, float(extra.get("lr_scale", 1.0)), int(extra.get("guard_failures", 0)))
     guard.remember(start, model, optimizers, stats.sums, stats.count)
     sampler = EpochSampler(len(dataset.train), config.batch_size, config.seed)
-    bar = tqdm(total=config.steps, initial=start, disable=not progress, dynamic_ncols=True, desc=config.method)
+    bar = tqdm(total=config.steps, initial=start, disable=not progress or not dist_ctx.is_main, dynamic_ncols=True, desc=config.method)
     began = time.perf_counter()
     step = start
     while step < config.steps:
@@ -166,11 +178,13 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False, progress: bo
         for optimizer in optimizers.values():
             for group in optimizer.param_groups:
                 group["lr"] = lr
-        x = dataset.to_float(dataset.train[sampler.indices(step)])
+        x = to_model_layout(dataset.to_float(dataset.train[dist_ctx.local_indices(sampler.indices(step))]))
         stats.add(train_step(model, optimizers, x, step, config.steps))
         done = step + 1
         at_log = done % config.log_every == 0 or done == config.steps
         at_checkpoint = done % config.checkpoint_every == 0 or done == config.steps
+        if at_log or at_checkpoint:  # losses logged (and judged by the guard) over the global batch
+            dist_ctx.all_reduce_mean(list(stats.sums.values()))
         if (at_log or at_checkpoint) and not guard.is_healthy(model, optimizers, stats.sums, full=at_checkpoint):
             good = guard.recover(done, model, optimizers)  # raises AliError once recoveries are used up
             stats.load_pending(good.pending, good.pending_count)
@@ -182,15 +196,40 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False, progress: bo
             bar.set_postfix({k: v for k, v in row.items() if k.startswith("loss") or k in ("recon", "nll")}, refresh=False)
         if at_checkpoint:
             seconds = elapsed + time.perf_counter() - began
-            save_snapshot(run_dir, model, optimizers, done, config, seconds, stats, guard)
+            if dist_ctx.is_main:
+                save_snapshot(run_dir, model, optimizers, done, config, seconds, stats, guard)
             guard.remember(done, model, optimizers, stats.sums, stats.count)
-        if config.grid_every and done % config.grid_every == 0 and dataset.mixture is None:
-            with ckpt.run_dir_writes(run_dir, "sample grid"):
+        if config.grid_every and done % config.grid_every == 0 and dataset.mixture is None and dist_ctx.is_main:
+            with ckpt.run_dir_writes(run_dir, "sample grid"), on_cpu(model), torch.inference_mode():
                 write_sample_grid(model, run_dir / f"samples-{done:09d}.png")
         bar.update(1)
         step = done
     bar.close()
-    return evaluate_run(model, dataset, config, run_dir, elapsed + time.perf_counter() - began)
+    seconds = elapsed + time.perf_counter() - began
+    distributed.finish(dist_ctx)
+    if not dist_ctx.is_main:
+        shutil.rmtree(stats.path.parent, ignore_errors=True)
+        return {}
+    dataset.train = dataset.train.cpu()
+    with on_cpu(model), torch.inference_mode():
+        return evaluate_run(model, dataset, config, run_dir, seconds)
+
+
+def _scratch_dir(ctx: distributed.DistContext) -> Path:
+    """Where a rank other than 0 keeps its (discarded) log lines: never the shared run directory."""
+    import tempfile
+
+    return Path(tempfile.mkdtemp(prefix=f"ali-rank{ctx.rank}-"))
+
+
+def load_trained(run_dir: Path) -> tuple[TrainConfig, Model]:
+    """A finished or interrupted run's config and model, from its newest valid checkpoint."""
+    config = load_run_config(run_dir)
+    model, _ = build_model(config)
+    _, tensors, header = ckpt.newest_valid_checkpoint(run_dir)
+    ckpt.restore(tensors, header, model, restore_rng=False)
+    model.eval()
+    return config, model
 
 
 def save_snapshot(

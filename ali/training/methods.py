@@ -7,9 +7,15 @@ updated simultaneously from that single forward pass. Three ways to get the two 
 - "fused": one backward of L_D. At D's inputs a per-pair factor (objective.
   generator_to_discriminator_grad_ratio) turns L_D's gradient into L_G's before it flows on into
   the generators. Exact when no layer of D mixes pairs (no batch norm in D); chosen automatically.
-- "two-pass": backward L_D into D, then L_G into the generators (D with batch norm, or fp16).
+- "two-pass": backward L_D into D, then L_G into the generators (D with batch norm, or fp16,
+  where the per-pair ratio exp(|logit|) would overflow fp16 gradients).
 - "alternating": D step, then a second D pass with the updated D for the generator step; the way
-  most public ports do it, kept as an option and as the benchmark's reference.
+  most public ports do it, kept as an option (benchmarks/reference_step.py is the plain version).
+
+Execution details live in a `StepRuntime` (ali.training.precision) attached to the model:
+forward passes run under its autocast (bf16/fp16) with losses computed in fp32, fp16 losses are
+scaled by its GradScaler, and data-parallel runs average gradients through its all_reduce right
+before each optimizer step. Nothing here reads a value back to the host.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from torch import nn
 from ali.training.model import Model
 from ali.training.networks import has_batch_coupling
 from ali.training.objective import ali_losses, generator_to_discriminator_grad_ratio
+from ali.training.precision import StepRuntime, make_runtime
 
 Losses = dict[str, torch.Tensor]
 Optimizers = dict[str, torch.optim.Optimizer]
@@ -52,12 +59,14 @@ def adversarial_update(
     optimizers: Optimizers,
     mode: str,
     extra_generator_loss: torch.Tensor | None = None,
+    runtime: StepRuntime | None = None,
 ) -> Losses:
     """Update D on L_D and the generators on L_G (+ extra) from real and fake D inputs.
 
     `real` and `fake` are the D inputs of each side: (x, Gz(x)) and (Gx(z), z) for ALI, (x,) and
     (Gx(z),) for a GAN. Whatever requires grad in them leads back to the generators.
     """
+    rt = runtime or _FP32
     batch = real[0].shape[0]
     joined = [torch.cat([r, f]) for r, f in zip(real, fake)]
     opt_d, opt_g = optimizers["discriminator"], optimizers["generator"]
@@ -65,30 +74,52 @@ def adversarial_update(
     opt_g.zero_grad(set_to_none=True)
     extra = extra_generator_loss if extra_generator_loss is not None else 0.0
     d_params = _params(opt_d)
+    scale = rt.scaler.scale if rt.scaler is not None else (lambda loss: loss)
+
+    def logits(*inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        with rt.autocast():
+            out = d_net(*inputs)
+        return out.float().split(batch)  # losses and the fused ratio in fp32 under any autocast
 
     if mode == "alternating":
-        loss_d, _ = ali_losses(*d_net(*[j.detach() for j in joined]).split(batch))
-        _backward_into(loss_d, d_params)
-        opt_d.step()
-        _, loss_g = ali_losses(*d_net(*joined).split(batch))
-        _backward_into(loss_g + extra, _params(opt_g))
+        loss_d, _ = ali_losses(*logits(*[j.detach() for j in joined]))
+        _backward_into(scale(loss_d), d_params)
+        _optimizer_step([opt_d], rt)
+        _, loss_g = ali_losses(*logits(*joined))
+        _backward_into(scale(loss_g + extra), _params(opt_g))
+        _optimizer_step([opt_g], rt)
     elif mode == "fused":
+        if rt.scaler is not None:
+            raise ValueError("the fused update is not safe with fp16 loss scaling; use two-pass")
         holder = _GradScaleHolder()
         joined = [_ScaleGrad.apply(j, holder) if j.requires_grad else j for j in joined]
-        real_logits, fake_logits = d_net(*joined).split(batch)
+        real_logits, fake_logits = logits(*joined)
         loss_d, loss_g = ali_losses(real_logits, fake_logits)
         holder.scale = generator_to_discriminator_grad_ratio(real_logits, fake_logits)
         (loss_d + extra).backward()
-        opt_d.step()
+        _optimizer_step([opt_d, opt_g], rt)
     elif mode == "two-pass":
-        loss_d, loss_g = ali_losses(*d_net(*joined).split(batch))
-        _backward_into(loss_d, d_params, retain_graph=True)
-        _backward_into(loss_g + extra, _params(opt_g))
-        opt_d.step()
+        loss_d, loss_g = ali_losses(*logits(*joined))
+        _backward_into(scale(loss_d), d_params, retain_graph=True)
+        _backward_into(scale(loss_g + extra), _params(opt_g))
+        _optimizer_step([opt_d, opt_g], rt)
     else:
         raise ValueError(f"unknown update mode {mode!r}")
-    opt_g.step()
     return {"loss_d": loss_d.detach(), "loss_g": loss_g.detach()}
+
+
+_FP32 = StepRuntime()
+
+
+def _optimizer_step(optimizers: list[torch.optim.Optimizer], rt: StepRuntime) -> None:
+    """Average gradients over ranks (one collective for all of them), then step (via the scaler in fp16)."""
+    if rt.all_reduce is not None:
+        rt.all_reduce([p.grad for opt in optimizers for p in _params(opt) if p.grad is not None])
+    for opt in optimizers:
+        if rt.scaler is not None:
+            rt.scaler.step(opt)
+        else:
+            opt.step()
 
 
 def _params(optimizer: torch.optim.Optimizer) -> list[torch.Tensor]:
@@ -104,57 +135,73 @@ def _backward_into(loss: torch.Tensor, params: list[torch.Tensor], retain_graph:
             p.grad = g if p.grad is None else p.grad + g
 
 
-def update_mode(config_update: str, discriminator: nn.Module) -> str:
-    """The fastest exact mode: fused unless a D layer mixes the pairs of a batch."""
+def update_mode(config_update: str, discriminator: nn.Module, precision: str = "fp32") -> str:
+    """The fastest exact mode: fused unless a D layer mixes the pairs of a batch, or fp16."""
     if config_update == "alternating":
         return "alternating"
-    return "two-pass" if has_batch_coupling(discriminator) else "fused"
+    return "two-pass" if precision == "fp16" or has_batch_coupling(discriminator) else "fused"
 
 
-def ali_step(model: Model, optimizers: Optimizers, x: torch.Tensor, recon_weight: float, mode: str) -> Losses:
+def ali_step(
+    model: Model, optimizers: Optimizers, x: torch.Tensor, recon_weight: float, mode: str, runtime: StepRuntime | None = None
+) -> Losses:
     """ALI: real pairs (x, Gz(x)) against fake pairs (Gx(z), z); optional ALICE x-cycle term."""
+    rt = runtime or _FP32
     z = model.sample_prior(x.shape[0], x.device)
-    z_hat = model.encoder(x)
-    x_tilde = model.decoder(z)
     extra, out = None, {}
-    if recon_weight > 0:
-        recon = reconstruction_error(x, model.decoder(z_hat))
-        extra, out["recon"] = recon_weight * recon, recon.detach()
-    out.update(adversarial_update(model.discriminator, (x, z_hat), (x_tilde, z), optimizers, mode, extra))
+    with rt.autocast():
+        z_hat = model.encoder(x)
+        x_tilde = model.decoder(z)
+        if recon_weight > 0:
+            recon = reconstruction_error(x, model.decoder(z_hat).float())
+            extra, out["recon"] = recon_weight * recon, recon.detach()
+    out.update(adversarial_update(model.discriminator, (x, z_hat), (x_tilde, z), optimizers, mode, extra, rt))
     return out
 
 
-def gan_step(model: Model, optimizers: Optimizers, x: torch.Tensor, mode: str, train_inverse: bool) -> Losses:
+def gan_step(
+    model: Model, optimizers: Optimizers, x: torch.Tensor, mode: str, train_inverse: bool, runtime: StepRuntime | None = None
+) -> Losses:
     """GAN on the decoder with D(x); with `train_inverse`, the encoder learns z ~ Gz(Gx(z))."""
+    rt = runtime or _FP32
     z = model.sample_prior(x.shape[0], x.device)
-    x_tilde = model.decoder(z)
     extra, out = None, {}
-    if train_inverse:
-        # Encoder trained on the generator's own samples: E||z - Gz(Gx(z))||^2 (NOTES §3 (b)).
-        inverse = reconstruction_error(z, model.encoder(x_tilde.detach()))
-        extra, out["inverse"] = inverse, inverse.detach()
-    out.update(adversarial_update(model.x_discriminator, (x,), (x_tilde,), optimizers, mode, extra))
+    with rt.autocast():
+        x_tilde = model.decoder(z)
+        if train_inverse:
+            # Encoder trained on the generator's own samples: E||z - Gz(Gx(z))||^2 (NOTES §3 (b)).
+            inverse = reconstruction_error(z, model.encoder(x_tilde.detach()).float())
+            extra, out["inverse"] = inverse, inverse.detach()
+    out.update(adversarial_update(model.x_discriminator, (x,), (x_tilde,), optimizers, mode, extra, rt))
     return out
 
 
-def posthoc_step(model: Model, optimizers: Optimizers, x: torch.Tensor, mode: str) -> Losses:
+def posthoc_step(model: Model, optimizers: Optimizers, x: torch.Tensor, mode: str, runtime: StepRuntime | None = None) -> Losses:
     """ALI procedure with the GAN decoder frozen: only the encoder and the joint D learn."""
+    rt = runtime or _FP32
     z = model.sample_prior(x.shape[0], x.device)
     model.decoder.eval()
-    with torch.no_grad():
-        x_tilde = model.decoder(z)
-    return adversarial_update(model.discriminator, (x, model.encoder(x)), (x_tilde, z), optimizers, mode)
+    with rt.autocast():
+        with torch.no_grad():
+            x_tilde = model.decoder(z)
+        z_hat = model.encoder(x)
+    return adversarial_update(model.discriminator, (x, z_hat), (x_tilde, z), optimizers, mode, runtime=rt)
 
 
-def vae_step(model: Model, optimizers: Optimizers, x: torch.Tensor) -> Losses:
+def vae_step(model: Model, optimizers: Optimizers, x: torch.Tensor, runtime: StepRuntime | None = None) -> Losses:
     """Negative ELBO: -log p(x|z) + KL(q(z|x) || N(0, I)), reparametrised."""
-    mu, log_sigma = model.encoder.moments(x)
-    z = mu + torch.exp(log_sigma) * torch.randn_like(mu)
-    nll = model.likelihood.nll(x, model.decoder(z)).mean()
+    rt = runtime or _FP32
+    with rt.autocast():
+        mu, log_sigma = model.encoder.moments(x)
+        mu, log_sigma = mu.float(), log_sigma.float()
+        z = mu + torch.exp(log_sigma) * torch.randn_like(mu)
+        mean = model.decoder(z).float()
+    nll = model.likelihood.nll(x, mean).mean()
     kl = 0.5 * (mu**2 + torch.exp(2 * log_sigma) - 1 - 2 * log_sigma).sum(1).mean()
     optimizers["generator"].zero_grad(set_to_none=True)
-    (nll + kl).backward()
-    optimizers["generator"].step()
+    loss = nll + kl
+    (rt.scaler.scale(loss) if rt.scaler is not None else loss).backward()
+    _optimizer_step([optimizers["generator"]], rt)
     return {"nll": nll.detach(), "kl": kl.detach()}
 
 
@@ -163,18 +210,40 @@ def reconstruction_error(target: torch.Tensor, output: torch.Tensor) -> torch.Te
     return (target - output).pow(2).flatten(1).sum(1).mean()
 
 
+def step_runtime(model: Model, device: torch.device) -> StepRuntime:
+    """The runtime attached by the trainer (precision.attach_runtime), or one built from the config."""
+    rt = model.__dict__.get("runtime")
+    if rt is None:
+        rt = model.__dict__["runtime"] = make_runtime(model.config.precision, device)
+    return rt
+
+
 def train_step(model: Model, optimizers: Optimizers, x: torch.Tensor, step: int, total_steps: int) -> Losses:
     """Dispatch on the run's method; gan-posthoc switches from GAN to ALI after its GAN phase."""
     cfg = model.config
+    rt = step_runtime(model, x.device)
     model.train()
+    modes = rt.cache.get("modes")
+    if modes is None:  # module walks cost more than a toy step's math: decide once per run
+        prec = cfg.precision
+        modes = rt.cache["modes"] = {
+            name: update_mode(cfg.update, getattr(model, name), prec)
+            for name in ("discriminator", "x_discriminator")
+            if hasattr(model, name)
+        }
     if cfg.method == "ali":
-        return ali_step(model, optimizers, x, cfg.recon_weight, update_mode(cfg.update, model.discriminator))
-    if cfg.method == "gan-inverse":
-        return gan_step(model, optimizers, x, update_mode(cfg.update, model.x_discriminator), train_inverse=True)
-    if cfg.method == "gan-posthoc":
+        out = ali_step(model, optimizers, x, cfg.recon_weight, modes["discriminator"], rt)
+    elif cfg.method == "gan-inverse":
+        out = gan_step(model, optimizers, x, modes["x_discriminator"], True, rt)
+    elif cfg.method == "gan-posthoc":
         if step < round(cfg.posthoc_fraction * total_steps):
-            return gan_step(model, optimizers, x, update_mode(cfg.update, model.x_discriminator), train_inverse=False)
-        return posthoc_step(model, optimizers, x, update_mode(cfg.update, model.discriminator))
-    if cfg.method == "vae":
-        return vae_step(model, optimizers, x)
-    raise ValueError(f"unknown method {cfg.method!r}")
+            out = gan_step(model, optimizers, x, modes["x_discriminator"], False, rt)
+        else:
+            out = posthoc_step(model, optimizers, x, modes["discriminator"], rt)
+    elif cfg.method == "vae":
+        out = vae_step(model, optimizers, x, rt)
+    else:
+        raise ValueError(f"unknown method {cfg.method!r}")
+    if rt.scaler is not None:
+        rt.scaler.update()
+    return out

@@ -1,0 +1,157 @@
+"""Training and inference throughput of the project's step against the plain reference step.
+
+    .venv/bin/python benchmarks/throughput.py --arch cifar10 [--batch 100] [--precision bf16] [--json]
+
+Both steps train the same architecture from the same initial weights in the same process, timed
+in interleaved rounds (ours, reference, ours, ...) so that load from other processes on a shared
+machine hits both alike; each side's figure is its median round. Reported per side: training
+images/s, FLOPs per step (torch.utils.flop_counter, counted once outside the timing) and the
+achieved GFLOP/s, beside the fp32 matrix-multiply GFLOP/s measured here. "Ours" is
+ali.training.methods.train_step on a model prepared as the trainer prepares it (precision.py:
+channels_last, dense-equivalent convs as GEMMs, autocast); the reference is
+benchmarks/reference_step.py (alternating D then G, separate D passes, NCHW, fp32).
+With --json the last line printed is one JSON object (keys in the module's JSON_KEYS).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
+
+from ali.config import make_config  # noqa: E402
+from ali.training.architectures import ARCHITECTURES  # noqa: E402
+from ali.training.methods import train_step  # noqa: E402
+from ali.training.model import build_model  # noqa: E402
+from ali.training.precision import attach_runtime, prepare_model, to_model_layout  # noqa: E402
+from benchmarks.reference_step import reference_reconstruct, reference_step  # noqa: E402
+
+JSON_KEYS = (
+    "arch", "batch", "ours_train_img_s", "reference_train_img_s", "ratio", "ours_gflops",
+    "reference_gflops", "sgemm_gflops", "ours_infer_img_s", "peak_rss_mb",
+)
+ARCHS = ("toy", "mnist", "cifar10", "svhn", "celeba64", "imagenet64")
+
+
+def sgemm_gflops(n: int = 1024, repeats: int = 10) -> float:
+    """Best-of fp32 matrix-multiply throughput on this machine with the current thread count."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - t)
+    return 2 * n**3 / best / 1e9
+
+
+def count_flops(fn: Callable[[], object]) -> int:
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return counter.get_total_flops()
+
+
+def interleaved_seconds(fns: dict[str, Callable[[], object]], steps: int, rounds: int) -> dict[str, float]:
+    """Median seconds per call of each fn, timed in alternating rounds of `steps` calls."""
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            t = time.perf_counter()
+            for _ in range(steps):
+                fn()
+            times[name].append((time.perf_counter() - t) / steps)
+    return {name: statistics.median(v) for name, v in times.items()}
+
+
+def run(arch: str, batch: int, precision: str, steps: int, rounds: int, threads: int) -> dict[str, object]:
+    if threads:
+        torch.set_num_threads(threads)
+    spec = ARCHITECTURES[arch]
+    config = make_config({"arch": arch, "latent_dim": spec.latent_dim, "batch_size": batch, "precision": precision, "device": "cpu"})
+    torch.manual_seed(0)
+    ours, ours_opt = build_model(config)
+    torch.manual_seed(0)
+    ref, ref_opt = build_model(make_config({**config.__dict__, "precision": "fp32"}))
+    prepare_model(ours, torch.device("cpu"))
+    attach_runtime(ours, precision, torch.device("cpu"))
+    gen = torch.Generator().manual_seed(0)
+    if len(spec.x_shape) == 3:  # images: uint8 batch converted per step, as the trainer does
+        data = torch.randint(0, 256, (batch, *spec.x_shape), dtype=torch.uint8, generator=gen)
+        as_input = lambda: data.float() / 255.0  # noqa: E731
+    else:
+        data = torch.randn(batch, *spec.x_shape, generator=gen)
+        as_input = lambda: data  # noqa: E731
+    x_ref = as_input()
+
+    def ours_step():
+        train_step(ours, ours_opt, to_model_layout(as_input()), 0, 1)
+
+    def ref_step():
+        reference_step(ref, ref_opt, x_ref)
+
+    def ours_infer():
+        ours.eval()
+        with torch.inference_mode(), ours.__dict__["runtime"].autocast():
+            ours.decoder(ours.encoder(to_model_layout(as_input())))
+
+    for fn in (ours_step, ref_step, ours_infer):  # warm-up: oneDNN picks and caches its kernels
+        fn()
+    flops = {"ours": count_flops(ours_step), "reference": count_flops(ref_step)}
+    train = interleaved_seconds({"ours": ours_step, "reference": ref_step}, steps, rounds)
+    infer = interleaved_seconds({"ours": ours_infer, "reference": lambda: reference_reconstruct(ref, x_ref)}, steps, rounds)
+    result = {
+        "arch": arch,
+        "batch": batch,
+        "precision": precision,
+        "threads": torch.get_num_threads(),
+        "ours_train_img_s": round(batch / train["ours"], 2),
+        "reference_train_img_s": round(batch / train["reference"], 2),
+        "ratio": round(train["reference"] / train["ours"], 3),
+        "ours_steps_s": round(1 / train["ours"], 2),
+        "ours_gflop_per_step": round(flops["ours"] / 1e9, 3),
+        "reference_gflop_per_step": round(flops["reference"] / 1e9, 3),
+        "ours_gflops": round(flops["ours"] / train["ours"] / 1e9, 2),
+        "reference_gflops": round(flops["reference"] / train["reference"] / 1e9, 2),
+        "sgemm_gflops": round(sgemm_gflops(), 2),
+        "ours_infer_img_s": round(batch / infer["ours"], 2),
+        "reference_infer_img_s": round(batch / infer["reference"], 2),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+    }
+    result["ours_fraction_of_sgemm"] = round(result["ours_gflops"] / result["sgemm_gflops"], 3)
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--arch", choices=ARCHS, required=True)
+    parser.add_argument("--batch", type=int, default=100)
+    parser.add_argument("--precision", choices=("fp32", "bf16"), help="ours: default bf16 for conv nets, fp32 for toy")
+    parser.add_argument("--steps", type=int, default=0, help="steps per timed round (default: about 2 s per round)")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
+    parser.add_argument("--json", action="store_true", help="end with one JSON line")
+    args = parser.parse_args(argv)
+    if args.batch < 2:
+        parser.error("--batch must be >= 2 (batch norm needs two examples)")
+    precision = args.precision or ("fp32" if args.arch == "toy" else "bf16")
+    steps = args.steps or (100 if args.arch == "toy" else 3)
+    result = run(args.arch, args.batch, precision, steps, args.rounds, args.threads)
+    for key, value in result.items():
+        print(f"{key:>26}: {value}")
+    if args.json:
+        print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

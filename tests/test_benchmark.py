@@ -1,0 +1,31 @@
+"""benchmarks/throughput.py at tiny size: it runs both steps and ends with the promised JSON line."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+KEYS = {
+    "arch", "batch", "ours_train_img_s", "reference_train_img_s", "ratio", "ours_gflops",
+    "reference_gflops", "sgemm_gflops", "ours_infer_img_s", "peak_rss_mb",
+}
+
+
+@pytest.mark.parametrize("arch", ["toy", "mnist"])
+def test_throughput_prints_valid_json_last(arch):
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "throughput.py"), "--arch", arch, "--batch", "4",
+           "--steps", "1", "--rounds", "1", "--threads", "1", "--json"]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=True).stdout
+    result = json.loads(out.strip().splitlines()[-1])
+    assert KEYS <= set(result) and result["arch"] == arch and result["batch"] == 4
+    for key in KEYS - {"arch", "batch"}:
+        assert isinstance(result[key], (int, float)) and result[key] > 0, key
+    assert result["ratio"] == pytest.approx(result["ours_train_img_s"] / result["reference_train_img_s"], rel=0.02)
+    # The reference does more work per step (two extra D passes): the counter must see that.
+    assert result["reference_gflop_per_step"] > result["ours_gflop_per_step"] > 0
+
