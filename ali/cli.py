@@ -57,8 +57,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(json.dumps(parameter_counts(model)))
         return 0
     metrics = train(config, out, resume=args.resume, progress=not args.no_progress)
-    print(json.dumps(metrics, indent=2))
-    print(f"run directory: {out}")
+    if metrics:  # torchrun: ranks other than 0 return {} and stay quiet
+        print(json.dumps(metrics, indent=2))
+        print(f"run directory: {out}")
     return 0
 
 
