@@ -71,9 +71,9 @@ class DenseConv2d(nn.Conv2d):
     """A convolution whose kernel covers its whole input runs as one matrix multiply.
 
     The paper's D(z), D(x, z) and last encoder layers are such convs (1x1 maps, or a 4x4 kernel
-    on a 4x4 map): dense layers in disguise. oneDNN's convolution backward is very slow at these
-    shapes on this CPU (seconds per step in bf16 channels_last, torch.profiler), while F.linear on
-    the same weight is a plain GEMM. Same parameters and state_dict keys as nn.Conv2d.
+    on a 4x4 map): dense layers in disguise. oneDNN's convolution backward dominated the bf16
+    channels_last step at these shapes on this CPU (torch.profiler), while F.linear on the same
+    weight is a plain GEMM. Same parameters and state_dict keys as nn.Conv2d.
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
