@@ -71,7 +71,7 @@ def cmd_study(args: argparse.Namespace) -> int:
     if unknown or not methods:
         raise AliError(f"--methods: unknown method(s) {', '.join(unknown) or '(none given)'}; allowed: {', '.join(METHODS)}")
     base = _resolve_config(args)
-    summary = run_study(base, methods, args.seeds, Path(args.out), progress=not args.no_progress)
+    summary = run_study(base, methods, args.seeds, Path(args.out), progress=not args.no_progress, workers=args.workers)
     print(summary)
     return 0
 
@@ -144,6 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
     study.add_argument("--methods", default=",".join(METHODS), help="comma-separated methods")
     study.add_argument("--seeds", type=_positive_int, default=10, help="number of seeds per method (0..N-1)")
     study.add_argument("--out", required=True, help="study directory (must not hold a study)")
+    study.add_argument("--workers", type=_positive_int, default=1, help="runs trained at once (CPU cores are split)")
     study.set_defaults(func=cmd_study)
 
     pictures = {
