@@ -72,4 +72,5 @@ def test_lr_schedule_is_constant_then_linear():
     config = make_config({**TINY, "steps": 100, "decay_start": 0.5, "lr_final_fraction": 0.0})
     assert lr_factor(config, 0) == 1.0 and lr_factor(config, 49) == 1.0
     assert lr_factor(config, 75) == pytest.approx(0.5)
-    assert lr_factor(make_config(TINY), 23) == pytest.approx(1 - 0.98 * (23 / 24 - 0.5) / 0.5)
+    config = make_config({**TINY, "steps": 24, "decay_start": 0.25, "lr_final_fraction": 0.1})
+    assert lr_factor(config, 23) == pytest.approx(1 - 0.9 * (23 / 24 - 0.25) / 0.75)
