@@ -26,9 +26,9 @@ _IMAGE_PRESETS: dict[str, dict[str, Any]] = {
 
 # MNIST / Fashion-MNIST on the 2-core CPU (docs/RESULTS.md): the small `mnist` net, lr 2e-4
 # decayed linearly over the second half, and the ALICE x-cycle term (recon_weight, Li et al.
-# 2017), because pure ALI reconstructs poorly after so few steps (2.1 epochs).
+# 2017), because pure ALI reconstructs poorly after so few steps (4.3 epochs).
 _MNIST: dict[str, Any] = {
-    **_IMAGE, "arch": "mnist", "latent_dim": 32, "batch_size": 64, "steps": 2_000, "lr": 2e-4, "decay_start": 0.5,
+    **_IMAGE, "arch": "mnist", "latent_dim": 32, "batch_size": 64, "steps": 4_000, "lr": 2e-4, "decay_start": 0.5,
     "lr_final_fraction": 0.05, "recon_weight": 1.0, "log_every": 100, "checkpoint_every": 1_000, "grid_every": 500, "eval_samples": 10_000,
 }
 _IMAGE_PRESETS["mnist"] = {**_MNIST, "dataset": "mnist"}
