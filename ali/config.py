@@ -160,6 +160,9 @@ def validate(config: TrainConfig) -> None:
     for key, known in (("dataset", DATASET_NAMES), ("arch", ARCHITECTURES)):
         if getattr(config, key) not in known:
             raise AliError(f"config key '{key}' = {getattr(config, key)!r} is unknown; known: {', '.join(sorted(known))}")
+    arch_latent = ARCHITECTURES[config.arch].latent_dim  # the layer tables fix the latent size
+    if config.latent_dim != arch_latent:
+        raise AliError(f"config key 'latent_dim' = {config.latent_dim} does not match architecture '{config.arch}' (latent {arch_latent}); set latent_dim={arch_latent}")
 
 
 def parse_overrides(pairs: list[str]) -> dict[str, Any]:

@@ -51,3 +51,8 @@ def test_the_installed_command_prints_no_traceback(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "ali", "train", "--config", "toy25", "--set", "lr_rate=1", "--out", str(tmp_path)], capture_output=True, text=True)
     assert proc.returncode == 2
     assert proc.stderr.startswith("error: unknown config key 'lr_rate'") and "Traceback" not in proc.stderr
+
+
+def test_latent_size_that_the_architecture_cannot_take_is_refused(tmp_path, capsys):
+    assert main(["train", "--config", "toy25", "--set", "latent_dim=3", "--out", str(tmp_path / "r")]) == 2
+    assert "does not match architecture 'toy'" in capsys.readouterr().err
