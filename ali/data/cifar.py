@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from ali.data.common import check_labels, describe, find_file
+from ali.data.common import check_labels, describe, find_file, read_bytes
 from ali.errors import AliError
 
 TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
@@ -104,11 +104,7 @@ def parse_batch(raw: bytes, source: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise AliError(f"cannot read {path}: {exc.strerror or exc}") from None
-    return parse_batch(raw, str(path))
+    return parse_batch(read_bytes(path), str(path))
 
 
 def load_cifar10_split(data_dir: Path, split: str) -> tuple[np.ndarray, np.ndarray]:

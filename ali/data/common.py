@@ -28,21 +28,21 @@ def download_hint(name: str, data_dir: Path) -> str:
     return f"get it with: ali data download {name} --data-dir {data_dir}"
 
 
-def find_file(dataset: str, data_dir: Path, candidates: list[Path]) -> Path:
-    """The first of `candidates` that exists, else AliError listing every place looked."""
+def _find(kind: str, exists, dataset: str, data_dir: Path, candidates: list[Path]) -> Path:
     for path in candidates:
-        if path.is_file():
+        if exists(path):
             return path
     looked = ", ".join(str(p) for p in candidates)
-    raise AliError(f"{dataset}: file not found; looked for {looked}; {download_hint(dataset, data_dir)}")
+    raise AliError(f"{dataset}: {kind} not found; looked for {looked}; {download_hint(dataset, data_dir)}")
+
+
+def find_file(dataset: str, data_dir: Path, candidates: list[Path]) -> Path:
+    """The first of `candidates` that exists, else AliError listing every place looked."""
+    return _find("file", Path.is_file, dataset, data_dir, candidates)
 
 
 def find_dir(dataset: str, data_dir: Path, candidates: list[Path]) -> Path:
-    for path in candidates:
-        if path.is_dir():
-            return path
-    looked = ", ".join(str(p) for p in candidates)
-    raise AliError(f"{dataset}: folder not found; looked for {looked}; {download_hint(dataset, data_dir)}")
+    return _find("folder", Path.is_dir, dataset, data_dir, candidates)
 
 
 def read_bytes(path: Path) -> bytes:

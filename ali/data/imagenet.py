@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ali.data.common import describe, download_hint, holdout_mask
+from ali.data.common import describe, download_hint, holdout_mask, read_bytes
 from ali.data.images import class_tree, decode_images
 from ali.errors import AliError
 
@@ -46,11 +46,7 @@ def parse_npz(raw: bytes, source: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _read_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise AliError(f"cannot read {path}: {exc.strerror or exc}") from None
-    return parse_npz(raw, str(path))
+    return parse_npz(read_bytes(path), str(path))
 
 
 def _batch_number(path: Path) -> int:

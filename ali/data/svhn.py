@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ali.data.common import check_labels, describe, find_file
+from ali.data.common import check_labels, describe, find_file, read_bytes
 from ali.errors import AliError
 
 FOLDER = "svhn"
@@ -50,11 +50,7 @@ def parse_mat(raw: bytes, source: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def read_mat(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise AliError(f"cannot read {path}: {exc.strerror or exc}") from None
-    return parse_mat(raw, str(path))
+    return parse_mat(read_bytes(path), str(path))
 
 
 def load_svhn_split(data_dir: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
