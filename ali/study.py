@@ -19,7 +19,8 @@ from ali.errors import AliError
 from ali.evaluation.figures import comparison_rows, save_png
 from ali.evaluation.toy_eval import data_extent, toy_panels
 from ali.training.dataset import load_dataset
-from ali.training.loop import load_trained, train, write_json
+from ali.training.checkpoint import atomic_write_json
+from ali.training.loop import load_trained, train
 
 
 def _run_one(values: dict[str, Any], run_dir: str, progress: bool) -> dict[str, Any]:
@@ -84,7 +85,7 @@ def run_study(base: dict[str, Any], methods: list[str], seeds: int, out: Path, p
     for res in results.values():
         res["summary"] = summarise(res["runs"])
     table = markdown_table(results, seeds)
-    write_json(out / "study.json", {"base_config": base, "seeds": seeds, "methods": results})
+    atomic_write_json(out / "study.json", {"base_config": base, "seeds": seeds, "methods": results})
     (out / "study.md").write_text(f"# Study: {base.get('dataset')} \n\n{table}")
     _figure(methods, out)
     return table

@@ -60,6 +60,24 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         os.close(dir_fd)
 
 
+def atomic_write_json(path: Path, payload: Any) -> None:
+    atomic_write_bytes(path, (json.dumps(payload, indent=2) + "\n").encode())
+
+
+def truncate_stats(path: Path, step: int) -> None:
+    """Drop stats.jsonl lines after `step` (resume, rollback), so no step is logged twice."""
+    if not path.exists():
+        return
+    keep = []
+    for line in path.read_text().splitlines():
+        try:
+            if json.loads(line)["step"] <= step:
+                keep.append(line)
+        except (json.JSONDecodeError, KeyError, TypeError):
+            break  # a torn last line from a crash
+    atomic_write_bytes(path, "".join(f"{line}\n" for line in keep).encode())
+
+
 def _flatten_optimizer(name: str, optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     state = optimizer.state_dict()
     tensors = {}
@@ -258,7 +276,7 @@ def update_best(run_dir: Path, path: Path, step: int, score: float | None, crite
     if best is not None and (run_dir / str(best.get("file"))).is_file() and best["score"] <= score:
         return
     payload = {"file": path.name, "step": step, "score": round(score, 6), "criterion": criterion}
-    atomic_write_bytes(run_dir / BEST_FILE, (json.dumps(payload, indent=2) + "\n").encode())
+    atomic_write_json(run_dir / BEST_FILE, payload)
 
 
 def prune_checkpoints(run_dir: Path, keep: int) -> None:

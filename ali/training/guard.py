@@ -22,7 +22,7 @@ from typing import Any
 import torch
 
 from ali.errors import AliError
-from ali.training.checkpoint import run_dir_writes
+from ali.training.checkpoint import run_dir_writes, truncate_stats
 
 
 # L_D at the game's equilibrium D = 1/2: -log(1/2) - log(1 - 1/2).
@@ -154,7 +154,5 @@ class DivergenceGuard:
 
     def _drop_rows_after(self, step: int) -> None:
         """The rolled-back steps will be trained and logged again: drop their old lines."""
-        from ali.training.loop import _truncate_stats  # late: loop imports this module
-
         with run_dir_writes(self.stats_path.parent, "stats.jsonl"):
-            _truncate_stats(self.stats_path, step)
+            truncate_stats(self.stats_path, step)

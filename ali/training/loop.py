@@ -43,10 +43,6 @@ def lr_factor(config: TrainConfig, step: int) -> float:
     return 1.0 - (1.0 - config.lr_final_fraction) * (t - config.decay_start) / (1.0 - config.decay_start)
 
 
-def write_json(path: Path, payload: Any) -> None:
-    ckpt.atomic_write_bytes(path, (json.dumps(payload, indent=2) + "\n").encode())
-
-
 def prepare_run_dir(run_dir: Path, config: TrainConfig) -> None:
     """Create a fresh run directory; refuse one that already holds a run."""
     if run_dir.is_dir() and ((run_dir / OPTIONS_FILE).exists() or ckpt.list_checkpoints(run_dir)):
@@ -55,7 +51,7 @@ def prepare_run_dir(run_dir: Path, config: TrainConfig) -> None:
         raise AliError(f"--out {run_dir} exists and is not a directory")
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
-        write_json(run_dir / OPTIONS_FILE, to_dict(config))
+        ckpt.atomic_write_json(run_dir / OPTIONS_FILE, to_dict(config))
     except OSError as exc:
         raise AliError(f"cannot write to run directory {run_dir}: {exc.strerror}; choose a writable --out") from None
 
@@ -71,26 +67,12 @@ def load_run_config(run_dir: Path, overrides: dict[str, Any] | None = None) -> T
     return make_config({**values, **(overrides or {})})
 
 
-def _truncate_stats(path: Path, step: int) -> None:
-    """Drop log lines written after the checkpoint we resume from, so no step is logged twice."""
-    if not path.exists():
-        return
-    keep = []
-    for line in path.read_text().splitlines():
-        try:
-            if json.loads(line)["step"] <= step:
-                keep.append(line)
-        except (json.JSONDecodeError, KeyError, TypeError):
-            break  # a torn last line from a crash
-    ckpt.atomic_write_bytes(path, "".join(f"{line}\n" for line in keep).encode())
-
-
 class StatsLog:
     """Sums losses on-device between log lines: no host sync per step."""
 
     def __init__(self, path: Path):
         self.path, self.sums, self.count = path, {}, 0
-        self.last_time, self.last_step = time.perf_counter(), None
+        self.last_time = time.perf_counter()
         self.recent: list[dict[str, float]] = []  # rows since the last checkpoint (its "best" score)
 
     def load_pending(self, sums: dict[str, torch.Tensor], count: int) -> None:
@@ -117,19 +99,16 @@ class StatsLog:
 
 
 def evaluate_run(model, dataset: Dataset, config: TrainConfig, run_dir: Path, train_seconds: float) -> dict[str, Any]:
-    """Final evaluation: metrics.json and, for toy data, the comparison figure."""
-    if dataset.mixture is None:  # image data (issue 3): ali.evaluation.image_eval
-        with ckpt.run_dir_writes(run_dir, "metrics.json / samples.png"):
+    """Final evaluation: metrics.json, and the sample pictures (images) or comparison figure (toy)."""
+    with ckpt.run_dir_writes(run_dir, "metrics.json and the evaluation pictures"):
+        if dataset.mixture is None:  # image data (issue 3): ali.evaluation.image_eval writes its PNGs
             metrics = evaluate_images(model, dataset, config.eval_samples, run_dir)
-            metrics = {**metrics, "train_seconds": round(train_seconds, 2), "steps": config.steps}
-            write_json(run_dir / "metrics.json", metrics)
-        return metrics
-    metrics, panels = evaluate_toy(model, dataset, config.eval_samples)
-    image = comparison_rows([(config.method, panels)], len(dataset.mixture.means), data_extent(dataset))
-    metrics = {**metrics, "train_seconds": round(train_seconds, 2), "steps": config.steps}
-    with ckpt.run_dir_writes(run_dir, "metrics.json / comparison.png"):
-        save_png(image, run_dir / "comparison.png")
-        write_json(run_dir / "metrics.json", metrics)
+        else:
+            metrics, panels = evaluate_toy(model, dataset, config.eval_samples)
+            image = comparison_rows([(config.method, panels)], len(dataset.mixture.means), data_extent(dataset))
+            save_png(image, run_dir / "comparison.png")
+        metrics = {**metrics, "train_seconds": round(train_seconds, 2), "steps": config.steps}
+        ckpt.atomic_write_json(run_dir / "metrics.json", metrics)
     return metrics
 
 
@@ -162,7 +141,7 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False, progress: bo
                 best = ckpt.read_best(run_dir)
                 if best is not None and best.get("step", 0) > start:  # names a damaged, skipped checkpoint
                     (run_dir / ckpt.BEST_FILE).unlink()
-                _truncate_stats(run_dir / "stats.jsonl", start)
+                ckpt.truncate_stats(run_dir / "stats.jsonl", start)
     distributed.reseed(dist_ctx, config.seed, start)
     distributed.prepare_replica(model, dist_ctx, config.sync_bn)
     attach_runtime(model, config.precision, dist_ctx.device, dist_ctx.all_reduce_mean if dist_ctx.active else None)
