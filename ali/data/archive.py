@@ -14,6 +14,7 @@ import stat
 import tarfile
 import zipfile
 from pathlib import Path, PurePosixPath
+from typing import IO, Callable
 
 from ali.data.common import describe
 from ali.errors import AliError
@@ -66,40 +67,43 @@ def _zip_plan(zf: zipfile.ZipFile, archive: Path) -> list[tuple[zipfile.ZipInfo,
     return plan
 
 
+def _tar_member_file(tar: tarfile.TarFile, member: tarfile.TarInfo, archive: Path) -> IO[bytes]:
+    src = tar.extractfile(member)
+    if src is None:
+        raise AliError(f"{archive}: member {member.name!r} has no data")
+    return src
+
+
+def _write_plan(plan: list[tuple[bool, Callable[[], IO[bytes]], Path]]) -> list[Path]:
+    """Create the folders and copy the files of a plan checked in full beforehand."""
+    written = []
+    for is_dir, open_member, dest in plan:
+        if is_dir:
+            dest.mkdir(parents=True, exist_ok=True)
+            continue
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        with open_member() as src, open(dest, "wb") as out:
+            shutil.copyfileobj(src, out, 1 << 20)
+        written.append(dest)
+    return written
+
+
 def safe_extract(archive: Path, target: Path) -> list[Path]:
     """Extract a .tar[.gz|.bz2|.xz] or .zip into `target`; returns the files written.
 
     AliError, with nothing written, when the archive is malformed or any member is unsafe."""
     target.mkdir(parents=True, exist_ok=True)
     target = target.resolve()
-    written: list[Path] = []
     try:
         if zipfile.is_zipfile(archive):
             with zipfile.ZipFile(archive) as zf:
-                plan = [(i, rel, _destination(target, rel, archive)) for i, rel in _zip_plan(zf, archive)]
-                for info, _, dest in plan:
-                    if info.is_dir():
-                        dest.mkdir(parents=True, exist_ok=True)
-                        continue
-                    dest.parent.mkdir(parents=True, exist_ok=True)
-                    with zf.open(info) as src, open(dest, "wb") as out:
-                        shutil.copyfileobj(src, out, 1 << 20)
-                    written.append(dest)
-            return written
+                plan = [(info.is_dir(), lambda info=info: zf.open(info), _destination(target, rel, archive))
+                        for info, rel in _zip_plan(zf, archive)]
+                return _write_plan(plan)
         with tarfile.open(archive, "r:*") as tar:
-            plan = [(m, rel, _destination(target, rel, archive)) for m, rel in _tar_plan(tar, archive)]
-            for member, _, dest in plan:
-                if member.isdir():
-                    dest.mkdir(parents=True, exist_ok=True)
-                    continue
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                src = tar.extractfile(member)
-                if src is None:
-                    raise AliError(f"{archive}: member {member.name!r} has no data")
-                with src, open(dest, "wb") as out:
-                    shutil.copyfileobj(src, out, 1 << 20)
-                written.append(dest)
-        return written
+            plan = [(m.isdir(), lambda m=m: _tar_member_file(tar, m, archive), _destination(target, rel, archive))
+                    for m, rel in _tar_plan(tar, archive)]
+            return _write_plan(plan)
     except AliError:
         raise
     except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError, ValueError) as exc:
