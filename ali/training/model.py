@@ -73,8 +73,9 @@ class Model(nn.Module):
 def build_model(config: TrainConfig) -> tuple[Model, dict[str, torch.optim.Optimizer]]:
     """The model and its optimizers: Adam(lr, (beta1, beta2)) for generators and discriminators."""
     model = Model(config, ARCHITECTURES[config.arch])
-    betas = (config.beta1, config.beta2)
-    optimizers = {"generator": torch.optim.Adam(model.generator_parameters(), lr=config.lr, betas=betas)}
+    # fused=True: one kernel for all tensors; the per-tensor loop was a third of a toy step's time.
+    adam = dict(lr=config.lr, betas=(config.beta1, config.beta2), fused=True)
+    optimizers = {"generator": torch.optim.Adam(model.generator_parameters(), **adam)}
     if model.discriminator_parameters():
-        optimizers["discriminator"] = torch.optim.Adam(model.discriminator_parameters(), lr=config.lr, betas=betas)
+        optimizers["discriminator"] = torch.optim.Adam(model.discriminator_parameters(), **adam)
     return model, optimizers

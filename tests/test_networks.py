@@ -1,0 +1,38 @@
+"""Maxout's hand-written backward against autograd's amax, including ties and bf16."""
+
+import pytest
+import torch
+
+from ali.training.networks import Maxout
+
+
+def _reference(x: torch.Tensor, pieces: int) -> torch.Tensor:
+    return x.view(x.shape[0], pieces, x.shape[1] // pieces, *x.shape[2:]).amax(1)
+
+
+@pytest.mark.parametrize("shape", [(7, 20), (3, 10, 4, 4)])
+def test_maxout_matches_amax_values_and_gradients(shape):
+    x = torch.randn(*shape, dtype=torch.float64, requires_grad=True)
+    ours, ref = Maxout(5)(x), _reference(x, 5)
+    assert ours.shape == (shape[0], shape[1] // 5, *shape[2:])
+    grad_out = torch.randn_like(ref)
+    (g_ours,) = torch.autograd.grad(ours, x, grad_out)
+    (g_ref,) = torch.autograd.grad(ref, x, grad_out)
+    assert torch.equal(ours, ref) and torch.equal(g_ours, g_ref)
+    assert torch.autograd.gradcheck(Maxout(5), (x.detach().requires_grad_(),))
+
+
+def test_maxout_splits_the_gradient_evenly_on_ties_like_amax():
+    x = torch.tensor([[3.0, 1.0, 3.0, 0.0, 2.0, 1.0]], requires_grad=True)  # unit u: channels u, u+2, u+4
+    (grad,) = torch.autograd.grad(Maxout(3)(x).sum(), x)
+    (ref,) = torch.autograd.grad(_reference(x, 3).sum(), x)
+    assert torch.equal(grad, ref)
+    assert grad.tolist() == [[0.5, 0.5, 0.5, 0.0, 0.0, 0.5]]
+
+
+def test_maxout_bf16_matches_amax():
+    x = torch.randn(50, 40).round(decimals=1).bfloat16().requires_grad_()  # coarse values: many ties
+    grad_out = torch.randn(50, 8).bfloat16()
+    (ours,) = torch.autograd.grad(Maxout(5)(x), x, grad_out)
+    (ref,) = torch.autograd.grad(_reference(x, 5), x, grad_out)
+    torch.testing.assert_close(ours, ref, rtol=1e-2, atol=1e-2)
