@@ -8,7 +8,7 @@ RUN    := runs/toy25-$(shell date +%Y%m%d-%H%M%S)
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
-	# torch 2.13.0 first (the CPU build on this disk); a GPU user's own torch>=2.3 is kept.
+	# torch 2.13.0 first (the CPU build on this disk); a GPU user's own torch>=2.4 is kept.
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -e '.[test]'
 	touch $(STAMP)
