@@ -38,6 +38,9 @@ class TrainConfig:
     # ALICE-style explicit cycle term (Li et al. 2017) added to the generators' loss:
     # recon_weight * mean ||x - Gx(Gz(x))||^2. 0 = the paper's pure ALI objective.
     recon_weight: float = 0.0
+    # Which nets that term trains: "both" (ALICE) or "decoder" (the code Gz(x) is held fixed, so
+    # the encoder learns only from the adversarial game; docs/RESULTS.md, toy recipe).
+    recon_trains: str = "both"
     posthoc_fraction: float = 0.5  # gan-posthoc: share of the steps spent training the GAN first
     init_std: float = 0.02
     seed: int = 0
@@ -90,6 +93,7 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "lr_final_fraction": _range(0, 1),
     "update": _in("simultaneous", "alternating"),
     "recon_weight": _range(0),
+    "recon_trains": _in("both", "decoder"),
     "posthoc_fraction": _range(0, 1, lo_open=True),
     "init_std": _range(0, lo_open=True),
     "seed": _range(0),

@@ -57,11 +57,11 @@ def test_every_method_trains_its_networks(method):
     assert changed == expected[method]
 
 
-def _grads_after_one_ali_step(mode, recon):
+def _grads_after_one_ali_step(mode, recon, recon_trains="both"):
     model, opts = _toy(recon_weight=recon)
     x = torch.linspace(-3, 3, 32).view(16, 2)
     torch.manual_seed(1)
-    ali_step(model, opts, x, recon, mode)
+    ali_step(model, opts, x, recon, mode, recon_trains=recon_trains)
     return {k: p.grad.clone() for k, p in model.named_parameters() if p.grad is not None}
 
 
@@ -72,6 +72,18 @@ def test_fused_step_gives_the_two_pass_gradients(recon):
     assert fused.keys() == two_pass.keys() and len(fused) == len(list(_toy()[0].parameters()))
     for k in fused:
         torch.testing.assert_close(fused[k], two_pass[k], rtol=1e-4, atol=1e-6, msg=k)
+
+
+def test_decoder_only_cycle_leaves_the_encoder_to_the_adversarial_game():
+    pure = _grads_after_one_ali_step("fused", 0.0)
+    both = _grads_after_one_ali_step("fused", 1.0, "both")
+    decoder_only = _grads_after_one_ali_step("fused", 1.0, "decoder")
+    for k in pure:
+        if k.startswith("encoder."):
+            torch.testing.assert_close(decoder_only[k], pure[k], rtol=1e-5, atol=1e-7, msg=k)
+        if k.startswith("decoder."):
+            torch.testing.assert_close(decoder_only[k], both[k], rtol=1e-5, atol=1e-7, msg=k)
+    assert any(not torch.allclose(both[k], pure[k]) for k in pure if k.startswith("encoder."))
 
 
 def test_toy_discriminator_is_eligible_for_the_fused_step_and_batch_norm_is_not():

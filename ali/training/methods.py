@@ -143,9 +143,19 @@ def update_mode(config_update: str, discriminator: nn.Module, precision: str = "
 
 
 def ali_step(
-    model: Model, optimizers: Optimizers, x: torch.Tensor, recon_weight: float, mode: str, runtime: StepRuntime | None = None
+    model: Model,
+    optimizers: Optimizers,
+    x: torch.Tensor,
+    recon_weight: float,
+    mode: str,
+    runtime: StepRuntime | None = None,
+    recon_trains: str = "both",
 ) -> Losses:
-    """ALI: real pairs (x, Gz(x)) against fake pairs (Gx(z), z); optional ALICE x-cycle term."""
+    """ALI: real pairs (x, Gz(x)) against fake pairs (Gx(z), z); optional ALICE x-cycle term.
+
+    recon_trains="decoder" stops the cycle's gradient at the code: the decoder learns to map each
+    code back to its x, while the encoder's codes are shaped by the adversarial game alone.
+    """
     rt = runtime or _FP32
     z = model.sample_prior(x.shape[0], x.device)
     extra, out = None, {}
@@ -153,7 +163,8 @@ def ali_step(
         z_hat = model.encoder(x)
         x_tilde = model.decoder(z)
         if recon_weight > 0:
-            recon = reconstruction_error(x, model.decoder(z_hat).float())
+            code = z_hat.detach() if recon_trains == "decoder" else z_hat
+            recon = reconstruction_error(x, model.decoder(code).float())
             extra, out["recon"] = recon_weight * recon, recon.detach()
     out.update(adversarial_update(model.discriminator, (x, z_hat), (x_tilde, z), optimizers, mode, extra, rt))
     return out
@@ -232,7 +243,7 @@ def train_step(model: Model, optimizers: Optimizers, x: torch.Tensor, step: int,
             if hasattr(model, name)
         }
     if cfg.method == "ali":
-        out = ali_step(model, optimizers, x, cfg.recon_weight, modes["discriminator"], rt)
+        out = ali_step(model, optimizers, x, cfg.recon_weight, modes["discriminator"], rt, cfg.recon_trains)
     elif cfg.method == "gan-inverse":
         out = gan_step(model, optimizers, x, modes["x_discriminator"], True, rt)
     elif cfg.method == "gan-posthoc":
