@@ -14,7 +14,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from ali.config import make_config
+from ali.config import make_config, to_dict
 from ali.errors import AliError
 from ali.evaluation.figures import comparison_rows, save_png
 from ali.evaluation.toy_eval import data_extent, toy_panels
@@ -62,7 +62,8 @@ def run_study(base: dict[str, Any], methods: list[str], seeds: int, out: Path, p
     """Train every (method, seed), write study.json, study.md and study.png; return the table."""
     if (out / "study.json").exists():
         raise AliError(f"{out} already holds a study (study.json); choose another --out")
-    make_config(base)  # validate once, before any run starts
+    resolved = to_dict(make_config(base))  # validate once, before any run starts
+    base = {key: resolved[key] for key in base}  # typed values ("1" from --set becomes 1)
     jobs = []
     for method in methods:
         for seed in range(seeds):
