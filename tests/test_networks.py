@@ -1,9 +1,9 @@
-"""Maxout's hand-written backward against autograd's amax, including ties and bf16."""
+"""The hand-written layers: Maxout against autograd's amax (ties, bf16), Dropout's statistics."""
 
 import pytest
 import torch
 
-from ali.training.networks import Maxout
+from ali.training.networks import Dropout, Maxout
 
 
 def _reference(x: torch.Tensor, pieces: int) -> torch.Tensor:
@@ -36,3 +36,16 @@ def test_maxout_bf16_matches_amax():
     (ours,) = torch.autograd.grad(Maxout(5)(x), x, grad_out)
     (ref,) = torch.autograd.grad(_reference(x, 5), x, grad_out)
     torch.testing.assert_close(ours, ref, rtol=1e-2, atol=1e-2)
+
+
+def test_dropout_keeps_one_minus_p_scales_and_reuses_its_mask_backward():
+    drop = Dropout(0.3)
+    x = torch.ones(200_000, requires_grad=True)
+    y = drop(x)
+    kept = y != 0
+    assert abs(kept.float().mean().item() - 0.7) < 0.005
+    torch.testing.assert_close(y[kept], torch.full_like(y[kept], 1 / 0.7))
+    (grad,) = torch.autograd.grad(y, x, torch.ones_like(y))
+    assert torch.equal(grad, y.detach())  # gradient flows exactly where the forward kept x
+    drop.eval()
+    assert drop(x) is x

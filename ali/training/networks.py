@@ -75,6 +75,36 @@ class Maxout(nn.Module):
         return _MaxOverPieces.apply(x.view(shape[0], self.pieces, shape[1] // self.pieces, *shape[2:]))
 
 
+class _DropWithMask(torch.autograd.Function):
+    """x * keep / (1 - p), keep ~ Bernoulli(1 - p) drawn as uniform >= p, the same mask reused backward."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, p: float) -> torch.Tensor:  # type: ignore[override]
+        scale = torch.rand_like(x, dtype=torch.float32).ge_(p).to(x.dtype).mul_(1 / (1 - p))
+        ctx.save_for_backward(scale)
+        return x * scale
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
+        (scale,) = ctx.saved_tensors
+        return grad * scale, None
+
+
+class Dropout(nn.Module):
+    """nn.Dropout's semantics, with the mask drawn from torch.rand: on this CPU `bernoulli_` (which
+    nn.Dropout uses) took a fifth of a CIFAR-10 training step; uniform draws cost half of that."""
+
+    def __init__(self, p: float):
+        super().__init__()
+        self.p = p
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return _DropWithMask.apply(x, self.p) if self.training and self.p > 0 else x
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
 class UntiedBias(nn.Module):
     """A bias per output element (per pixel and channel), as in the authors' decoder output."""
 
@@ -113,7 +143,7 @@ def build_stack(table: list[Layer], in_width: int) -> nn.Sequential:
     width = in_width
     for layer in table:
         if layer.drop > 0:
-            modules.append(nn.Dropout(layer.drop))
+            modules.append(Dropout(layer.drop))
         bias = layer.bias and not layer.bn  # a bias before batch norm is cancelled by it
         if layer.op == "dense":
             modules.append(nn.Linear(width, layer.out, bias=bias))
