@@ -16,23 +16,20 @@ from ali.config import TrainConfig
 from ali.errors import AliError
 from ali.evaluation.grids import image_grid, interleave_columns
 from ali.evaluation.image_eval import decode, encode
-from ali.training import checkpoint as ckpt
 from ali.training.dataset import Dataset
-from ali.training.model import Model, build_model
+from ali.training.architectures import ARCHITECTURES
+from ali.training.model import Model
 
 
 def load_trained(run_dir: Path) -> tuple[TrainConfig, Model, int]:
     """The run's config, its model restored from the newest valid checkpoint, and that step."""
-    from ali.training.loop import load_run_config  # late: loop imports the evaluation modules
+    from ali.training.loop import load_run_config, restore_trained  # late: loop imports the evaluation modules
 
     run_dir = Path(run_dir)
     config = load_run_config(run_dir)
-    model, _ = build_model(config)
-    if len(model.arch.x_shape) != 3:
+    if len(ARCHITECTURES[config.arch].x_shape) != 3:
         raise AliError(f"run {run_dir} trained on 2-D data ({config.dataset}); pictures need an image run")
-    _, tensors, header = ckpt.newest_valid_checkpoint(run_dir)
-    step = ckpt.restore(tensors, header, model, restore_rng=False)
-    model.eval()
+    model, step = restore_trained(run_dir, config)
     return config, model, step
 
 

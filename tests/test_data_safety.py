@@ -99,6 +99,18 @@ def _everything_under(root: Path) -> set:
     return {p.relative_to(root) for p in root.rglob("*")}
 
 
+def _assert_refused_before_writing(tmp_path: Path, name: str, write_archive, reason: str) -> None:
+    """safe_extract refuses the archive with `reason`, and nothing changed under tmp_path, not even
+    inside the target: every member is checked before anything is written."""
+    archive, target = tmp_path / name, tmp_path / "box" / "target"
+    target.mkdir(parents=True)
+    write_archive(archive)
+    before = _everything_under(tmp_path)
+    with pytest.raises(AliError, match=reason):
+        safe_extract(archive, target)
+    assert _everything_under(tmp_path) == before
+
+
 @pytest.mark.parametrize("members,reason", [
     ([_file("ok.txt"), _file("../escaped.txt")], "leaves the target"),
     ([_file("ok.txt"), _file("sub/../../escaped.txt")], "leaves the target"),
@@ -108,13 +120,7 @@ def _everything_under(root: Path) -> set:
     ([_link("hard", "/etc/passwd", tarfile.LNKTYPE)], "is a link"),
 ])
 def test_tar_traversal_and_links_write_nothing(tmp_path, members, reason):
-    archive, target = tmp_path / "a.tar.gz", tmp_path / "box" / "target"
-    target.mkdir(parents=True)
-    _tar(archive, members)
-    before = _everything_under(tmp_path)
-    with pytest.raises(AliError, match=reason):
-        safe_extract(archive, target)
-    assert _everything_under(tmp_path) == before  # nothing inside the target either: checked before writing
+    _assert_refused_before_writing(tmp_path, "a.tar.gz", lambda archive: _tar(archive, members), reason)
     assert not Path("/tmp/ali-abs-escaped.txt").exists()
 
 
@@ -133,13 +139,7 @@ def _zip(path: Path, entries: list) -> None:
     ([("..\\escaped.txt", b"x", 0o100644)], "backslash"),
 ])
 def test_zip_traversal_and_links_write_nothing(tmp_path, entries, reason):
-    archive, target = tmp_path / "a.zip", tmp_path / "box" / "target"
-    target.mkdir(parents=True)
-    _zip(archive, entries)
-    before = _everything_under(tmp_path)
-    with pytest.raises(AliError, match=reason):
-        safe_extract(archive, target)
-    assert _everything_under(tmp_path) == before
+    _assert_refused_before_writing(tmp_path, "a.zip", lambda archive: _zip(archive, entries), reason)
 
 
 def test_benign_archives_extract(tmp_path):

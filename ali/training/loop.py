@@ -204,11 +204,16 @@ def _scratch_dir(ctx: distributed.DistContext) -> Path:
 def load_trained(run_dir: Path) -> tuple[TrainConfig, Model]:
     """A finished or interrupted run's config and model, from its newest valid checkpoint."""
     config = load_run_config(run_dir)
+    return config, restore_trained(run_dir, config)[0]
+
+
+def restore_trained(run_dir: Path, config: TrainConfig) -> tuple[Model, int]:
+    """The run's model in evaluation mode, restored from its newest valid checkpoint, and that step."""
     model, _ = build_model(config)
     _, tensors, header = ckpt.newest_valid_checkpoint(run_dir)
-    ckpt.restore(tensors, header, model, restore_rng=False)
+    step = ckpt.restore(tensors, header, model, restore_rng=False)
     model.eval()
-    return config, model
+    return model, step
 
 
 def save_snapshot(
