@@ -28,6 +28,9 @@ class TrainConfig:
     batch_size: int = 100
     steps: int = 200_000
     lr: float = 1e-4
+    # Two time-scale update rule (Heusel et al. 2017): the discriminators' Adam runs at
+    # lr * d_lr_factor. 1.0 = the paper (one learning rate for every net).
+    d_lr_factor: float = 1.0
     beta1: float = 0.5
     beta2: float = 0.999
     # Linear learning-rate decay: constant until `decay_start` (a fraction of training), then
@@ -87,6 +90,7 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "batch_size": _range(1),
     "steps": _range(1),
     "lr": _range(0, 1, lo_open=True),
+    "d_lr_factor": _range(0, 100, lo_open=True),
     "beta1": _range(0, 0.9999),
     "beta2": _range(0, 0.99999),
     "decay_start": _range(0, 1),

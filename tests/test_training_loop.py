@@ -74,3 +74,13 @@ def test_lr_schedule_is_constant_then_linear():
     assert lr_factor(config, 75) == pytest.approx(0.5)
     config = make_config({**TINY, "steps": 24, "decay_start": 0.25, "lr_final_fraction": 0.1})
     assert lr_factor(config, 23) == pytest.approx(1 - 0.9 * (23 / 24 - 0.25) / 0.75)
+
+
+def test_discriminator_learning_rate_is_scaled_by_d_lr_factor(tmp_path):
+    config = make_config({**TINY, "steps": 8, "checkpoint_every": 8, "decay_start": 0.5, "lr_final_fraction": 0.5, "d_lr_factor": 3.0})
+    train(config, tmp_path / "run", progress=False)
+    _, header = ckpt.read_checkpoint(ckpt.list_checkpoints(tmp_path / "run")[-1])
+    lr_g = [g["lr"] for g in header["optimizers"]["generator"]["param_groups"]]
+    lr_d = [g["lr"] for g in header["optimizers"]["discriminator"]["param_groups"]]
+    expected = config.lr * lr_factor(config, 7)  # the lr of the last step taken
+    assert lr_g == [pytest.approx(expected)] and lr_d == [pytest.approx(3.0 * expected)]

@@ -43,6 +43,13 @@ def lr_factor(config: TrainConfig, step: int) -> float:
     return 1.0 - (1.0 - config.lr_final_fraction) * (t - config.decay_start) / (1.0 - config.decay_start)
 
 
+def set_learning_rates(optimizers: dict[str, torch.optim.Optimizer], lr: float, d_lr_factor: float) -> None:
+    """The generators' lr on every optimizer; the discriminators' (TTUR) scaled by d_lr_factor."""
+    for name, optimizer in optimizers.items():
+        for group in optimizer.param_groups:
+            group["lr"] = lr * (d_lr_factor if name == "discriminator" else 1.0)
+
+
 def prepare_run_dir(run_dir: Path, config: TrainConfig) -> None:
     """Create a fresh run directory; refuse one that already holds a run."""
     if run_dir.is_dir() and ((run_dir / OPTIONS_FILE).exists() or ckpt.list_checkpoints(run_dir)):
@@ -154,9 +161,7 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False, progress: bo
     step = start
     while step < config.steps:
         lr = config.lr * lr_factor(config, step) * guard.lr_scale
-        for optimizer in optimizers.values():
-            for group in optimizer.param_groups:
-                group["lr"] = lr
+        set_learning_rates(optimizers, lr, config.d_lr_factor)
         x = to_model_layout(dataset.to_float(dataset.train[dist_ctx.local_indices(sampler.indices(step))]))
         stats.add(train_step(model, optimizers, x, step, config.steps))
         done = step + 1

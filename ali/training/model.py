@@ -71,11 +71,11 @@ class Model(nn.Module):
 
 
 def build_model(config: TrainConfig) -> tuple[Model, dict[str, torch.optim.Optimizer]]:
-    """The model and its optimizers: Adam(lr, (beta1, beta2)) for generators and discriminators."""
+    """The model and its optimizers: Adam(lr, (beta1, beta2)) for the generators, lr * d_lr_factor for D."""
     model = Model(config, ARCHITECTURES[config.arch])
     # fused=True: one kernel for all tensors; the per-tensor loop was a third of a toy step's time.
-    adam = dict(lr=config.lr, betas=(config.beta1, config.beta2), fused=True)
-    optimizers = {"generator": torch.optim.Adam(model.generator_parameters(), **adam)}
+    adam = dict(betas=(config.beta1, config.beta2), fused=True)
+    optimizers = {"generator": torch.optim.Adam(model.generator_parameters(), lr=config.lr, **adam)}
     if model.discriminator_parameters():
-        optimizers["discriminator"] = torch.optim.Adam(model.discriminator_parameters(), **adam)
+        optimizers["discriminator"] = torch.optim.Adam(model.discriminator_parameters(), lr=config.lr * config.d_lr_factor, **adam)
     return model, optimizers
