@@ -29,7 +29,7 @@ from ali.training import distributed
 from ali.training.dataset import Dataset, EpochSampler, load_dataset
 from ali.training.guard import DivergenceGuard, checkpoint_score
 from ali.training.methods import train_step
-from ali.training.model import Model, build_model
+from ali.training.model import Model, build_model, set_learning_rates
 from ali.training.precision import attach_runtime, on_cpu, prepare_model, to_model_layout
 
 OPTIONS_FILE = "training_options.json"
@@ -41,13 +41,6 @@ def lr_factor(config: TrainConfig, step: int) -> float:
     if t < config.decay_start or config.decay_start >= 1.0:
         return 1.0
     return 1.0 - (1.0 - config.lr_final_fraction) * (t - config.decay_start) / (1.0 - config.decay_start)
-
-
-def set_learning_rates(optimizers: dict[str, torch.optim.Optimizer], lr: float, d_lr_factor: float) -> None:
-    """The generators' lr on every optimizer; the discriminators' (TTUR) scaled by d_lr_factor."""
-    for name, optimizer in optimizers.items():
-        for group in optimizer.param_groups:
-            group["lr"] = lr * (d_lr_factor if name == "discriminator" else 1.0)
 
 
 def prepare_run_dir(run_dir: Path, config: TrainConfig) -> None:

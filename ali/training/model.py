@@ -70,12 +70,20 @@ class Model(nn.Module):
         return torch.randn(n, self.arch.latent_dim, device=device)
 
 
+def set_learning_rates(optimizers: dict[str, torch.optim.Optimizer], lr: float, d_lr_factor: float) -> None:
+    """The generators' lr on every optimizer; the discriminators' (TTUR) scaled by d_lr_factor."""
+    for name, optimizer in optimizers.items():
+        for group in optimizer.param_groups:
+            group["lr"] = lr * (d_lr_factor if name == "discriminator" else 1.0)
+
+
 def build_model(config: TrainConfig) -> tuple[Model, dict[str, torch.optim.Optimizer]]:
     """The model and its optimizers: Adam(lr, (beta1, beta2)) for the generators, lr * d_lr_factor for D."""
     model = Model(config, ARCHITECTURES[config.arch])
     # fused=True: one kernel for all tensors; the per-tensor loop was a third of a toy step's time.
-    adam = dict(betas=(config.beta1, config.beta2), fused=True)
-    optimizers = {"generator": torch.optim.Adam(model.generator_parameters(), lr=config.lr, **adam)}
+    adam = dict(lr=config.lr, betas=(config.beta1, config.beta2), fused=True)
+    optimizers = {"generator": torch.optim.Adam(model.generator_parameters(), **adam)}
     if model.discriminator_parameters():
-        optimizers["discriminator"] = torch.optim.Adam(model.discriminator_parameters(), lr=config.lr * config.d_lr_factor, **adam)
+        optimizers["discriminator"] = torch.optim.Adam(model.discriminator_parameters(), **adam)
+    set_learning_rates(optimizers, config.lr, config.d_lr_factor)
     return model, optimizers
