@@ -44,6 +44,10 @@ class TrainConfig:
     # Which nets that term trains: "both" (ALICE) or "decoder" (the code Gz(x) is held fixed, so
     # the encoder learns only from the adversarial game; docs/RESULTS.md, toy recipe).
     recon_trains: str = "both"
+    # Where each training step's prior batch z ~ N(0, I) comes from: "random" (i.i.d. draws, the
+    # paper) or "sobol" (scrambled Sobol points: every batch a stratified sample of the prior, so
+    # batch-norm statistics inside the decoder vary less between steps; ali.training.prior).
+    prior_sampling: str = "random"
     posthoc_fraction: float = 0.5  # gan-posthoc: share of the steps spent training the GAN first
     init_std: float = 0.02
     seed: int = 0
@@ -98,6 +102,7 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "update": _in("simultaneous", "alternating"),
     "recon_weight": _range(0),
     "recon_trains": _in("both", "decoder"),
+    "prior_sampling": _in("random", "sobol"),
     "posthoc_fraction": _range(0, 1, lo_open=True),
     "init_std": _range(0, lo_open=True),
     "seed": _range(0),

@@ -33,12 +33,19 @@ def _run_one(values: dict[str, Any], run_dir: str, progress: bool) -> dict[str, 
 
 
 def summarise(runs: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
-    """mean, std (sample), min, max of every numeric metric over runs."""
+    """mean, std (sample), min, max of every numeric metric over runs.
+
+    A metric that is infinite in some run (reverse KL of a run with no high-quality sample) has an
+    infinite mean and std: the spread is unbounded, and statistics.stdev cannot take inf.
+    """
     out = {}
     for key in runs[0]:
         values = [float(r[key]) for r in runs if isinstance(r.get(key), (int, float))]
         if len(values) == len(runs):
-            std = statistics.stdev(values) if len(values) > 1 else 0.0
+            if not all(math.isfinite(v) for v in values):
+                std = math.inf
+            else:
+                std = statistics.stdev(values) if len(values) > 1 else 0.0
             out[key] = {"mean": statistics.fmean(values), "std": std, "min": min(values), "max": max(values)}
     return out
 

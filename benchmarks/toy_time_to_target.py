@@ -3,7 +3,10 @@
     .venv/bin/python benchmarks/toy_time_to_target.py [--seed N] [--config toy25] [--json]
 
 Prints the run's metrics, its wall time (process start of the run to metrics.json, evaluation
-included) and the ratio to the 60 s budget, and each target met or missed.
+included) and the ratio to the 60 s budget, and each target met or missed. Then, after the
+timed part, the machine's fp32 matrix-multiply speed (benchmarks/throughput.py's probe, same
+thread count): this shared CPU's speed drifts between days, and that figure says how fast it was
+during the run.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -40,6 +44,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         metrics = train(config, Path(tmp) / "run", progress=False)
     wall = time.perf_counter() - began
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
+    from benchmarks.throughput import sgemm_gflops
+
+    sgemm = sgemm_gflops()  # with the thread count the run used (train sets it)
 
     met = {}
     for key, (op, bound) in TARGETS.items():
@@ -47,9 +55,9 @@ def main() -> None:
         met[key] = value >= bound if op == ">=" else value <= bound
         print(f"{key:26s} {value:10.4f}  target {op} {bound}: {'met' if met[key] else 'MISSED'}")
     print(f"{'wall seconds':26s} {wall:10.1f}  budget {BUDGET_SECONDS:.0f} s: ratio {wall / BUDGET_SECONDS:.2f} ({'met' if wall <= BUDGET_SECONDS else 'MISSED'})")
-    print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} at the end")
+    print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} at the end, fp32 matmul {sgemm:.0f} GFLOP/s")
     if args.json:
-        print(json.dumps({"config": args.config, "seed": args.seed, "wall_seconds": round(wall, 2), "budget_ratio": round(wall / BUDGET_SECONDS, 3), "targets_met": all(met.values()), **metrics}))
+        print(json.dumps({"config": args.config, "seed": args.seed, "wall_seconds": round(wall, 2), "budget_ratio": round(wall / BUDGET_SECONDS, 3), "sgemm_gflops": round(sgemm, 1), "targets_met": all(met.values()), **metrics}))
 
 
 if __name__ == "__main__":

@@ -29,3 +29,18 @@ def test_throughput_prints_valid_json_last(arch):
     # The reference does more work per step (two extra D passes): the counter must see that.
     assert result["reference_gflop_per_step"] > result["ours_gflop_per_step"] > 0
 
+
+
+def test_batchnorm_jitter_on_a_short_toy_run(tmp_path):
+    from ali.cli import main
+
+    run = tmp_path / "run"
+    assert main(["train", "--config", "toy25", "--steps", "30", "--set", "threads=1", "--out", str(run), "--no-progress"]) == 0
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "toy_batchnorm_jitter.py"), "--run", str(run), "--batches", "3"]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=True).stdout
+    result = json.loads(out.strip().splitlines()[-1])
+    assert result["batch_size"] == 100 and result["batches"] == 3
+    for kind in ("random", "sobol"):
+        assert 0 <= result[kind]["high_quality_train_mode"] <= 1 and result[kind]["rms_train_vs_eval"] > 0
+    assert result["rms_ratio_sobol_to_random"] == pytest.approx(
+        result["sobol"]["rms_train_vs_eval"] / result["random"]["rms_train_vs_eval"], abs=1e-3)

@@ -61,7 +61,7 @@ def _grads_after_one_ali_step(mode, recon, recon_trains="both"):
     model, opts = _toy(recon_weight=recon)
     x = torch.linspace(-3, 3, 32).view(16, 2)
     torch.manual_seed(1)
-    ali_step(model, opts, x, recon, mode, recon_trains=recon_trains)
+    ali_step(model, opts, x, model.sample_prior(len(x)), recon, mode, recon_trains=recon_trains)
     return {k: p.grad.clone() for k, p in model.named_parameters() if p.grad is not None}
 
 

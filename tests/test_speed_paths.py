@@ -89,7 +89,7 @@ def test_fast_step_has_the_reference_steps_losses_and_gradients(arch_name, mode,
         ref_model = _model(arch)
         ref_losses, ref_delta = _changes(lambda m, o: reference_step(m, o, x), ref_model, lr_d, lr_g)
         fast = prepare_model(_model(arch), torch.device("cpu"))  # channels_last, dense convs
-        fast_losses, fast_delta = _changes(lambda m, o: ali_step(m, o, to_model_layout(x), 0.0, mode), fast, lr_d, lr_g)
+        fast_losses, fast_delta = _changes(lambda m, o: ali_step(m, o, to_model_layout(x), m.sample_prior(len(x)), 0.0, mode), fast, lr_d, lr_g)
         # The reference's L_G comes after its D update: comparable when that update is a no-op.
         for k in ("loss_d", "loss_g") if lr_d == 0 else ("loss_d",):
             torch.testing.assert_close(fast_losses[k], ref_losses[k], rtol=1e-5, atol=1e-6)

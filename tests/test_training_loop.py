@@ -33,9 +33,9 @@ def test_run_directory_contents(tmp_path):
         assert key in metrics
 
 
-@pytest.mark.parametrize("method", ["ali", "gan-posthoc", "vae"])
-def test_resumed_run_continues_exactly_like_an_uninterrupted_one(tmp_path, method):
-    config = make_config({**TINY, "method": method})
+@pytest.mark.parametrize("overrides", [{}, {"prior_sampling": "random"}, {"method": "gan-posthoc"}, {"method": "vae"}])
+def test_resumed_run_continues_exactly_like_an_uninterrupted_one(tmp_path, overrides):
+    config = make_config({**TINY, **overrides})
     full, cut = tmp_path / "full", tmp_path / "cut"
     train(config, full, progress=False)
     # A run killed after its step-8 checkpoint: the same directory minus everything written later.

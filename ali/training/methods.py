@@ -29,6 +29,7 @@ from ali.training.model import Model
 from ali.training.networks import has_batch_coupling
 from ali.training.objective import ali_losses, generator_to_discriminator_grad_ratio
 from ali.training.precision import StepRuntime, make_runtime
+from ali.training.prior import draw_prior
 
 Losses = dict[str, torch.Tensor]
 Optimizers = dict[str, torch.optim.Optimizer]
@@ -146,6 +147,7 @@ def ali_step(
     model: Model,
     optimizers: Optimizers,
     x: torch.Tensor,
+    z: torch.Tensor,
     recon_weight: float,
     mode: str,
     runtime: StepRuntime | None = None,
@@ -157,7 +159,6 @@ def ali_step(
     code back to its x, while the encoder's codes are shaped by the adversarial game alone.
     """
     rt = runtime or _FP32
-    z = model.sample_prior(x.shape[0], x.device)
     extra, out = None, {}
     with rt.autocast():
         z_hat = model.encoder(x)
@@ -171,11 +172,16 @@ def ali_step(
 
 
 def gan_step(
-    model: Model, optimizers: Optimizers, x: torch.Tensor, mode: str, train_inverse: bool, runtime: StepRuntime | None = None
+    model: Model,
+    optimizers: Optimizers,
+    x: torch.Tensor,
+    z: torch.Tensor,
+    mode: str,
+    train_inverse: bool,
+    runtime: StepRuntime | None = None,
 ) -> Losses:
     """GAN on the decoder with D(x); with `train_inverse`, the encoder learns z ~ Gz(Gx(z))."""
     rt = runtime or _FP32
-    z = model.sample_prior(x.shape[0], x.device)
     extra, out = None, {}
     with rt.autocast():
         x_tilde = model.decoder(z)
@@ -187,10 +193,11 @@ def gan_step(
     return out
 
 
-def posthoc_step(model: Model, optimizers: Optimizers, x: torch.Tensor, mode: str, runtime: StepRuntime | None = None) -> Losses:
+def posthoc_step(
+    model: Model, optimizers: Optimizers, x: torch.Tensor, z: torch.Tensor, mode: str, runtime: StepRuntime | None = None
+) -> Losses:
     """ALI procedure with the GAN decoder frozen: only the encoder and the joint D learn."""
     rt = runtime or _FP32
-    z = model.sample_prior(x.shape[0], x.device)
     model.decoder.eval()
     with rt.autocast():
         with torch.no_grad():
@@ -242,15 +249,16 @@ def train_step(model: Model, optimizers: Optimizers, x: torch.Tensor, step: int,
             for name in ("discriminator", "x_discriminator")
             if hasattr(model, name)
         }
+    z = draw_prior(model, rt.cache, x.shape[0], step, x.device) if cfg.method != "vae" else None
     if cfg.method == "ali":
-        out = ali_step(model, optimizers, x, cfg.recon_weight, modes["discriminator"], rt, cfg.recon_trains)
+        out = ali_step(model, optimizers, x, z, cfg.recon_weight, modes["discriminator"], rt, cfg.recon_trains)
     elif cfg.method == "gan-inverse":
-        out = gan_step(model, optimizers, x, modes["x_discriminator"], True, rt)
+        out = gan_step(model, optimizers, x, z, modes["x_discriminator"], True, rt)
     elif cfg.method == "gan-posthoc":
         if step < round(cfg.posthoc_fraction * total_steps):
-            out = gan_step(model, optimizers, x, modes["x_discriminator"], False, rt)
+            out = gan_step(model, optimizers, x, z, modes["x_discriminator"], False, rt)
         else:
-            out = posthoc_step(model, optimizers, x, modes["discriminator"], rt)
+            out = posthoc_step(model, optimizers, x, z, modes["discriminator"], rt)
     elif cfg.method == "vae":
         out = vae_step(model, optimizers, x, rt)
     else:
