@@ -18,6 +18,8 @@ from __future__ import annotations
 import torch
 import torch.distributed as dist
 
+from ali.training.model import Model
+
 # SobolEngine supports 2**30 points; past that the sequence starts over with a new scramble.
 _PERIOD = 2**30
 # ndtri(u) is infinite at u = 0 or 1; clamping costs only the prior's mass beyond 5.6 std.
@@ -45,7 +47,7 @@ class SobolNormal:
         return torch.special.ndtri(u).to(device=device, dtype=torch.float32)
 
 
-def draw_prior(model, cache: dict, n: int, step: int, device: torch.device) -> torch.Tensor:
+def draw_prior(model: Model, cache: dict, n: int, step: int, device: torch.device) -> torch.Tensor:
     """The prior batch for training step `step`, as the model's config asks (`cache` keeps the engine)."""
     if model.config.prior_sampling == "random":
         return model.sample_prior(n, device)
