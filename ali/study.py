@@ -44,8 +44,10 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
         if len(values) == len(runs):
             if not all(math.isfinite(v) for v in values):
                 std = math.inf
+            elif len(values) > 1:
+                std = statistics.stdev(values)
             else:
-                std = statistics.stdev(values) if len(values) > 1 else 0.0
+                std = 0.0
             out[key] = {"mean": statistics.fmean(values), "std": std, "min": min(values), "max": max(values)}
     return out
 

@@ -44,6 +44,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         metrics = train(config, Path(tmp) / "run", progress=False)
     wall = time.perf_counter() - began
+    # Imported only now: at the top, throughput.py's torch import would leave the timed part.
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
     from benchmarks.throughput import sgemm_gflops
 

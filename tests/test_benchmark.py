@@ -30,7 +30,6 @@ def test_throughput_prints_valid_json_last(arch):
     assert result["reference_gflop_per_step"] > result["ours_gflop_per_step"] > 0
 
 
-
 def test_batchnorm_jitter_on_a_short_toy_run(tmp_path):
     from ali.cli import main
 

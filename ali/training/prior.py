@@ -4,9 +4,9 @@
 scrambled Sobol sequence through the normal inverse CDF: every point is still N(0, I), but each
 batch covers the prior evenly instead of by chance. Why it matters here: the decoder normalises
 each layer with the statistics of its batch, so with i.i.d. batches the function it computes
-moves a little from step to step (on the toy grid a train-mode decoder puts 8 points fewer in
-100 on a mode than the same decoder in eval mode). Stratified batches make the training-time
-decoder much closer to the one evaluated, and the encoder learns to invert that one
+moves a little from step to step, away from the evaluation-mode decoder that draws samples.
+Stratified batches keep the training-time decoder about twice as close to the evaluated one
+(benchmarks/toy_batchnorm_jitter.py), and that is the decoder the encoder learns to invert
 (docs/RESULTS.md, toy recipe).
 
 Batch `step` is points [step * n, (step + 1) * n) of the sequence, so a resumed run draws what
