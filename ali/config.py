@@ -44,6 +44,10 @@ class TrainConfig:
     # Which nets that term trains: "both" (ALICE) or "decoder" (the code Gz(x) is held fixed, so
     # the encoder learns only from the adversarial game; docs/RESULTS.md, toy recipe).
     recon_trains: str = "both"
+    # Which training passes update the decoder's batch-norm running averages (what sampling and
+    # reconstruction use): "prior", only the pass on the prior batch; "all", the cycle term's
+    # pass on the encoder's codes too (torch's behaviour, and this package's before 2026-11-30).
+    decoder_bn_stats: str = "prior"
     # Where each training step's prior batch z ~ N(0, I) comes from: "random" (i.i.d. draws, the
     # paper) or "sobol" (scrambled Sobol points: every batch a stratified sample of the prior, so
     # batch-norm statistics inside the decoder vary less between steps; ali.training.prior).
@@ -102,6 +106,7 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "update": _in("simultaneous", "alternating"),
     "recon_weight": _range(0),
     "recon_trains": _in("both", "decoder"),
+    "decoder_bn_stats": _in("prior", "all"),
     "prior_sampling": _in("random", "sobol"),
     "posthoc_fraction": _range(0, 1, lo_open=True),
     "init_std": _range(0, lo_open=True),

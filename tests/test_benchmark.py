@@ -41,5 +41,6 @@ def test_batchnorm_jitter_on_a_short_toy_run(tmp_path):
     assert result["batch_size"] == 100 and result["batches"] == 3
     for kind in ("random", "sobol"):
         assert 0 <= result[kind]["high_quality_train_mode"] <= 1 and result[kind]["rms_train_vs_eval"] > 0
+        assert result[kind]["mode_offset_eval_mode"] >= 0
     assert result["rms_ratio_sobol_to_random"] == pytest.approx(
         result["sobol"]["rms_train_vs_eval"] / result["random"]["rms_train_vs_eval"], abs=1e-3)

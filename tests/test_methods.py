@@ -91,3 +91,34 @@ def test_toy_discriminator_is_eligible_for_the_fused_step_and_batch_norm_is_not(
     assert update_mode("simultaneous", model.discriminator) == "fused"
     assert update_mode("simultaneous", model.decoder) == "two-pass"  # has batch norm
     assert update_mode("alternating", model.discriminator) == "alternating"
+
+
+def _decoder_running_stats_after_one_step(recon, decoder_bn_stats):
+    model, opts = _toy(recon_weight=recon)
+    x = torch.linspace(-3, 3, 32).view(16, 2)
+    torch.manual_seed(1)
+    ali_step(model, opts, x, model.sample_prior(len(x)), recon, "fused", None, "decoder", decoder_bn_stats)
+    return {k: v for k, v in model.decoder.state_dict().items() if "running" in k}
+
+
+def test_cycle_pass_leaves_the_decoders_running_statistics_to_the_prior_batch():
+    prior_only = _decoder_running_stats_after_one_step(0.0, "prior")
+    assert prior_only and all(v.abs().sum() > 0 for k, v in prior_only.items() if "mean" in k)
+    for k, v in _decoder_running_stats_after_one_step(1.0, "prior").items():
+        torch.testing.assert_close(v, prior_only[k], rtol=0, atol=0, msg=k)
+    blended = _decoder_running_stats_after_one_step(1.0, "all")
+    assert any(not torch.equal(v, prior_only[k]) for k, v in blended.items())
+
+
+def test_decoder_bn_stats_changes_the_running_averages_and_not_the_training():
+    trained = {}
+    for setting in ("prior", "all"):
+        model, opts = _toy(recon_weight=3.0, recon_trains="decoder", decoder_bn_stats=setting)
+        torch.manual_seed(0)
+        for step in range(3):
+            train_step(model, opts, torch.randn(16, 2), step, 3)
+        trained[setting] = model.state_dict()
+    for k, v in trained["prior"].items():
+        if "running" not in k and "num_batches" not in k:
+            assert torch.equal(v, trained["all"][k]), k  # running averages never feed training
+    assert any(not torch.equal(v, trained["all"][k]) for k, v in trained["prior"].items() if "running" in k)

@@ -1,9 +1,10 @@
-"""The hand-written layers: Maxout against autograd's amax (ties, bf16), Dropout's statistics."""
+"""The hand-written layers: Maxout against autograd's amax (ties, bf16), Dropout's statistics; frozen running averages."""
 
 import pytest
 import torch
+from torch import nn
 
-from ali.training.networks import Dropout, Maxout
+from ali.training.networks import Dropout, Maxout, running_stats_frozen
 
 
 def _reference(x: torch.Tensor, pieces: int) -> torch.Tensor:
@@ -49,3 +50,17 @@ def test_dropout_keeps_one_minus_p_scales_and_reuses_its_mask_backward():
     assert torch.equal(grad, y.detach())  # gradient flows exactly where the forward kept x
     drop.eval()
     assert drop(x) is x
+
+
+def test_running_stats_frozen_normalises_by_the_batch_and_keeps_the_averages():
+    net = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4, momentum=0.05)).train()
+    x = torch.randn(32, 3) * 3 + 1
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    with running_stats_frozen(net):
+        frozen_out = net(x)
+    assert net[1].momentum == 0.05
+    for k, v in net.state_dict().items():
+        if k.endswith(("running_mean", "running_var")):
+            torch.testing.assert_close(v, before[k], rtol=0, atol=0)
+    torch.testing.assert_close(frozen_out, net(x))  # the same batch-statistics output, now updating
+    assert not torch.equal(net[1].running_mean, before["1.running_mean"])

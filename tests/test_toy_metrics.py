@@ -45,3 +45,12 @@ def test_reconstruction_metrics():
     rolled = x.roll(10, dims=0)  # every reconstruction lands on the neighbouring mode
     assert tm.recon_same_mode_fraction(x, rolled, mix) == 0.0
     assert tm.recon_mse(x, x + 0.1) > 0.0099
+
+
+def test_mode_offset_is_the_mean_displacement_of_the_covered_modes():
+    mix = grid25()
+    centred = torch.cat([mix.means[m] + torch.tensor([[0.04, 0.0], [-0.04, 0.0]]) for m in range(25)])
+    assert tm.mode_offset(centred, mix) < 1e-12
+    shifted = torch.cat([mix.means[:10] + torch.tensor([0.03, -0.04]), torch.tensor([[1.0, 1.0]])])
+    assert math.isclose(tm.mode_offset(shifted, mix), 0.05, rel_tol=1e-6)  # 10 modes moved by (0.03, -0.04); the far point ignored
+    assert tm.mode_offset(torch.full((3, 2), 1.0), mix) == math.inf

@@ -29,7 +29,7 @@ def test_run_directory_contents(tmp_path):
     assert [p.name for p in ckpt.list_checkpoints(run)] == [f"checkpoint-{s:09d}.safetensors" for s in (8, 16, 24)]
     assert json.loads((run / "metrics.json").read_text()) == metrics
     assert (run / "comparison.png").stat().st_size > 1000
-    for key in ("modes_covered", "modes_covered_3sigma", "high_quality_fraction", "reverse_kl", "recon_same_mode_fraction", "recon_mse", "train_seconds"):
+    for key in ("modes_covered", "modes_covered_3sigma", "high_quality_fraction", "reverse_kl", "mode_offset", "recon_same_mode_fraction", "recon_mse", "train_seconds"):
         assert key in metrics
 
 

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from ali.training.model import Model
-from ali.training.networks import has_batch_coupling
+from ali.training.networks import has_batch_coupling, running_stats_frozen
 from ali.training.objective import ali_losses, generator_to_discriminator_grad_ratio
 from ali.training.precision import StepRuntime, make_runtime
 from ali.training.prior import draw_prior
@@ -152,11 +152,15 @@ def ali_step(
     mode: str,
     runtime: StepRuntime | None = None,
     recon_trains: str = "both",
+    decoder_bn_stats: str = "prior",
 ) -> Losses:
     """ALI: real pairs (x, Gz(x)) against fake pairs (Gx(z), z); optional ALICE x-cycle term.
 
     recon_trains="decoder" stops the cycle's gradient at the code: the decoder learns to map each
     code back to its x, while the encoder's codes are shaped by the adversarial game alone.
+    decoder_bn_stats="prior" keeps the cycle's decoder pass out of the decoder's batch-norm
+    running averages. Why: sampling decodes prior codes with those averages, so they should be the
+    prior batches' statistics, not a blend with the statistics of the encoder's codes.
     """
     rt = runtime or _FP32
     extra, out = None, {}
@@ -165,7 +169,12 @@ def ali_step(
         x_tilde = model.decoder(z)
         if recon_weight > 0:
             code = z_hat.detach() if recon_trains == "decoder" else z_hat
-            recon = reconstruction_error(x, model.decoder(code).float())
+            if decoder_bn_stats == "prior":
+                with running_stats_frozen(model.decoder):
+                    x_cycle = model.decoder(code)
+            else:
+                x_cycle = model.decoder(code)
+            recon = reconstruction_error(x, x_cycle.float())
             extra, out["recon"] = recon_weight * recon, recon.detach()
     out.update(adversarial_update(model.discriminator, (x, z_hat), (x_tilde, z), optimizers, mode, extra, rt))
     return out
@@ -251,7 +260,9 @@ def train_step(model: Model, optimizers: Optimizers, x: torch.Tensor, step: int,
         }
     z = draw_prior(model, rt.cache, x.shape[0], step, x.device) if cfg.method != "vae" else None
     if cfg.method == "ali":
-        out = ali_step(model, optimizers, x, z, cfg.recon_weight, modes["discriminator"], rt, cfg.recon_trains)
+        out = ali_step(
+            model, optimizers, x, z, cfg.recon_weight, modes["discriminator"], rt, cfg.recon_trains, cfg.decoder_bn_stats
+        )
     elif cfg.method == "gan-inverse":
         out = gan_step(model, optimizers, x, z, modes["x_discriminator"], True, rt)
     elif cfg.method == "gan-posthoc":

@@ -11,6 +11,8 @@ networks wrap stacks:
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -279,6 +281,21 @@ class MarginalDiscriminator(nn.Module):
 def has_batch_coupling(module: nn.Module) -> bool:
     """True if one sample's output depends on others in the batch (batch norm in training)."""
     return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in module.modules())
+
+
+@contextmanager
+def running_stats_frozen(net: nn.Module) -> Iterator[None]:
+    """Batch norm in `net` still normalises with each batch's statistics but leaves its running
+    averages (what evaluation mode uses) as they are: momentum 0 makes torch's update a no-op."""
+    norms = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.momentum = 0.0
+    try:
+        yield
+    finally:
+        for m, momentum in zip(norms, momenta):
+            m.momentum = momentum
 
 
 def count_parameters(module: nn.Module) -> int:
