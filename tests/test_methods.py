@@ -57,11 +57,17 @@ def test_every_method_trains_its_networks(method):
     assert changed == expected[method]
 
 
-def _grads_after_one_ali_step(mode, recon, recon_trains="both"):
+def _after_one_ali_step(mode, recon, recon_trains="both", decoder_bn_stats="prior"):
+    """A fresh toy model after one ali_step on fixed data and prior codes."""
     model, opts = _toy(recon_weight=recon)
     x = torch.linspace(-3, 3, 32).view(16, 2)
     torch.manual_seed(1)
-    ali_step(model, opts, x, model.sample_prior(len(x)), recon, mode, recon_trains=recon_trains)
+    ali_step(model, opts, x, model.sample_prior(len(x)), recon, mode, None, recon_trains, decoder_bn_stats)
+    return model
+
+
+def _grads_after_one_ali_step(mode, recon, recon_trains="both"):
+    model = _after_one_ali_step(mode, recon, recon_trains)
     return {k: p.grad.clone() for k, p in model.named_parameters() if p.grad is not None}
 
 
@@ -94,10 +100,7 @@ def test_toy_discriminator_is_eligible_for_the_fused_step_and_batch_norm_is_not(
 
 
 def _decoder_running_stats_after_one_step(recon, decoder_bn_stats):
-    model, opts = _toy(recon_weight=recon)
-    x = torch.linspace(-3, 3, 32).view(16, 2)
-    torch.manual_seed(1)
-    ali_step(model, opts, x, model.sample_prior(len(x)), recon, "fused", None, "decoder", decoder_bn_stats)
+    model = _after_one_ali_step("fused", recon, "decoder", decoder_bn_stats)
     return {k: v for k, v in model.decoder.state_dict().items() if "running" in k}
 
 

@@ -20,6 +20,7 @@ before each optimizer step. Nothing here reads a value back to the host.
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from typing import Callable, Sequence
 
 import torch
@@ -169,10 +170,7 @@ def ali_step(
         x_tilde = model.decoder(z)
         if recon_weight > 0:
             code = z_hat.detach() if recon_trains == "decoder" else z_hat
-            if decoder_bn_stats == "prior":
-                with running_stats_frozen(model.decoder):
-                    x_cycle = model.decoder(code)
-            else:
+            with running_stats_frozen(model.decoder) if decoder_bn_stats == "prior" else nullcontext():
                 x_cycle = model.decoder(code)
             recon = reconstruction_error(x, x_cycle.float())
             extra, out["recon"] = recon_weight * recon, recon.detach()
