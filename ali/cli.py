@@ -1,15 +1,27 @@
-"""`ali` command line: train, study. Bad input ends with one `error:` line and exit status 2."""
+"""`ali` command line. Bad input ends with one `error:` line and exit status 2."""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
 
-from ali.config import METHODS, load_config_source, make_config, parse_overrides, to_dict
+from ali import generate
+from ali.config import TrainConfig, for_method, load_config_source, make_config, parse_overrides, to_dict
+from ali.data import load_dataset, load_image_dataset
+from ali.data.download import download_dataset
 from ali.errors import AliError
+from ali.evaluation.grids import save_image
+from ali.methods import METHODS
 from ali.presets import PRESETS
+from ali.rundir import load_run_config
+from ali.study import run_study
+from ali.training.hardware import resolve_device, resolve_precision
+from ali.training.loop import train
+from ali.training.model import build_model
+from ali.training.summary import describe, parameter_counts
 
 
 def _nonnegative_int(text: str) -> int:
@@ -26,32 +38,31 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _resolve_config(args: argparse.Namespace) -> dict:
-    """Preset or file, then --method/--seed/--steps, then --set pairs (last wins)."""
-    values = load_config_source(args.config, PRESETS)
-    for key in ("method", "seed", "steps"):
-        if getattr(args, key, None) is not None:
-            values[key] = getattr(args, key)
+def _command_line_values(args: argparse.Namespace) -> dict:
+    """--seed, --steps, --data-dir and the --set pairs (last wins)."""
+    values = {key: getattr(args, key) for key in ("seed", "steps", "data_dir") if getattr(args, key, None) is not None}
     values.update(parse_overrides(args.set or []))
     return values
 
 
-def cmd_train(args: argparse.Namespace) -> int:
-    from ali.training.loop import load_run_config, train
+def _resolve_config(args: argparse.Namespace) -> dict:
+    """The preset or file for the chosen method (config.for_method), then the command line."""
+    source = load_config_source(args.config, PRESETS)
+    method = args.method or source.get("method", TrainConfig.method)
+    return {**for_method(source, method), **_command_line_values(args)}
 
+
+def cmd_train(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if args.resume:
-        overrides = {"steps": args.steps} if args.steps is not None else {}
-        config = load_run_config(out, overrides)
+        config = load_run_config(out, _command_line_values(args))
     else:
         if args.config is None:
             raise AliError("ali train needs --config NAME_OR_FILE (or --resume to continue the run in --out)")
         config = make_config(_resolve_config(args))
     if args.dry_run:  # config, each network's layers, then ONE JSON line of parameter counts
-        from ali.training.model import build_model
-        from ali.training.summary import describe, parameter_counts
-
         print(json.dumps(to_dict(config), indent=2))
+        print(f"precision: {config.precision} -> {resolve_precision(config.precision, resolve_device(config.device))}")
         model, _ = build_model(config)
         print(describe(model))
         print(json.dumps(parameter_counts(model)))
@@ -64,33 +75,26 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_study(args: argparse.Namespace) -> int:
-    from ali.study import run_study
-
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     unknown = [m for m in methods if m not in METHODS]
     if unknown or not methods:
         raise AliError(f"--methods: unknown method(s) {', '.join(unknown) or '(none given)'}; allowed: {', '.join(METHODS)}")
-    base = _resolve_config(args)
-    summary = run_study(base, methods, args.seeds, Path(args.out), progress=not args.no_progress, workers=args.workers)
+    source = load_config_source(args.config, PRESETS)
+    summary = run_study(source, _command_line_values(args), methods, args.seeds, Path(args.out),
+                        progress=not args.no_progress, workers=args.workers)
     print(summary)
     return 0
 
 
 def cmd_pictures(args: argparse.Namespace) -> int:
-    """`ali sample | reconstruct | interpolate` (issue 3): one PNG grid from a trained image run."""
-    import dataclasses
-
-    from ali import generate
-    from ali.evaluation.grids import save_image
-    from ali.training.dataset import load_dataset
-
-    config, model, step = generate.load_trained(Path(args.run))
+    """`ali sample | reconstruct | interpolate`: one PNG grid from a trained image run."""
+    config, model, step = generate.load_image_run(Path(args.run))
     if args.command == "sample":
         image = generate.sample_image(model, args.n, args.seed)
     else:
         if args.data_dir is not None:
             config = dataclasses.replace(config, data_dir=args.data_dir)
-        dataset = load_dataset(config)
+        dataset = load_dataset(config.dataset, config.data_dir)
         if args.command == "reconstruct":
             image = generate.reconstruct_image(model, dataset, args.n, args.seed)
         else:
@@ -101,17 +105,11 @@ def cmd_pictures(args: argparse.Namespace) -> int:
 
 
 def cmd_data(args: argparse.Namespace) -> int:
-    """`ali data download|info NAME` (issue 3): fetch + verify a dataset, or load it and print its shapes."""
-    from ali.config import TrainConfig
-
+    """`ali data download|info NAME`: fetch + verify a dataset, or load it and print its shapes."""
     data_dir = Path(args.data_dir or TrainConfig.data_dir).expanduser().resolve()
     if args.data_command == "download":
-        from ali.data.download import download_dataset
-
         download_dataset(args.name, data_dir)
         return 0
-    from ali.data import load_image_dataset
-
     dataset = load_image_dataset(args.name, data_dir)
     info = {"name": dataset.name, "train": list(dataset.train.shape), "heldout": list(dataset.heldout.shape),
             "labels": None if dataset.labels is None else list(dataset.labels.shape), "label_names": len(dataset.label_names)}
@@ -120,28 +118,37 @@ def cmd_data(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ali", description="Adversarially Learned Inference (Dumoulin et al. 2017)")
+    parser = argparse.ArgumentParser(
+        prog="ali",
+        description="Adversarially Learned Inference (Dumoulin et al. 2017)",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     parser.add_argument("--debug", action="store_true", help="show full tracebacks")
     sub = parser.add_subparsers(dest="command", required=True)
 
     def config_options(p: argparse.ArgumentParser, config_required: bool) -> None:
         p.add_argument("--config", required=config_required, help=f"preset ({', '.join(PRESETS)}) or JSON file")
         p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key (repeatable)")
-        p.add_argument("--steps", type=_positive_int, help="training length in steps (overrides the config)")
+        p.add_argument("--steps", type=_positive_int, help="training length in steps, per phase (overrides the config)")
+        p.add_argument("--data-dir", help="folder holding the datasets (the config's data_dir, default ../shared/data)")
         p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
-    train = sub.add_parser("train", help="train one run into --out")
+    def add(name: str, help_text: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help_text, description=help_text, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+
+    methods_help = "; ".join(f"{name}: {m.title}" for name, m in METHODS.items())
+    train = add("train", "train one run into --out")
     config_options(train, config_required=False)
-    train.add_argument("--method", choices=METHODS)
-    train.add_argument("--seed", type=_nonnegative_int)
+    train.add_argument("--method", choices=METHODS, help=f"the preset's method unless given ({methods_help})")
+    train.add_argument("--seed", type=_nonnegative_int, help="the config's seed unless given")
     train.add_argument("--out", required=True, help="run directory (must not hold a run unless --resume)")
     train.add_argument("--resume", action="store_true", help="continue the run in --out from its newest checkpoint")
     train.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
     train.set_defaults(func=cmd_train)
 
-    study = sub.add_parser("study", help="several methods x seeds; writes study.json, study.md, a figure")
+    study = add("study", "several methods x seeds; writes study.json, study.md, a figure")
     config_options(study, config_required=True)
-    study.add_argument("--methods", default=",".join(METHODS), help="comma-separated methods")
+    study.add_argument("--methods", default=",".join(METHODS), help=f"comma-separated methods ({methods_help})")
     study.add_argument("--seeds", type=_positive_int, default=10, help="number of seeds per method (0..N-1)")
     study.add_argument("--out", required=True, help="study directory (must not hold a study)")
     study.add_argument("--workers", type=_positive_int, default=1, help="runs trained at once (CPU cores are split)")
@@ -153,7 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
         "interpolate": "--pairs rows of --steps decodings between the codes of two held-out images",
     }
     for name, help_text in pictures.items():
-        p = sub.add_parser(name, help=help_text)
+        p = add(name, help_text)
         p.add_argument("--run", required=True, help="run directory of an image run (newest valid checkpoint)")
         p.add_argument("--out", required=True, help="PNG file to write")
         p.add_argument("--seed", type=_nonnegative_int, default=0, help="noise and image choice")
@@ -166,11 +173,11 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--steps", type=_positive_int, default=11, help="points per pair, ends included (columns)")
         p.set_defaults(func=cmd_pictures)
 
-    data = sub.add_parser("data", help="image datasets: download and verify, or load and show shapes")
+    data = add("data", "image datasets: download and verify, or load and show shapes")
     data_sub = data.add_subparsers(dest="data_command", required=True)
     for name, help_text in (("download", "fetch the official files, verify checksums, extract safely"),
                             ("info", "load a dataset and print its split shapes as JSON")):
-        p = data_sub.add_parser(name, help=help_text)
+        p = data_sub.add_parser(name, help=help_text, description=help_text, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
         p.add_argument("name", help="mnist, fashion-mnist, cifar10, svhn, celeba64, imagenet64" + ("" if name == "download" else ", folder:PATH"))
         p.add_argument("--data-dir", help="folder holding each dataset's folder (default: ../shared/data)")
         p.set_defaults(func=cmd_data)
@@ -190,3 +197,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted; the newest checkpoint is intact: continue with --resume", file=sys.stderr)
         return 130
+    except Exception as exc:  # noqa: BLE001  a combination of options no check caught: still one line
+        if args.debug:
+            raise
+        print(f"error: {type(exc).__name__}: {exc} (unexpected: rerun with --debug for the traceback and "
+              "report it; files already written are intact)", file=sys.stderr)
+        return 2

@@ -14,9 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from ali.data import DATASET_NAMES, is_known_dataset
 from ali.errors import AliError
-
-METHODS = ("ali", "gan-inverse", "gan-posthoc", "vae")
+from ali.methods import METHODS, method_keys
+from ali.nets.architectures import ARCHITECTURES
+from ali.training.hardware import PRECISIONS
 
 
 @dataclass(frozen=True)
@@ -37,22 +39,23 @@ class TrainConfig:
     # linear down to lr * lr_final_fraction at the last step. 1.0 / 1.0 = the paper (constant).
     decay_start: float = 1.0
     lr_final_fraction: float = 1.0
-    update: str = "simultaneous"  # the authors' one-forward update, or "alternating" D then G
-    # ALICE-style explicit cycle term (Li et al. 2017) added to the generators' loss:
-    # recon_weight * mean ||x - Gx(Gz(x))||^2. 0 = the paper's pure ALI objective.
-    recon_weight: float = 0.0
-    # Which nets that term trains: "both" (ALICE) or "decoder" (the code Gz(x) is held fixed, so
-    # the encoder learns only from the adversarial game; docs/RESULTS.md, toy recipe).
+    # "simultaneous": the authors' one-forward update (fused or two-pass backward, whichever is
+    # exact and faster; ali.methods.adversarial); "two-pass" forces the second; "alternating": D then G.
+    update: str = "simultaneous"
+    # alice: the explicit cycle term (Li et al. 2017) added to the generators' loss,
+    # recon_weight * mean ||x - Gx(Gz(x))||^2.
+    recon_weight: float = 1.0
+    # alice: which nets that term trains: "both" (ALICE) or "decoder" (the code Gz(x) is held
+    # fixed, so the encoder learns only from the adversarial game; docs/RESULTS.md, toy recipe).
     recon_trains: str = "both"
-    # Which training passes update the decoder's batch-norm running averages (what sampling and
-    # reconstruction use): "prior", only the pass on the prior batch; "all", the cycle term's
-    # pass on the encoder's codes too (torch's behaviour, and this package's before 2026-11-30).
+    # alice: which training passes update the decoder's batch-norm running averages (what
+    # sampling and reconstruction use): "prior", only the pass on the prior batch; "all", the
+    # cycle term's pass on the encoder's codes too (torch's own behaviour).
     decoder_bn_stats: str = "prior"
     # Where each training step's prior batch z ~ N(0, I) comes from: "random" (i.i.d. draws, the
     # paper) or "sobol" (scrambled Sobol points: every batch a stratified sample of the prior, so
     # batch-norm statistics inside the decoder vary less between steps; ali.training.prior).
     prior_sampling: str = "random"
-    posthoc_fraction: float = 0.5  # gan-posthoc: share of the steps spent training the GAN first
     init_std: float = 0.02
     seed: int = 0
     log_every: int = 100
@@ -63,7 +66,9 @@ class TrainConfig:
     # Execution (ali.training.precision, ali.training.distributed; docs/BENCHMARKS.md). None of
     # these change a checkpoint's layout, so a run may resume with other values.
     device: str = "auto"  # "auto" = the GPU if CUDA is available, else the CPU
-    precision: str = "fp32"  # "bf16" autocast (CPU or GPU) or "fp16" with loss scaling (GPU only)
+    # "auto": bf16 where the hardware has native bf16, else fp32 (ali.training.hardware); "bf16"
+    # autocast (CPU or GPU) or "fp16" with loss scaling (GPU only).
+    precision: str = "auto"
     compile: bool = False  # torch.compile the networks (gave nothing on the 2-core CPU)
     sync_bn: bool = False  # multi-GPU runs: batch norm statistics over the global batch
     data_dir: str = "../shared/data"
@@ -103,12 +108,11 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "beta2": _range(0, 0.99999),
     "decay_start": _range(0, 1),
     "lr_final_fraction": _range(0, 1),
-    "update": _in("simultaneous", "alternating"),
-    "recon_weight": _range(0),
+    "update": _in("simultaneous", "two-pass", "alternating"),
+    "recon_weight": _range(0, lo_open=True),
     "recon_trains": _in("both", "decoder"),
     "decoder_bn_stats": _in("prior", "all"),
     "prior_sampling": _in("random", "sobol"),
-    "posthoc_fraction": _range(0, 1, lo_open=True),
     "init_std": _range(0, lo_open=True),
     "seed": _range(0),
     "log_every": _range(1),
@@ -117,7 +121,7 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "eval_samples": _range(100),
     "threads": _range(0),
     "device": _in("auto", "cpu", "cuda"),
-    "precision": _in("fp32", "bf16", "fp16"),
+    "precision": _in(*PRECISIONS),
     "grid_every": _range(0),
     "guard_lr_factor": _range(0, 1, lo_open=True),
     "guard_max_failures": _range(0),
@@ -126,6 +130,7 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
 }
 
 FIELD_TYPES: dict[str, type] = {f.name: type(f.default) for f in dataclasses.fields(TrainConfig)}
+DEFAULTS: dict[str, Any] = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
 
 
 def _coerce(key: str, value: Any) -> Any:
@@ -172,15 +177,28 @@ def validate(config: TrainConfig) -> None:
         value = getattr(config, key)
         if not check(value):
             raise AliError(f"config key '{key}' = {value!r} is out of range: must be {desc}")
-    from ali.training.architectures import ARCHITECTURES  # late: the tables import nothing from here
-    from ali.training.dataset import DATASET_NAMES
-
-    for key, known in (("dataset", DATASET_NAMES), ("arch", ARCHITECTURES)):
-        if getattr(config, key) not in known:
-            raise AliError(f"config key '{key}' = {getattr(config, key)!r} is unknown; known: {', '.join(sorted(known))}")
+    if not is_known_dataset(config.dataset):
+        raise AliError(f"config key 'dataset' = {config.dataset!r} is unknown; known: {', '.join(DATASET_NAMES)}, folder:PATH")
+    if config.arch not in ARCHITECTURES:
+        raise AliError(f"config key 'arch' = {config.arch!r} is unknown; known: {', '.join(sorted(ARCHITECTURES))}")
     arch_latent = ARCHITECTURES[config.arch].latent_dim  # the layer tables fix the latent size
     if config.latent_dim != arch_latent:
         raise AliError(f"config key 'latent_dim' = {config.latent_dim} does not match architecture '{config.arch}' (latent {arch_latent}); set latent_dim={arch_latent}")
+    own = set(METHODS[config.method].keys)
+    unused = sorted(k for k in method_keys() - own if getattr(config, k) != DEFAULTS[k])
+    if unused:
+        users = {k: [m for m, spec in METHODS.items() if k in spec.keys] for k in unused}
+        detail = "; ".join(f"'{k}' belongs to {', '.join(users[k])}" for k in unused)
+        raise AliError(f"method '{config.method}' does not use config key(s) {', '.join(unused)} ({detail}); drop them or choose a method that uses them")
+
+
+def for_method(values: dict[str, Any], method: str) -> dict[str, Any]:
+    """A preset's values for `method`: the keys another method owns are dropped, so one preset
+    serves every method with the same data, schedule and budget."""
+    if method not in METHODS:
+        raise AliError(f"unknown method {method!r}; known: {', '.join(METHODS)}")
+    foreign = method_keys() - set(METHODS[method].keys)
+    return {k: v for k, v in values.items() if k not in foreign} | {"method": method}
 
 
 def parse_overrides(pairs: list[str]) -> dict[str, Any]:

@@ -13,23 +13,19 @@ import torch
 from PIL import Image
 
 from ali.config import TrainConfig
+from ali.data.dataset import Dataset
 from ali.errors import AliError
 from ali.evaluation.grids import image_grid, interleave_columns
 from ali.evaluation.image_eval import decode, encode
-from ali.training.dataset import Dataset
-from ali.training.architectures import ARCHITECTURES
-from ali.training.model import Model
+from ali.nets.model import Model
+from ali.rundir import load_trained
 
 
-def load_trained(run_dir: Path) -> tuple[TrainConfig, Model, int]:
-    """The run's config, its model restored from the newest valid checkpoint, and that step."""
-    from ali.training.loop import load_run_config, restore_trained  # late: loop imports the evaluation modules
-
-    run_dir = Path(run_dir)
-    config = load_run_config(run_dir)
-    if len(ARCHITECTURES[config.arch].x_shape) != 3:
+def load_image_run(run_dir: Path) -> tuple[TrainConfig, Model, int]:
+    """An image run's config, its model restored from the newest valid checkpoint, and that step."""
+    config, model, step = load_trained(Path(run_dir))
+    if len(model.arch.x_shape) != 3:
         raise AliError(f"run {run_dir} trained on 2-D data ({config.dataset}); pictures need an image run")
-    model, step = restore_trained(run_dir, config)
     return config, model, step
 
 

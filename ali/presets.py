@@ -1,4 +1,9 @@
-"""Named training configs: `ali train --config NAME`. Each is a set of overrides on TrainConfig."""
+"""Named training configs: `ali train --config NAME`. Each is a set of overrides on TrainConfig.
+
+A preset names its own method; `--method M` keeps the preset's data, schedule and budget and
+drops only the keys that belong to the preset's method (config.for_method), so every method of
+a study trains the same number of steps on the same schedule.
+"""
 
 from __future__ import annotations
 
@@ -7,13 +12,15 @@ from typing import Any
 # The paper's toy recipe (NOTES §3): Adam 1e-4, batch 100, 200 epochs of 100,000 points.
 _TOY_PAPER: dict[str, Any] = {"arch": "toy", "latent_dim": 2, "batch_size": 100, "steps": 200_000, "lr": 1e-4, "init_std": 0.02}
 
-# The project's default toy recipe: see docs/RESULTS.md for what it changes and why.
+# The project's default toy recipe, "ALI + cycle": ALI plus ALICE's x-cycle trained into the
+# decoder only, on a shorter two-time-scale schedule; docs/RESULTS.md says what each change buys.
 _TOY_DEFAULT: dict[str, Any] = {
-    **_TOY_PAPER, "steps": 6_000, "lr": 1.5e-3, "d_lr_factor": 2.0, "decay_start": 0.4, "lr_final_fraction": 0.001, "recon_weight": 3.0,
-    "recon_trains": "decoder", "prior_sampling": "sobol", "precision": "bf16", "log_every": 100, "checkpoint_every": 1_000,
+    **_TOY_PAPER, "method": "alice", "steps": 6_000, "lr": 1.5e-3, "d_lr_factor": 2.0, "decay_start": 0.4,
+    "lr_final_fraction": 0.001, "recon_weight": 3.0, "recon_trains": "decoder", "prior_sampling": "sobol",
+    "log_every": 100, "checkpoint_every": 1_000,
 }
 
-# Image recipes (issue 3, docs/ARCHITECTURES.md): Adam lr 1e-4, beta1 0.5, weights N(0, 0.01)
+# Image recipes (docs/ARCHITECTURES.md): Adam lr 1e-4, beta1 0.5, weights N(0, 0.01)
 # (NOTES §1); the paper's batch size and latent size, and its epochs expressed as steps.
 _IMAGE: dict[str, Any] = {"lr": 1e-4, "beta1": 0.5, "init_std": 0.01, "log_every": 100, "checkpoint_every": 5_000, "grid_every": 5_000, "eval_samples": 5_000}
 _IMAGE_PRESETS: dict[str, dict[str, Any]] = {
@@ -33,8 +40,8 @@ _IMAGE_PRESETS: dict[str, dict[str, Any]] = {
 # blended over both decoder passes: the prior-batch ones reconstruct 70% worse here, with the
 # same trained weights (docs/RESULTS.md, MNIST).
 _MNIST: dict[str, Any] = {
-    **_IMAGE, "arch": "mnist", "latent_dim": 32, "batch_size": 64, "steps": 30_000, "lr": 2e-4, "decay_start": 0.5,
-    "lr_final_fraction": 0.05, "recon_weight": 1.0, "decoder_bn_stats": "all",
+    **_IMAGE, "method": "alice", "arch": "mnist", "latent_dim": 32, "batch_size": 64, "steps": 30_000, "lr": 2e-4,
+    "decay_start": 0.5, "lr_final_fraction": 0.05, "recon_weight": 1.0, "decoder_bn_stats": "all",
     "log_every": 100, "checkpoint_every": 2_500, "grid_every": 2_500, "eval_samples": 10_000,
 }
 _IMAGE_PRESETS["mnist"] = {**_MNIST, "dataset": "mnist"}

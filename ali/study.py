@@ -14,21 +14,23 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from ali.config import make_config, to_dict
+from ali.config import for_method, make_config, to_dict
+from ali.data import load_dataset
 from ali.errors import AliError
 from ali.evaluation.figures import comparison_rows, save_png
 from ali.evaluation.toy_eval import data_extent, toy_panels
-from ali.training.dataset import load_dataset
+from ali.methods import METHODS, get_method
+from ali.rundir import METRICS_FILE, OPTIONS_FILE, load_trained
 from ali.training.checkpoint import atomic_write_json
-from ali.training.loop import load_trained, train
+from ali.training.loop import train
 
 
 def _run_one(values: dict[str, Any], run_dir: str, progress: bool) -> dict[str, Any]:
     path = Path(run_dir)
-    if (path / "metrics.json").is_file():
-        return json.loads((path / "metrics.json").read_text())
+    if (path / METRICS_FILE).is_file():
+        return json.loads((path / METRICS_FILE).read_text())
     config = make_config(values)
-    resume = (path / "training_options.json").is_file()  # a run cut off mid-way continues
+    resume = (path / OPTIONS_FILE).is_file()  # a run cut off mid-way continues
     return train(config, path, resume=resume, progress=progress)
 
 
@@ -63,20 +65,37 @@ def markdown_table(results: dict[str, dict[str, Any]], seeds: int) -> str:
     lines = [f"Mean ± std [min, max] over {seeds} seed(s).", "", "| method | " + " | ".join(metrics) + " |", "|---" * (len(metrics) + 1) + "|"]
     for method, res in results.items():
         cells = [f"{_fmt(s['mean'])} ± {_fmt(s['std'])} [{_fmt(s['min'])}, {_fmt(s['max'])}]" for s in res["summary"].values()]
-        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+        lines.append(f"| {res.get('title', method)} (`{method}`) | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
-def run_study(base: dict[str, Any], methods: list[str], seeds: int, out: Path, progress: bool = True, workers: int = 1) -> str:
+def study_configs(source: dict[str, Any], overrides: dict[str, Any], methods: list[str]) -> dict[str, dict[str, Any]]:
+    """Each method's config values: the preset's for that method (config.for_method), then the
+    command line's keys that the method uses. A command-line key no method uses is an error."""
+    for key in overrides:
+        if key not in ("seed", "steps") and not any(key not in _foreign(m) for m in methods):
+            raise AliError(f"config key '{key}' is used by none of the methods {', '.join(methods)}; drop it")
+    out = {}
+    for method in methods:
+        values = {**for_method(source, method), **{k: v for k, v in overrides.items() if k not in _foreign(method)}}
+        out[method] = {key: to_dict(make_config(values))[key] for key in values}  # typed ("1" -> 1)
+    return out
+
+
+def _foreign(method: str) -> set[str]:
+    return {k for m in METHODS.values() for k in m.keys} - set(get_method(method).keys)
+
+
+def run_study(source: dict[str, Any], overrides: dict[str, Any], methods: list[str], seeds: int, out: Path,
+              progress: bool = True, workers: int = 1) -> str:
     """Train every (method, seed), write study.json, study.md and study.png; return the table."""
     if (out / "study.json").exists():
         raise AliError(f"{out} already holds a study (study.json); choose another --out")
-    resolved = to_dict(make_config(base))  # validate once, before any run starts
-    base = {key: resolved[key] for key in base}  # typed values ("1" from --set becomes 1)
+    configs = study_configs(source, overrides, methods)  # validated before any run starts
     jobs = []
     for method in methods:
         for seed in range(seeds):
-            values = {**base, "method": method, "seed": seed}
+            values = {**configs[method], "seed": seed}
             if workers > 1:
                 values["threads"] = max(1, (os.cpu_count() or 1) // workers)
             jobs.append((method, values, str(out / method / f"seed-{seed}")))
@@ -91,22 +110,27 @@ def run_study(base: dict[str, Any], methods: list[str], seeds: int, out: Path, p
         metrics = [_run_one(v, d, progress) for _, v, d in jobs]
     results: dict[str, dict[str, Any]] = {}
     for (method, _, _), m in zip(jobs, metrics):
-        results.setdefault(method, {"runs": []})["runs"].append(m)
+        results.setdefault(method, {"title": get_method(method).title, "runs": []})["runs"].append(m)
     for res in results.values():
         res["summary"] = summarise(res["runs"])
     table = markdown_table(results, seeds)
-    atomic_write_json(out / "study.json", {"base_config": base, "seeds": seeds, "methods": results})
-    (out / "study.md").write_text(f"# Study: {base.get('dataset')} \n\n{table}")
-    _figure(methods, out)
+    atomic_write_json(out / "study.json", {"configs": configs, "seeds": seeds, "methods": results})
+    (out / "study.md").write_text(f"# Study: {source.get('dataset')}\n\n{table}")
+    if _is_toy(configs):  # the paper's four-panel figure is for 2-D data
+        _figure(methods, out)
     return table
+
+
+def _is_toy(configs: dict[str, dict[str, Any]]) -> bool:
+    return all(make_config(v).arch == "toy" for v in configs.values())
 
 
 def _figure(methods: list[str], out: Path) -> None:
     """The paper's comparison: one row per method (seed 0), five panels each."""
     rows = []
     for method in methods:
-        config, model = load_trained(out / method / "seed-0")
-        dataset = load_dataset(config)
-        rows.append((method, toy_panels(model, dataset, config.eval_samples)))
+        config, model, _ = load_trained(out / method / "seed-0")
+        dataset = load_dataset(config.dataset, config.data_dir)
+        rows.append((get_method(method).title, toy_panels(model, dataset, config.eval_samples)))
     image = comparison_rows(rows, len(dataset.mixture.means), data_extent(dataset))
     save_png(image, out / "study.png")

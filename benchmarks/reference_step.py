@@ -3,7 +3,7 @@
 Alternating updates with separate D passes, NCHW, fp32: encoder and decoder run once; D runs on the
 real pairs and on the fake pairs separately for D's update, then again (with the updated D) for the
 generators' update, whose backward also fills D's gradients (thrown away at the next zero_grad).
-This is the same math as `ali.training.methods.adversarial_update(..., mode="alternating")` when D
+This is the same math as `ali.methods.adversarial.adversarial_update(..., mode="alternating")` when D
 has no batch norm (batch norm would see real and fake halves separately here, jointly there).
 """
 
@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ali.training.model import Model
+from ali.nets.model import Model
 
 
 def reference_step(model: Model, optimizers: dict[str, torch.optim.Optimizer], x: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -1,16 +1,18 @@
 """Training and inference throughput of the project's step against the plain reference step.
 
-    .venv/bin/python benchmarks/throughput.py --arch cifar10 [--batch 100] [--precision bf16] [--json]
+    .venv/bin/python benchmarks/throughput.py --arch cifar10 [--batch 100] [--precision auto] [--json]
 
 Both steps train the same architecture from the same initial weights in the same process, timed
 in interleaved rounds (ours, reference, ours, ...) so that load from other processes on a shared
 machine hits both alike; each side's figure is its median round. Reported per side: training
 images/s, FLOPs per step (torch.utils.flop_counter, counted once outside the timing) and the
-achieved GFLOP/s, beside the fp32 matrix-multiply GFLOP/s measured here. "Ours" is
-ali.training.methods.train_step on a model prepared as the trainer prepares it (precision.py:
-channels_last, dense-equivalent convs as GEMMs, autocast); the reference is
-benchmarks/reference_step.py (alternating D then G, separate D passes, NCHW, fp32).
-With --json the last line printed is one JSON object (keys in the module's JSON_KEYS).
+achieved GFLOP/s, beside the fp32 matrix-multiply GFLOP/s measured here, and the machine (CPU,
+torch's kernel capability, native bf16 or not). "Ours" is the ALI method's step as the trainer
+builds it (training.model.build_step on a model prepared by training.hardware: channels_last,
+dense-equivalent convs as GEMMs, autocast at the precision "auto" resolves to, unless
+--precision says otherwise); the reference is benchmarks/reference_step.py (alternating D then
+G, separate D passes, NCHW, fp32). With --json the last line printed is one JSON object (keys
+in the module's JSON_KEYS).
 """
 
 from __future__ import annotations
@@ -30,15 +32,15 @@ from torch.utils.flop_counter import FlopCounterMode
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 
 from ali.config import make_config  # noqa: E402
-from ali.training.architectures import ARCHITECTURES  # noqa: E402
-from ali.training.methods import train_step  # noqa: E402
-from ali.training.model import build_model  # noqa: E402
-from ali.training.precision import attach_runtime, prepare_model, to_model_layout  # noqa: E402
+from ali.nets.architectures import ARCHITECTURES  # noqa: E402
+from ali.training.hardware import machine_line, make_runtime, prepare_model, resolve_precision, to_model_layout  # noqa: E402
+from ali.training.model import build_model, build_step  # noqa: E402
 from benchmarks.reference_step import reference_reconstruct, reference_step  # noqa: E402
 
 JSON_KEYS = (
     "arch", "batch", "ours_train_img_s", "reference_train_img_s", "ratio", "ours_gflops",
     "reference_gflops", "sgemm_gflops", "ours_infer_img_s", "peak_rss_mb",
+    "cpu", "cpu_capability", "native_bf16", "precision_asked", "precision",
 )
 ARCHS = ("toy", "mnist", "cifar10", "svhn", "celeba64", "imagenet64")
 
@@ -73,17 +75,20 @@ def interleaved_seconds(fns: dict[str, Callable[[], object]], steps: int, rounds
     return {name: statistics.median(v) for name, v in times.items()}
 
 
-def run(arch: str, batch: int, precision: str, steps: int, rounds: int, threads: int) -> dict[str, object]:
+def run(arch: str, batch: int, asked: str, steps: int, rounds: int, threads: int) -> dict[str, object]:
     if threads:
         torch.set_num_threads(threads)
     spec = ARCHITECTURES[arch]
+    cpu = torch.device("cpu")
+    precision = resolve_precision(asked, cpu)
     config = make_config({"arch": arch, "latent_dim": spec.latent_dim, "batch_size": batch, "precision": precision, "device": "cpu"})
     torch.manual_seed(0)
     ours, ours_opt = build_model(config)
     torch.manual_seed(0)
     ref, ref_opt = build_model(make_config({**config.__dict__, "precision": "fp32"}))
-    prepare_model(ours, torch.device("cpu"))
-    attach_runtime(ours, precision, torch.device("cpu"))
+    prepare_model(ours, cpu)
+    runtime = make_runtime(precision, cpu)
+    step = build_step(config, ours, ours_opt, runtime)
     gen = torch.Generator().manual_seed(0)
     if len(spec.x_shape) == 3:  # images: uint8 batch converted per step, as the trainer does
         data = torch.randint(0, 256, (batch, *spec.x_shape), dtype=torch.uint8, generator=gen)
@@ -94,14 +99,14 @@ def run(arch: str, batch: int, precision: str, steps: int, rounds: int, threads:
     x_ref = as_input()
 
     def ours_step():
-        train_step(ours, ours_opt, to_model_layout(as_input()), 0, 1)
+        step(to_model_layout(as_input()), 0)
 
     def ref_step():
         reference_step(ref, ref_opt, x_ref)
 
     def ours_infer():
         ours.eval()
-        with torch.inference_mode(), ours.__dict__["runtime"].autocast():
+        with torch.inference_mode(), runtime.autocast():
             ours.decoder(ours.encoder(to_model_layout(as_input())))
 
     for fn in (ours_step, ref_step, ours_infer):  # warm-up: oneDNN picks and caches its kernels
@@ -112,8 +117,9 @@ def run(arch: str, batch: int, precision: str, steps: int, rounds: int, threads:
     result = {
         "arch": arch,
         "batch": batch,
+        **machine_line(),
+        "precision_asked": asked,
         "precision": precision,
-        "threads": torch.get_num_threads(),
         "ours_train_img_s": round(batch / train["ours"], 2),
         "reference_train_img_s": round(batch / train["reference"], 2),
         "ratio": round(train["reference"] / train["ours"], 3),
@@ -135,7 +141,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--arch", choices=ARCHS, required=True)
     parser.add_argument("--batch", type=int, default=100)
-    parser.add_argument("--precision", choices=("fp32", "bf16"), help="ours: default bf16 (the toy25 and image recipes' setting)")
+    parser.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
+                        help="ours: auto = what a user gets (bf16 where the CPU has native bf16, else fp32)")
     parser.add_argument("--steps", type=int, default=0, help="steps per timed round (default: about 2 s per round)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
@@ -143,9 +150,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.batch < 2:
         parser.error("--batch must be >= 2 (batch norm needs two examples)")
-    precision = args.precision or "bf16"
     steps = args.steps or (100 if args.arch == "toy" else 3)
-    result = run(args.arch, args.batch, precision, steps, args.rounds, args.threads)
+    result = run(args.arch, args.batch, args.precision, steps, args.rounds, args.threads)
     for key, value in result.items():
         print(f"{key:>26}: {value}")
     if args.json:

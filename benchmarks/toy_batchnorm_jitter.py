@@ -23,9 +23,9 @@ from pathlib import Path
 import torch
 
 from ali.evaluation.toy_metrics import high_quality_fraction, mode_offset
-from ali.training.dataset import load_dataset
-from ali.training.loop import load_trained
-from ali.training.prior import SobolNormal
+from ali.data import load_dataset
+from ali.data.prior import SobolNormal
+from ali.rundir import load_trained
 
 
 @torch.inference_mode()
@@ -35,8 +35,8 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=100)
     args = parser.parse_args()
 
-    config, model = load_trained(args.run)
-    mixture = load_dataset(config).mixture
+    config, model, _ = load_trained(args.run)
+    mixture = load_dataset(config.dataset, config.data_dir).mixture
     if mixture is None:
         raise SystemExit(f"{args.run} is not a toy run (config {config.dataset}); pass a toy25 or ring8 run")
     eval_decoder = model.decoder.eval()

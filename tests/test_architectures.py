@@ -10,10 +10,12 @@ from torch import nn
 
 from ali.cli import main
 from ali.config import make_config
-from ali.training.architectures import ARCHITECTURES
-from ali.training.methods import train_step
+from ali.nets.architectures import ARCHITECTURES
+from ali.methods import METHODS
+from ali.nets.layers import Dropout, Maxout
 from ali.training.model import build_model
 from ali.training.summary import parameter_counts
+from tests.stepping import train_step
 
 # (channels, spatial size) after every conv / transposed conv, in table order. Maxout layers of
 # CIFAR's D are listed with the conv's own width (the table's); the width after maxout is half.
@@ -58,9 +60,9 @@ EXPECTED = {
 JOINT_INPUT = {"cifar10": 512, "svhn": 1024, "celeba64": 1536, "imagenet64": 2304, "mnist": 512}
 
 
-def _model(name: str, batch: int = 4):
+def _model(name: str, batch: int = 4, method: str = "ali"):
     arch = ARCHITECTURES[name]
-    return build_model(make_config({"arch": name, "latent_dim": arch.latent_dim, "batch_size": batch}))
+    return build_model(make_config({"arch": name, "latent_dim": arch.latent_dim, "batch_size": batch, "method": method}))
 
 
 def _conv_outputs(net: nn.Module, *inputs: torch.Tensor) -> list[tuple[int, int]]:
@@ -98,19 +100,113 @@ def test_every_layer_matches_the_table(name: str) -> None:
     assert d(x, z).shape == (2,)
 
 
-@pytest.mark.parametrize("name", list(EXPECTED))
-def test_training_steps_change_every_network(name: str) -> None:
+@pytest.mark.parametrize(
+    "name,method",
+    [(name, "ali") for name in EXPECTED] + [(name, "vae") for name in EXPECTED]
+    + [("mnist", m) for m in METHODS if m not in ("ali", "vae")] + [("cifar10", m) for m in METHODS if m not in ("ali", "vae")],
+)
+def test_training_steps_change_every_network(name: str, method: str) -> None:
     torch.manual_seed(0)
-    model, optimizers = _model(name, batch=4)
-    before = {n: [p.detach().clone() for p in getattr(model, n).parameters()] for n in ("encoder", "decoder", "discriminator")}
+    model, optimizers = _model(name, batch=4, method=method)
+    before = {n: [p.detach().clone() for p in net.parameters()] for n, net in model.items()}
     x = torch.rand(4, *model.arch.x_shape)
-    for step in range(2):
-        losses = train_step(model, optimizers, x, step, 2)
+    phases = METHODS[method].phases
+    for step in [p * model.config.steps for p in range(phases)]:  # one step in each phase
+        losses = train_step(model, optimizers, x, step)
         assert all(torch.isfinite(v).all() for v in losses.values()), losses
     for n, params in before.items():
-        after = list(getattr(model, n).parameters())
+        after = list(model[n].parameters())
         changed = sum(not torch.equal(a, b) for a, b in zip(after, params))
-        assert changed == len(params), f"{name}: {len(params) - changed} of {n}'s tensors did not change"
+        assert changed == len(params), f"{name}/{method}: {len(params) - changed} of {n}'s tensors did not change"
+
+
+def _signature(net: nn.Module) -> list[str]:
+    """Per conv layer, in order: dropout before it, its bias, batch norm after it, activation."""
+    rows, drop = [], 0.0
+    modules = [m for m in net.modules() if not list(m.children())]
+    for i, m in enumerate(modules):
+        if isinstance(m, Dropout):
+            drop = m.p
+        elif isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+            parts = [f"drop{drop:g}"] if drop else []
+            parts.append("bias" if m.bias is not None else "nobias")
+            act = "linear"
+            for nxt in modules[i + 1 :]:
+                if isinstance(nxt, (nn.Conv2d, nn.ConvTranspose2d, Dropout)):
+                    break
+                if isinstance(nxt, nn.BatchNorm2d):
+                    parts.append("bn")
+                elif isinstance(nxt, nn.LeakyReLU):
+                    act = f"lrelu{nxt.negative_slope:g}"
+                elif isinstance(nxt, Maxout):
+                    act = f"maxout{nxt.pieces}"
+                elif isinstance(nxt, nn.Sigmoid):
+                    act = "sigmoid"
+            rows.append(" ".join([*parts, act]))
+            drop = 0.0
+    return rows
+
+
+def _g(n: int, slope: float) -> list[str]:
+    return [f"nobias bn lrelu{slope:g}"] * n
+
+
+# NOTES §2 written out: dropout rates and positions, bias, batch norm, activation of every conv.
+# (A bias before batch norm is cancelled by it, so such convs have none.) The decoders' last
+# conv has no bias of its own: the untied per-pixel bias replaces it, before the sigmoid.
+PINNED = {
+    "cifar10": {
+        "encoder": _g(6, 0.1) + ["bias linear"],
+        "decoder": _g(6, 0.1) + ["nobias sigmoid"],
+        "dx": ["drop0.2 bias maxout2", "drop0.5 bias maxout2", "bias maxout2", "drop0.5 bias maxout2", "drop0.5 bias maxout2"],
+        "dz": ["drop0.2 nobias maxout2", "drop0.5 nobias maxout2"],
+        "joint": ["drop0.5 bias maxout2", "drop0.5 bias maxout2", "drop0.5 bias linear"],
+    },
+    "svhn": {
+        "encoder": _g(6, 0.01) + ["bias linear"],
+        "decoder": _g(6, 0.01) + ["nobias sigmoid"],
+        "dx": ["drop0.2 bias lrelu0.01"] + ["drop0.2 nobias bn lrelu0.01"] * 4,
+        "dz": ["drop0.2 nobias lrelu0.01"] * 2,
+        "joint": ["drop0.2 bias lrelu0.01"] * 2 + ["drop0.2 bias linear"],
+    },
+    "celeba64": {
+        "encoder": _g(5, 0.02) + ["bias linear"],
+        "decoder": _g(5, 0.02) + ["nobias sigmoid"],
+        "dx": ["drop0.2 bias lrelu0.02"] + ["drop0.2 nobias bn lrelu0.02"] * 4,
+        "dz": ["drop0.2 bias lrelu0.02"] * 2,
+        "joint": ["drop0.2 bias lrelu0.02"] * 2 + ["drop0.2 bias linear"],
+    },
+    "imagenet64": {
+        "encoder": _g(8, 0.01) + ["bias linear"],
+        "decoder": _g(8, 0.01) + ["nobias sigmoid"],
+        "dx": ["drop0.2 bias lrelu0.01"] + ["drop0.2 nobias bn lrelu0.01"] * 5,
+        "dz": ["drop0.2 bias lrelu0.01"] * 2,
+        "joint": ["drop0.2 bias lrelu0.01"] * 2 + ["drop0.2 bias linear"],
+    },
+}
+
+
+@pytest.mark.parametrize("name", list(PINNED))
+def test_dropout_batch_norm_activations_and_biases_match_the_paper(name: str) -> None:
+    model, _ = _model(name)
+    want, d = PINNED[name], model["discriminator"]
+    assert _signature(model["encoder"]) == want["encoder"]
+    assert _signature(model["decoder"]) == want["decoder"]
+    assert _signature(d.dx) == want["dx"]
+    assert _signature(d.dz) == want["dz"]
+    assert _signature(d.joint) == want["joint"]
+
+
+def test_toy_networks_match_the_paper() -> None:
+    """NOTES §3: encoder [x, eps] -> 2 x (400, BN, ReLU) -> 2; decoder 4 x (400, BN, ReLU) -> 2,
+    linear; D: 3 maxout layers of 200 units with 5 pieces, no dropout, no batch norm."""
+    model, _ = _model("toy")
+    layers = lambda net: [type(m).__name__ + (f"{m.out_features}" if isinstance(m, nn.Linear) else "") for m in net.modules() if not list(m.children()) and not isinstance(m, nn.Sequential)]  # noqa: E731
+    assert layers(model["encoder"]) == ["Linear400", "BatchNorm1d", "ReLU", "Linear400", "BatchNorm1d", "ReLU", "Linear2"]
+    assert layers(model["decoder"]) == ["Linear400", "BatchNorm1d", "ReLU"] * 4 + ["Linear2"]
+    assert layers(model["discriminator"]) == ["Linear1000", "Maxout"] * 3 + ["Linear1"]
+    assert all(m.pieces == 5 for m in model["discriminator"].modules() if isinstance(m, Maxout))
+    assert model["encoder"].net[0].in_features == 4
 
 
 def test_untied_bias_starts_the_decoder_at_the_data_mean() -> None:
@@ -133,5 +229,5 @@ def test_dry_run_prints_layers_and_ends_with_parameter_counts(name: str, tmp_pat
     assert rc == 0
     counts = json.loads(out[-1])
     assert counts == parameter_counts(_model(name)[0])
-    assert set(counts) == {"encoder", "decoder", "discriminator"}
+    assert set(counts) == {"encoder", "decoder", "discriminator", "discriminators"}
     assert any("Conv2d" in line for line in out) and not (tmp_path / "r").exists()

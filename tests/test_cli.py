@@ -26,7 +26,7 @@ def test_study_smoke(tmp_path, capsys):
     summary = study["methods"]["ali"]["summary"]["modes_covered"]
     assert set(summary) == {"mean", "std", "min", "max"} and summary["min"] <= summary["mean"] <= summary["max"]
     assert len(study["methods"]["vae"]["runs"]) == 2
-    assert "| gan-posthoc |" in (out / "study.md").read_text()
+    assert "| GAN + post-hoc encoder (`gan-posthoc`) |" in (out / "study.md").read_text()
     assert (out / "study.png").stat().st_size > 1000
     assert main(args) == 2  # a second study into the same directory is refused
     assert "already holds a study" in capsys.readouterr().err

@@ -15,7 +15,7 @@ from ali.config import FIELD_TYPES, RULES, load_config_source, make_config, pars
 from ali.errors import AliError
 from ali.presets import PRESETS
 from ali.training import checkpoint as ckpt
-from ali.training import loop
+from ali import rundir
 
 
 def _bad_value(key: str) -> str:
@@ -94,7 +94,7 @@ def test_run_directory_errors(tmp_path: Path, capsys) -> None:
     assert "method='vae'" in _cli_error(capsys, ["train", "--out", str(run), "--resume", "--steps", "8"])
     (run / vae_ckpt.name).write_bytes(vae_ckpt.read_bytes()[:1000])  # corrupted: nothing valid is left
     assert "no valid checkpoint" in _cli_error(capsys, ["train", "--out", str(run), "--resume", "--steps", "8"])
-    (run / loop.OPTIONS_FILE).write_text("{broken")
+    (run / rundir.OPTIONS_FILE).write_text("{broken")
     assert "is not valid JSON" in _cli_error(capsys, ["train", "--out", str(run), "--resume"])
     assert "holds no run" in _cli_error(capsys, ["train", "--out", str(tmp_path / "empty"), "--resume"])
 

@@ -21,16 +21,20 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from ali.training import architectures, loop
-from ali.training.architectures import TOY, _mlp
-from ali.training.model import Model
-from ali.training.networks import NoiseEncoder
+from ali.config import make_config
+from ali.data.prior import PriorSampler
+from ali.nets import architectures
+from ali.nets.architectures import TOY, _mlp
+from ali.nets.layers import Layer
+from ali.nets.networks import NoiseEncoder
+from ali.training import loop
 
 ARCH = "toy-no-bn"
 GLOBAL_BATCH = 8
 CONFIG = {
     "dataset": "toy25", "arch": ARCH, "batch_size": GLOBAL_BATCH, "steps": 4, "log_every": 2,
     "checkpoint_every": 4, "eval_samples": 100, "threads": 1, "lr": 1e-3, "device": "cpu",
+    "precision": "fp32",
 }
 
 
@@ -38,7 +42,7 @@ def _install_test_network_and_noise(rank: int) -> None:
     """Register the no-batch-norm toy net; make noise a function of (call, global row) only."""
     architectures.ARCHITECTURES[ARCH] = dataclasses.replace(
         TOY, encoder=_mlp([64], 2, act="relu"), decoder=_mlp([64], 2, act="relu"),
-        d_joint=[architectures.Layer("dense", 100, act="maxout5"), architectures.Layer("dense", 1)],
+        d_joint=[Layer("dense", 100, act="maxout5"), Layer("dense", 1)],
     )
     calls = {"z": 0, "eps": 0}
 
@@ -49,7 +53,7 @@ def _install_test_network_and_noise(rank: int) -> None:
         calls[kind] += 1
         return torch.randn(GLOBAL_BATCH, width, generator=gen)[rank * local : (rank + 1) * local]
 
-    Model.sample_prior = lambda self, n, device="cpu": global_rows("z", n, self.arch.latent_dim)  # type: ignore[method-assign]
+    PriorSampler.__call__ = lambda self, n, step, device="cpu": global_rows("z", n, self.latent_dim)  # type: ignore[method-assign]
 
     def encoder_forward(self, x):
         return self.net(torch.cat([x, global_rows("eps", x.shape[0], x.shape[1])], dim=1))
@@ -67,7 +71,7 @@ def _train_and_dump(run_dir, update: str, rank: int, dump: str) -> None:
 
     loop.build_model = capture
     try:
-        loop.train(loop.make_config({**CONFIG, "update": update}), run_dir, progress=False)
+        loop.train(make_config({**CONFIG, "update": update}), run_dir, progress=False)
     finally:
         loop.build_model = build
     torch.save({k: v.clone() for k, v in captured["model"].state_dict().items()}, dump)
@@ -93,7 +97,7 @@ def _free_port() -> int:
 
 @pytest.fixture
 def single_process_noise(monkeypatch):
-    monkeypatch.setattr(Model, "sample_prior", Model.sample_prior)
+    monkeypatch.setattr(PriorSampler, "__call__", PriorSampler.__call__)
     monkeypatch.setattr(NoiseEncoder, "forward", NoiseEncoder.forward)
     monkeypatch.setitem(architectures.ARCHITECTURES, ARCH, TOY)
     _install_test_network_and_noise(rank=0)
@@ -107,7 +111,7 @@ def test_two_gloo_ranks_match_each_other_and_one_process_on_the_global_batch(tmp
         _train_and_dump(tmp_path / f"single-{update}", update, 0, str(tmp_path / f"{update}-single.pt"))
         ranks = [torch.load(tmp_path / f"{update}-rank{r}.pt") for r in (0, 1)]
         single = torch.load(tmp_path / f"{update}-single.pt")
-        initial = loop.build_model(loop.make_config({**CONFIG, "update": update}))[0].state_dict()
+        initial = loop.build_model(make_config({**CONFIG, "update": update}))[0].state_dict()
         for key, value in single.items():
             assert torch.equal(ranks[0][key], ranks[1][key]), f"{update}: ranks differ at {key}"
             torch.testing.assert_close(ranks[0][key], value, rtol=1e-4, atol=1e-5, msg=f"{update}: {key}")

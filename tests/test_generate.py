@@ -19,7 +19,7 @@ import ali.training.loop as loop
 from ali import generate
 from ali.cli import main
 from ali.config import make_config
-from ali.training.dataset import Dataset
+from ali.data.dataset import Dataset
 
 H = W = 28
 PAD = 2
@@ -46,7 +46,7 @@ def run_dir(tmp_path_factory) -> Path:
          "grid_every": 3, "eval_samples": 100, "init_std": 0.01}
     )
     patch = pytest.MonkeyPatch()
-    patch.setattr(loop, "load_dataset", lambda _config: _synthetic())
+    patch.setattr(loop, "load_dataset", lambda *_args: _synthetic())
     try:
         loop.train(config, out, progress=False)
     finally:
@@ -82,7 +82,7 @@ def test_sample_command_writes_a_grid_of_the_right_size(run_dir: Path, tmp_path:
 
 
 def test_reconstruct_alternates_inputs_and_reconstructions(run_dir: Path) -> None:
-    _, model, _ = generate.load_trained(run_dir)
+    _, model, _ = generate.load_image_run(run_dir)
     data = _synthetic()
     image = generate.reconstruct_image(model, data, 16, seed=0, pairs_per_row=8)
     assert image.size == _size(16, 2)
@@ -95,7 +95,7 @@ def test_reconstruct_alternates_inputs_and_reconstructions(run_dir: Path) -> Non
 
 
 def test_interpolate_rows_run_between_two_codes(run_dir: Path) -> None:
-    _, model, _ = generate.load_trained(run_dir)
+    _, model, _ = generate.load_image_run(run_dir)
     image = generate.interpolate_image(model, _synthetic(), pairs=3, steps=5)
     assert image.size == _size(5, 3)
 

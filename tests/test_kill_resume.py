@@ -1,4 +1,5 @@
-"""Kill test: `ali train` processes SIGKILLed 20 times, half of them inside a checkpoint write.
+"""Kill test: `ali train` processes SIGKILLed 20 times: the first two in their first moments,
+before any checkpoint exists, then half of the rest inside a checkpoint write.
 
 After every kill each checkpoint on disk must load, the next `--resume` must continue, and every
 stats line on disk must equal the uninterrupted run's line for that step; at the end the whole log,
@@ -32,6 +33,7 @@ from ali.training import checkpoint as ckpt
 from ali.training.loop import train
 
 KILLS = 20
+EARLY_KILLS = 2  # right after the run directory holds its options, before the first checkpoint
 SETTINGS = {"steps": 80, "batch_size": 16, "log_every": 1, "checkpoint_every": 2, "keep_checkpoints": 2,
             "eval_samples": 100, "threads": 1}
 # SIGKILL keeps the page cache, so what a kill can break is the rename protocol, not fsync; a
@@ -96,6 +98,17 @@ def _rows(path: Path) -> dict[int, dict]:
     return rows
 
 
+def _kill_early(pid: int, run_dir: Path) -> bool:
+    """SIGKILL as soon as the run directory holds its options file (the first thing a run writes)."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and _alive(pid) and not (run_dir / "training_options.json").exists():
+        time.sleep(0.001)
+    if not _alive(pid):
+        return False
+    os.kill(pid, signal.SIGKILL)
+    return True
+
+
 def _kill_when(pid: int, run_dir: Path, after_step: int, in_write: bool, rng: random.Random) -> bool:
     """SIGKILL once training passed `after_step` and a checkpoint exists (with in_write: during a write)."""
     stats, deadline = run_dir / "stats.jsonl", time.monotonic() + 60
@@ -139,13 +152,14 @@ def test_sigkill_at_random_moments_then_resume_matches_uninterrupted(fast_dir: P
 
     run_dir, log = fast_dir / "killed", str(fast_dir / "child.log")
     fresh = ["train", "--no-progress", "--out", str(run_dir), "--config", "toy25", *[f"--set={k}={v}" for k, v in values.items()]]
-    kills = in_write = lost = 0
+    kills = in_write = lost = before_first = 0
     resume_from = 0
     try:
         while kills < KILLS:
             argv = ["train", "--no-progress", "--out", str(run_dir), "--resume"] if run_dir.exists() else fresh
             pid = server.ask("run", [argv, log])
-            killed = _kill_when(pid, run_dir, resume_from, kills % 2 == 1, rng)
+            early = kills < EARLY_KILLS
+            killed = _kill_early(pid, run_dir) if early else _kill_when(pid, run_dir, resume_from, kills % 2 == 1, rng)
             status = server.ask("wait", pid)
             if not killed:
                 lost += status != 0
@@ -160,7 +174,8 @@ def test_sigkill_at_random_moments_then_resume_matches_uninterrupted(fast_dir: P
             resume_from = max((int(p.stem.split("-")[1]) for p in found), default=0)
             for step, row in _rows(run_dir / "stats.jsonl").items():
                 assert row == ref_rows[step], f"kill {kills}: step {step} differs from the uninterrupted run"
-            assert found, f"kill {kills}: no checkpoint left on disk"
+            before_first += early and not found
+            assert found or early, f"kill {kills}: no checkpoint left on disk"
     finally:
         server.close()
 
@@ -169,6 +184,7 @@ def test_sigkill_at_random_moments_then_resume_matches_uninterrupted(fast_dir: P
     assert lost == 0, Path(log).read_text()
     assert kills == KILLS, f"only {kills} kills happened before the run finished"
     assert in_write >= KILLS // 4, f"only {in_write} kills hit a checkpoint write"
+    assert before_first >= 1, "no kill landed before the first checkpoint"
     assert _rows(run_dir / "stats.jsonl") == ref_rows
     ours, _ = ckpt.read_checkpoint(ckpt.checkpoint_path(run_dir, SETTINGS["steps"]))
     theirs, _ = ckpt.read_checkpoint(ckpt.checkpoint_path(reference, SETTINGS["steps"]))
@@ -177,4 +193,5 @@ def test_sigkill_at_random_moments_then_resume_matches_uninterrupted(fast_dir: P
     drop = {"train_seconds"}
     assert {k: v for k, v in metrics.items() if k not in drop} == {k: v for k, v in ref_metrics.items() if k not in drop}
     assert not list(run_dir.glob(".*.tmp-*")), "a resumed run leaves no stale temporary files"
-    print(f"\nkill test: {kills} SIGKILLs survived ({in_write} inside a checkpoint write), {lost} runs lost")
+    print(f"\nkill test: {kills} SIGKILLs survived ({before_first} before the first checkpoint, {in_write} inside a "
+          f"checkpoint write), {lost} runs lost")

@@ -1,15 +1,18 @@
 import pytest
 import torch
 
-from ali.config import METHODS, make_config
+from ali.config import for_method, make_config
+from ali.methods import METHODS
+from ali.methods.adversarial import update_mode
+from ali.nets.layers import Layer
+from ali.nets.networks import GaussianEncoder
 from ali.presets import PRESETS
-from ali.training.methods import ali_step, train_step, update_mode
 from ali.training.model import build_model
-from ali.training.networks import GaussianEncoder, Layer
+from tests.stepping import train_step
 
 
-def _toy(method="ali", **over):
-    config = make_config({**PRESETS["toy25"], "method": method, "batch_size": 16, **over})
+def _toy(method="alice", **over):
+    config = make_config({**for_method(PRESETS["toy25"], method), "batch_size": 16, "precision": "fp32", **over})
     torch.manual_seed(0)
     return build_model(config)
 
@@ -19,7 +22,7 @@ def _snapshot(module):
 
 
 def test_reparametrised_sample_has_the_right_moments_and_passes_gradients():
-    enc = GaussianEncoder([Layer("dense", 4)], 2)
+    enc = GaussianEncoder([Layer("dense", 4)], (2,))
     with torch.no_grad():
         enc.net[0].weight.zero_()
         enc.net[0].bias.copy_(torch.tensor([1.0, -2.0, 0.0, 0.5]))  # mu = (1, -2), sigma = (1, e^0.5)
@@ -35,7 +38,7 @@ def test_reparametrised_sample_has_the_right_moments_and_passes_gradients():
 def test_one_ali_step_changes_all_three_networks(update):
     model, opts = _toy(update=update)
     before = {name: _snapshot(getattr(model, name)) for name in ("encoder", "decoder", "discriminator")}
-    losses = train_step(model, opts, torch.randn(16, 2), 0, 10)
+    losses = train_step(model, opts, torch.randn(16, 2), 0)
     assert all(torch.isfinite(v) for v in losses.values())
     for name, state in before.items():
         after = getattr(model, name).state_dict()
@@ -46,23 +49,25 @@ def test_one_ali_step_changes_all_three_networks(update):
 def test_every_method_trains_its_networks(method):
     model, opts = _toy(method)
     before = _snapshot(model)
-    steps = 10 if method == "gan-posthoc" else 1
-    for step in range(steps):  # gan-posthoc switches to its ALI phase half-way
-        losses = train_step(model, opts, torch.randn(16, 2), step, steps)
+    steps = model.config.steps + 1 if method == "gan-posthoc" else 1
+    for step in ([0, steps - 1] if method == "gan-posthoc" else [0]):  # gan-posthoc: one step of each phase
+        losses = train_step(model, opts, torch.randn(16, 2), step)
     assert all(torch.isfinite(v) for v in losses.values())
     after = model.state_dict()
     changed = {k.split(".")[0] for k in before if not torch.equal(before[k], after[k])}
-    expected = {"ali": {"encoder", "decoder", "discriminator"}, "gan-inverse": {"encoder", "decoder", "x_discriminator"},
+    expected = {"ali": {"encoder", "decoder", "discriminator"}, "alice": {"encoder", "decoder", "discriminator"}, "gan-inverse": {"encoder", "decoder", "x_discriminator"},
                 "gan-posthoc": {"encoder", "decoder", "x_discriminator", "discriminator"}, "vae": {"encoder", "decoder", "likelihood"}}
     assert changed == expected[method]
 
 
 def _after_one_ali_step(mode, recon, recon_trains="both", decoder_bn_stats="prior"):
-    """A fresh toy model after one ali_step on fixed data and prior codes."""
-    model, opts = _toy(recon_weight=recon)
+    """A fresh toy model after one ALI (recon 0) or ALICE step on fixed data, i.i.d. prior codes."""
+    over = {"recon_weight": recon, "recon_trains": recon_trains, "decoder_bn_stats": decoder_bn_stats} if recon else {}
+    update = {"fused": "simultaneous"}.get(mode, mode)
+    model, opts = _toy("alice" if recon else "ali", update=update, prior_sampling="random", **over)
     x = torch.linspace(-3, 3, 32).view(16, 2)
     torch.manual_seed(1)
-    ali_step(model, opts, x, model.sample_prior(len(x)), recon, mode, None, recon_trains, decoder_bn_stats)
+    train_step(model, opts, x, 0)
     return model
 
 
@@ -97,6 +102,7 @@ def test_toy_discriminator_is_eligible_for_the_fused_step_and_batch_norm_is_not(
     assert update_mode("simultaneous", model.discriminator) == "fused"
     assert update_mode("simultaneous", model.decoder) == "two-pass"  # has batch norm
     assert update_mode("alternating", model.discriminator) == "alternating"
+    assert update_mode("two-pass", model.discriminator) == "two-pass"
 
 
 def _decoder_running_stats_after_one_step(recon, decoder_bn_stats):
@@ -119,7 +125,7 @@ def test_decoder_bn_stats_changes_the_running_averages_and_not_the_training():
         model, opts = _toy(recon_weight=3.0, recon_trains="decoder", decoder_bn_stats=setting)
         torch.manual_seed(0)
         for step in range(3):
-            train_step(model, opts, torch.randn(16, 2), step, 3)
+            train_step(model, opts, torch.randn(16, 2), step)
         trained[setting] = model.state_dict()
     for k, v in trained["prior"].items():
         if "running" not in k and "num_batches" not in k:

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from ali.training.networks import Dropout, Maxout, running_stats_frozen
+from ali.nets.layers import Dropout, Maxout, running_stats_frozen
 
 
 def _reference(x: torch.Tensor, pieces: int) -> torch.Tensor:

@@ -1,10 +1,7 @@
 import pytest
 import torch
 
-from ali.config import make_config
-from ali.presets import PRESETS
-from ali.training.model import build_model
-from ali.training.prior import _PERIOD, SobolNormal, draw_prior
+from ali.data.prior import _PERIOD, PriorSampler, SobolNormal
 
 
 def test_sobol_batches_are_standard_normal_and_far_more_even_than_iid_batches():
@@ -39,16 +36,14 @@ def test_sobol_sequence_starts_over_past_its_length():
 
 
 def test_random_prior_sampling_is_the_models_iid_prior():
-    model, _ = build_model(make_config({**PRESETS["toy25"], "prior_sampling": "random"}))
     torch.manual_seed(5)
     expected = torch.randn(10, 2)
     torch.manual_seed(5)
-    assert torch.equal(draw_prior(model, {}, 10, step=3, device=torch.device("cpu")), expected)
+    assert torch.equal(PriorSampler("random", 2, seed=0)(10, step=3), expected)
 
 
-def test_sobol_prior_sampling_keeps_its_engine_in_the_cache():
-    model, _ = build_model(make_config({**PRESETS["toy25"], "prior_sampling": "sobol", "seed": 2}))
-    cache: dict = {}
-    first = draw_prior(model, cache, 10, step=0, device=torch.device("cpu"))
-    assert isinstance(cache["sobol"], SobolNormal)
+def test_sobol_prior_sampling_draws_the_seeded_sequence_by_step():
+    prior = PriorSampler("sobol", 2, seed=2)
+    first = prior(10, step=0)
     assert torch.equal(first, SobolNormal(2, seed=2 * 1_000_003)(10, 0))
+    assert torch.equal(prior(10, step=7), SobolNormal(2, seed=2 * 1_000_003)(10, 7))

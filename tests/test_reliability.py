@@ -47,12 +47,22 @@ def _assert_checkpoints_finite(run: Path) -> list[int]:
     return steps
 
 
-def _inject(monkeypatch, at: int, kind: str, every_time: bool) -> list[int]:
-    """Make train_step poison the weights (or only the reported loss) at step `at`."""
-    real, hits = loop.train_step, []
+def _wrap_step(monkeypatch, after) -> None:
+    """Make the loop's step call after(model, step, losses) and return what that returns."""
+    real = loop.build_step
 
-    def poisoned(model, optimizers, x, step, total):
-        losses = real(model, optimizers, x, step, total)
+    def build(config, model, optimizers, runtime):
+        inner = real(config, model, optimizers, runtime)
+        return lambda x, step: after(model, step, inner(x, step))
+
+    monkeypatch.setattr(loop, "build_step", build)
+
+
+def _inject(monkeypatch, at: int, kind: str, every_time: bool) -> list[int]:
+    """Make the step poison the weights (or only the reported loss) at step `at`."""
+    hits = []
+
+    def poisoned(model, step, losses):
         if step == at and (every_time or not hits):
             hits.append(step)
             if kind == "weight":
@@ -62,7 +72,7 @@ def _inject(monkeypatch, at: int, kind: str, every_time: bool) -> list[int]:
                 losses = {**losses, "loss_d": torch.tensor(float("inf"))}
         return losses
 
-    monkeypatch.setattr(loop, "train_step", poisoned)
+    _wrap_step(monkeypatch, poisoned)
     return hits
 
 
@@ -99,13 +109,10 @@ def test_persistent_nan_stops_cleanly_after_max_failures(tmp_path: Path, monkeyp
 
 
 def test_d_wins_warning_names_step_and_figures(tmp_path: Path, monkeypatch, capsys) -> None:
-    real = loop.train_step
-
-    def d_wins(model, optimizers, x, step, total):
-        losses = real(model, optimizers, x, step, total)
+    def d_wins(model, step, losses):
         return {**losses, "loss_d": torch.tensor(0.002)} if step >= 10 else losses
 
-    monkeypatch.setattr(loop, "train_step", d_wins)
+    _wrap_step(monkeypatch, d_wins)
     loop.train(make_config({**SMALL, "guard_d_win_logs": 3}), tmp_path / "run", progress=False)
     events = [r for r in _rows(tmp_path / "run") if r.get("event") == "d_wins"]
     assert len(events) == 1 and events[0]["step"] == 25 and events[0]["since_step"] == 15

@@ -14,15 +14,16 @@ from pathlib import Path
 import pytest
 import torch
 
-from ali.config import make_config
+from ali.config import for_method, make_config
 from ali.errors import AliError
+from ali.methods.adversarial import update_mode
+from ali.nets import architectures
+from ali.nets.architectures import Architecture
+from ali.nets.layers import DenseConv2d, DenseConvTranspose2d, Layer
 from ali.presets import PRESETS
-from ali.training import architectures
-from ali.training.architectures import Architecture
-from ali.training.methods import ali_step, train_step, update_mode
-from ali.training.model import build_model
-from ali.training.networks import Layer
-from ali.training.precision import DenseConv2d, DenseConvTranspose2d, attach_runtime, make_runtime, prepare_model, to_model_layout
+from ali.training.hardware import make_runtime, prepare_model, to_model_layout
+from ali.training.model import build_model, build_step
+from tests.stepping import train_step
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.reference_step import reference_step  # noqa: E402
@@ -56,7 +57,8 @@ def conv_arch(monkeypatch):
 
 
 def _model(arch: str, **over):
-    config = make_config({**PRESETS["toy25"], "arch": arch, "batch_size": 16, **over})
+    values = {**for_method(PRESETS["toy25"], "ali"), "arch": arch, "batch_size": 16, "prior_sampling": "random"}
+    config = make_config({**values, "precision": "fp32", **over})
     torch.manual_seed(0)
     model, _ = build_model(config)
     return model
@@ -64,8 +66,8 @@ def _model(arch: str, **over):
 
 def _sgd(model, lr_d: float, lr_g: float):
     return {
-        "generator": torch.optim.SGD(model.generator_parameters(), lr=lr_g),
-        "discriminator": torch.optim.SGD(model.discriminator_parameters(), lr=lr_d),
+        "generator": torch.optim.SGD(model.parameters_of(("encoder", "decoder")), lr=lr_g),
+        "discriminator": torch.optim.SGD(model.parameters_of(("discriminator",)), lr=lr_d),
     }
 
 
@@ -88,8 +90,9 @@ def test_fast_step_has_the_reference_steps_losses_and_gradients(arch_name, mode,
     for lr_d, lr_g in ((0.0, 1.0), (1.0, 0.0)):
         ref_model = _model(arch)
         ref_losses, ref_delta = _changes(lambda m, o: reference_step(m, o, x), ref_model, lr_d, lr_g)
-        fast = prepare_model(_model(arch), torch.device("cpu"))  # channels_last, dense convs
-        fast_losses, fast_delta = _changes(lambda m, o: ali_step(m, o, to_model_layout(x), m.sample_prior(len(x)), 0.0, mode), fast, lr_d, lr_g)
+        update = "two-pass" if mode == "two-pass" else "simultaneous"
+        fast = prepare_model(_model(arch, update=update), torch.device("cpu"))  # channels_last, dense convs
+        fast_losses, fast_delta = _changes(lambda m, o: train_step(m, o, to_model_layout(x), 0), fast, lr_d, lr_g)
         # The reference's L_G comes after its D update: comparable when that update is a no-op.
         for k in ("loss_d", "loss_g") if lr_d == 0 else ("loss_d",):
             torch.testing.assert_close(fast_losses[k], ref_losses[k], rtol=1e-5, atol=1e-6)
@@ -100,25 +103,29 @@ def test_fast_step_has_the_reference_steps_losses_and_gradients(arch_name, mode,
         assert moved > 0
 
 
-def test_the_conv_fast_path_really_swapped_layers_and_layout(conv_arch):
-    model = prepare_model(_model(conv_arch), torch.device("cpu"))
-    kinds = {type(m) for m in model.modules()}
-    assert DenseConv2d in kinds and DenseConvTranspose2d in kinds
+def test_the_conv_nets_build_dense_convs_where_the_kernel_covers_the_input(conv_arch):
+    model = _model(conv_arch)
+    assert type(model.encoder.net[0]) is torch.nn.Conv2d and type(model.encoder.net[-1]) is DenseConv2d
+    assert type(model.decoder.net[0]) is DenseConvTranspose2d and type(model.decoder.net[-2]) is torch.nn.ConvTranspose2d
+    assert type(model.discriminator.dx[-2]) is DenseConv2d and type(model.discriminator.dz[0]) is DenseConv2d
+    prepare_model(model, torch.device("cpu"))
     assert model.discriminator.dx[0].weight.is_contiguous(memory_format=torch.channels_last)
-    assert set(model.state_dict()) == set(_model(conv_arch).state_dict())  # checkpoints unaffected
+    # the dense forms compute the ordinary convolution
+    conv = model.encoder.net[-1]
+    h = torch.randn(3, conv.in_channels, 3, 3)
+    torch.testing.assert_close(conv(h), torch.nn.functional.conv2d(h, conv.weight, conv.bias), rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("arch_name", ["toy", "conv"])
 def test_bf16_steps_run_and_stay_finite(arch_name, conv_arch):
     arch = conv_arch if arch_name == "conv" else "toy"
-    config = make_config({**PRESETS["toy25"], "arch": arch, "batch_size": 16, "precision": "bf16"})
-    torch.manual_seed(0)
-    model, opts = build_model(config)
+    model = _model(arch, precision="bf16")
+    opts = _sgd(model, 0.1, 0.1)
     prepare_model(model, torch.device("cpu"))
     before = {k: v.clone() for k, v in model.state_dict().items()}
     x = to_model_layout(_batch(arch))
     for step in range(3):
-        losses = train_step(model, opts, x, step, 3)
+        losses = train_step(model, opts, x, step, precision="bf16")
         assert all(torch.isfinite(v) and v.dtype == torch.float32 for v in losses.values())
     assert all(torch.isfinite(v).all() for v in model.state_dict().values() if v.is_floating_point())
     assert any(not torch.equal(v, before[k]) for k, v in model.state_dict().items())
@@ -130,7 +137,7 @@ def test_bf16_first_step_losses_are_close_to_fp32(conv_arch):
         model = _model(conv_arch, precision=precision)
         opts = _sgd(model, 0.1, 0.1)
         torch.manual_seed(1)
-        out[precision] = train_step(model, opts, _batch(conv_arch), 0, 1)
+        out[precision] = train_step(model, opts, _batch(conv_arch), 0, precision=precision)
     for k in ("loss_d", "loss_g"):
         torch.testing.assert_close(out["bf16"][k], out["fp32"][k], rtol=0.03, atol=0.01)
 
@@ -143,9 +150,9 @@ def test_fp16_needs_a_gpu_and_never_uses_the_fused_trick():
     assert update_mode("simultaneous", model.discriminator, "fp16") == "two-pass"
 
 
-def test_attached_runtime_is_the_one_the_step_uses():
+def test_the_step_uses_the_runtime_it_was_built_with():
     model = _model("toy")
     calls = []
-    rt = attach_runtime(model, "fp32", torch.device("cpu"), all_reduce=lambda grads: calls.append(len(grads)))
-    train_step(model, _sgd(model, 0.1, 0.1), torch.randn(16, 2), 0, 1)
-    assert model.__dict__["runtime"] is rt and calls == [sum(1 for _ in model.parameters())]
+    rt = make_runtime("fp32", torch.device("cpu"), all_reduce=lambda grads: calls.append(len(grads)))
+    build_step(model.config, model, _sgd(model, 0.1, 0.1), rt)(torch.randn(16, 2), 0)
+    assert calls == [sum(1 for _ in model.parameters())]

@@ -3,7 +3,7 @@ import math
 import torch
 
 from ali.evaluation import toy_metrics as tm
-from ali.training.dataset import grid25, ring8
+from ali.data.toy import grid25, ring8
 
 
 def _on_modes(mixture, modes, per_mode=40, spread=0.5):

@@ -4,11 +4,13 @@ import shutil
 import pytest
 import torch
 
-from ali.config import make_config
+from ali.config import for_method, make_config
 from ali.errors import AliError
 from ali.presets import PRESETS
 from ali.training import checkpoint as ckpt
-from ali.training.loop import lr_factor, load_trained, train
+from ali.rundir import load_trained
+from ali.training.loop import lr_factor, train
+from ali.training.model import total_steps
 
 TINY = {**PRESETS["toy25"], "batch_size": 32, "steps": 24, "log_every": 1, "checkpoint_every": 8, "keep_checkpoints": 5, "eval_samples": 200, "threads": 1}
 
@@ -35,7 +37,7 @@ def test_run_directory_contents(tmp_path):
 
 @pytest.mark.parametrize("overrides", [{}, {"prior_sampling": "random"}, {"method": "gan-posthoc"}, {"method": "vae"}])
 def test_resumed_run_continues_exactly_like_an_uninterrupted_one(tmp_path, overrides):
-    config = make_config({**TINY, **overrides})
+    config = make_config({**for_method(TINY, overrides.get("method", TINY["method"])), **overrides})
     full, cut = tmp_path / "full", tmp_path / "cut"
     train(config, full, progress=False)
     # A run killed after its step-8 checkpoint: the same directory minus everything written later.
@@ -45,7 +47,7 @@ def test_resumed_run_continues_exactly_like_an_uninterrupted_one(tmp_path, overr
     (cut / "metrics.json").unlink()
     train(config, cut, resume=True, progress=False)
     assert _losses(_stats(cut)) == _losses(_stats(full))
-    assert len(_stats(cut)) == 24
+    assert len(_stats(cut)) == total_steps(config)
 
 
 def test_a_run_directory_that_holds_a_run_is_never_overwritten(tmp_path):
@@ -60,7 +62,7 @@ def test_a_run_directory_that_holds_a_run_is_never_overwritten(tmp_path):
 def test_checkpoint_round_trip_restores_every_tensor(tmp_path):
     run = tmp_path / "run"
     train(make_config(TINY), run, progress=False)
-    _, model = load_trained(run)
+    _, model, _ = load_trained(run)
     tensors, header = ckpt.read_checkpoint(ckpt.list_checkpoints(run)[-1])
     assert header["step"] == 24 and header["config"]["steps"] == 24
     for key, value in model.state_dict().items():

@@ -1,6 +1,7 @@
 """Image datasets read from their official file formats and preloaded as uint8 tensors.
 
-Entry point: `load_image_dataset(name, data_dir) -> ali.training.dataset.Dataset`, where
+Entry points: `load_dataset(name, data_dir)` for any dataset a config names (the 2-D toy
+mixtures of ali.data.toy, or images), and `load_image_dataset(name, data_dir) -> Dataset`, where
 `data_dir` holds each dataset's folder under its usual name (`mnist/`, `fashion-mnist/`,
 `cifar-10-batches-py/`, `svhn/`, `celeba/`, `tiny-imagenet-200/`, ...), as ../shared/data is laid
 out. Train and held-out splits:
@@ -20,15 +21,19 @@ The official test sets the held-out split does not use are available from `load_
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
+from ali.data.celeba import load_celeba
+from ali.data.cifar import load_cifar10_split
+from ali.data.dataset import Dataset
+from ali.data.folder import load_folder
+from ali.data.idx import load_idx_split
+from ali.data.imagenet import load_imagenet64
+from ali.data.svhn import load_svhn_split
+from ali.data.toy import MIXTURES, load_toy
 from ali.errors import AliError
-
-if TYPE_CHECKING:
-    from ali.training.dataset import Dataset
 
 IMAGE_DATASETS: tuple[str, ...] = ("mnist", "fashion-mnist", "cifar10", "svhn", "celeba64", "imagenet64")
 FOLDER_PREFIX = "folder:"
@@ -55,16 +60,10 @@ def load_split(name: str, data_dir: Path | str, split: str) -> tuple[torch.Tenso
         known = ", ".join(f"{n}: {'/'.join(s)}" for n, s in SPLITS.items())
         raise AliError(f"no split {split!r} for dataset {name!r}; known: {known}")
     if name in ("mnist", "fashion-mnist"):
-        from ali.data.idx import load_idx_split
-
         images, labels = load_idx_split(name, data_dir, split)
     elif name == "cifar10":
-        from ali.data.cifar import load_cifar10_split
-
         images, labels = load_cifar10_split(data_dir, split)
     else:
-        from ali.data.svhn import load_svhn_split
-
         images, labels = load_svhn_split(data_dir, split)
     return _tensor(images), _tensor(labels)
 
@@ -80,23 +79,15 @@ def _parts(name: str, data_dir: Path) -> dict:
         return {"train": images[:CIFAR10_TRAIN], "labels": labels[:CIFAR10_TRAIN],
                 "heldout": images[CIFAR10_TRAIN:], "heldout_labels": labels[CIFAR10_TRAIN:]}
     if name == "celeba64":
-        from ali.data.celeba import load_celeba
-
         return load_celeba(data_dir)
     if name == "imagenet64":
-        from ali.data.imagenet import load_imagenet64
-
         return load_imagenet64(data_dir)
-    from ali.data.folder import load_folder
-
     return load_folder(Path(name[len(FOLDER_PREFIX):]).expanduser())
 
 
 def load_image_dataset(name: str, data_dir: Path | str) -> Dataset:
     """The named dataset, preloaded: `train`/`heldout` uint8 (N, C, H, W); `labels`/
     `heldout_labels` int64 (N,) class indices, (N, 40) uint8 CelebA attributes, or None."""
-    from ali.training.dataset import Dataset  # late: ali.training.dataset dispatches to here
-
     if not is_image_dataset(name):
         raise AliError(f"unknown image dataset {name!r}; known: {', '.join(IMAGE_DATASETS)}, {FOLDER_PREFIX}PATH")
     parts = _parts(name, Path(data_dir).expanduser().resolve())
@@ -105,3 +96,18 @@ def load_image_dataset(name: str, data_dir: Path | str) -> Dataset:
     conv = {k: _tensor(v) if isinstance(v, np.ndarray) else v for k, v in parts.items()}
     return Dataset(name, conv["train"], conv["heldout"], labels=conv.get("labels"),
                    heldout_labels=conv.get("heldout_labels"), label_names=tuple(conv.get("label_names", ())))
+
+
+def is_known_dataset(name: str) -> bool:
+    """A toy mixture, an image dataset, or `folder:PATH`."""
+    return name in MIXTURES or is_image_dataset(name)
+
+
+DATASET_NAMES: tuple[str, ...] = (*MIXTURES, *IMAGE_DATASETS)
+
+
+def load_dataset(name: str, data_dir: Path | str) -> Dataset:
+    """The dataset a config names, preloaded (image datasets from data_dir)."""
+    if name in MIXTURES:
+        return load_toy(name)
+    return load_image_dataset(name, data_dir)

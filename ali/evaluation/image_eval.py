@@ -18,8 +18,8 @@ import torch
 
 from ali.errors import AliError
 from ali.evaluation.grids import image_grid, interleave_columns, save_image
-from ali.training.dataset import Dataset
-from ali.training.model import Model
+from ali.data.dataset import Dataset
+from ali.nets.model import Model
 
 EVAL_SEED = 2017  # evaluation noise is fixed, and kept apart from the training RNG stream
 GRID_SEED = 1234  # the fixed z of the training-time sample grids
@@ -86,7 +86,7 @@ def evaluate_images(model: Model, dataset: Dataset, n: int, run_dir: Path) -> di
 def prepare_image_model(model: Model, dataset: Dataset, fresh: bool) -> None:
     """Check the data fits the architecture; on a fresh run set the decoder's untied output biases
     to the log-odds of the mean of the first 500 training images (NOTES §1)."""
-    if dataset.mixture is not None:
+    if not dataset.is_image:
         return
     shape = tuple(dataset.train.shape[1:])
     if shape != tuple(model.arch.x_shape):

@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 
 from ali.evaluation.toy_metrics import mixture_metrics, nearest_component
-from ali.training.dataset import Dataset
-from ali.training.model import Model
+from ali.data.dataset import Dataset
+from ali.nets.model import Model
 
 EVAL_SEED = 2017  # evaluation noise is fixed, and kept apart from the training RNG stream
 

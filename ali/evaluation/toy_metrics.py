@@ -9,7 +9,7 @@ import math
 
 import torch
 
-from ali.training.dataset import GaussianMixture
+from ali.data.toy import GaussianMixture
 
 
 def nearest_component(points: torch.Tensor, mixture: GaussianMixture) -> tuple[torch.Tensor, torch.Tensor]:

@@ -29,8 +29,9 @@ import torch.distributed as dist
 from torch import nn
 from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
 
+from ali.config import TrainConfig
 from ali.errors import AliError
-from ali.training.precision import resolve_device
+from ali.training.hardware import resolve_device
 
 
 @dataclass
@@ -81,7 +82,7 @@ class DistContext:
         return mine
 
 
-def start(config) -> DistContext:
+def start(config: TrainConfig) -> DistContext:
     """Join the torchrun job named by the environment (WORLD_SIZE, RANK, LOCAL_RANK), if any."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank, local_rank = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
@@ -103,12 +104,11 @@ def start(config) -> DistContext:
     return ctx
 
 
-def prepare_replica(model: nn.Module, ctx: DistContext, sync_bn: bool) -> nn.Module:
+def prepare_replica(model: nn.ModuleDict, ctx: DistContext, sync_bn: bool) -> nn.Module:
     """SyncBatchNorm if asked (same Parameter objects: the optimizers stay valid), then rank 0's state."""
     if ctx.active and sync_bn:
-        for name in ("encoder", "decoder", "discriminator", "x_discriminator"):
-            if hasattr(model, name):
-                setattr(model, name, nn.SyncBatchNorm.convert_sync_batchnorm(getattr(model, name)))
+        for name, net in model.items():
+            model[name] = nn.SyncBatchNorm.convert_sync_batchnorm(net)
     ctx.broadcast_state(model)
     return model
 

@@ -13,7 +13,6 @@ from fake pairs almost perfectly and the generators learn little from its gradie
 from __future__ import annotations
 
 import json
-import math
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,26 +22,6 @@ import torch
 
 from ali.errors import AliError
 from ali.training.checkpoint import run_dir_writes, truncate_stats
-
-
-# L_D at the game's equilibrium D = 1/2: -log(1/2) - log(1 - 1/2).
-EQUILIBRIUM_LOSS_D = 2 * math.log(2)
-
-
-def checkpoint_score(rows: list[dict[str, float]]) -> tuple[float | None, str]:
-    """Score of a checkpoint from the log lines since the previous one; lower is better.
-
-    Adversarial methods: mean |loss_d - 2 ln 2|, how far the game is from balance (a D that wins
-    or loses outright scores badly). VAE: the mean negative ELBO (nll + kl). It is a cheap proxy
-    read from stats.jsonl, not a sample-quality metric. None when no line was logged.
-    """
-    if not rows:
-        return None, ""
-    if all("loss_d" in r for r in rows):
-        return sum(abs(r["loss_d"] - EQUILIBRIUM_LOSS_D) for r in rows) / len(rows), "mean |loss_d - 2 ln 2|"
-    if all("nll" in r and "kl" in r for r in rows):
-        return sum(r["nll"] + r["kl"] for r in rows) / len(rows), "mean nll + kl"
-    return None, ""
 
 
 def _cpu_copy(obj: Any) -> Any:

@@ -24,8 +24,8 @@ def generator_to_discriminator_grad_ratio(real_logits: torch.Tensor, fake_logits
 
     The fused step backpropagates L_D once and multiplies the gradient reaching D's inputs by
     this ratio, which turns it into L_G's gradient, exact when no D layer mixes samples. The
-    exponent is capped at 80 so the ratio stays finite in float32 (|logit| > 80 means D is
-    saturated and L_D's gradient has already underflowed).
+    caller keeps the exponent small (ali.methods.adversarial.SATURATED_LOGIT), where L_D's
+    gradient still has full precision; the cap only keeps the ratio finite.
     """
     logits = torch.cat([real_logits, -fake_logits]).detach().float()
     return -torch.exp(logits.clamp(max=80.0))

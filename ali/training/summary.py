@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ali.training.model import Model
-from ali.training.networks import count_parameters
+from ali.nets.layers import count_parameters
+from ali.nets.model import Model
 
 
 def _layer_rows(net: nn.Module, *inputs: torch.Tensor) -> list[str]:
@@ -29,23 +29,20 @@ def _layer_rows(net: nn.Module, *inputs: torch.Tensor) -> list[str]:
 
 
 def parameter_counts(model: Model) -> dict[str, int]:
-    """Parameters of encoder, decoder and all discriminators together."""
-    d = sum(p.numel() for p in model.discriminator_parameters())
-    return {"encoder": count_parameters(model.encoder), "decoder": count_parameters(model.decoder), "discriminator": d}
+    """Parameters of each network, and of all discriminators together."""
+    counts = {name: count_parameters(net) for name, net in model.items()}
+    counts["discriminators"] = sum(n for name, n in counts.items() if "discriminator" in name)
+    return counts
 
 
 def describe(model: Model) -> str:
     """A readable listing of every network, run on a dummy batch of 2 in evaluation mode."""
     model.eval()
-    x = torch.zeros(2, *model.arch.x_shape)
-    z = torch.zeros(2, model.arch.latent_dim)
-    nets: list[tuple[str, nn.Module, tuple[torch.Tensor, ...]]] = [("encoder", model.encoder, (x,)), ("decoder", model.decoder, (z,))]
-    for name in ("discriminator", "x_discriminator"):
-        if hasattr(model, name):
-            net = getattr(model, name)
-            nets.append((name, net, (x, z) if name == "discriminator" else (x,)))
+    dummy = {"x": torch.zeros(2, *model.arch.x_shape), "z": torch.zeros(2, model.arch.latent_dim)}
     lines = []
-    for name, net, inputs in nets:
+    for name, net in model.items():
+        inputs = [dummy[key] for key in getattr(net, "INPUTS", ())]
         lines.append(f"{name}: input {[tuple(i.shape[1:]) for i in inputs]}, {count_parameters(net):,} parameters")
-        lines.extend(_layer_rows(net, *inputs))
+        if inputs:
+            lines.extend(_layer_rows(net, *inputs))
     return "\n".join(lines)

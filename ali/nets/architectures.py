@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-from ali.training.networks import Layer
+from ali.nets.layers import Layer
 
 
 @dataclass(frozen=True)

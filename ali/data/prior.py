@@ -18,7 +18,6 @@ from __future__ import annotations
 import torch
 import torch.distributed as dist
 
-from ali.training.model import Model
 
 # SobolEngine supports 2**30 points; past that the sequence starts over with a new scramble.
 _PERIOD = 2**30
@@ -47,12 +46,17 @@ class SobolNormal:
         return torch.special.ndtri(u).to(device=device, dtype=torch.float32)
 
 
-def draw_prior(model: Model, cache: dict, n: int, step: int, device: torch.device) -> torch.Tensor:
-    """The prior batch for training step `step`, as the model's config asks (`cache` keeps the engine)."""
-    if model.config.prior_sampling == "random":
-        return model.sample_prior(n, device)
-    sobol = cache.get("sobol")
-    if sobol is None:
+class PriorSampler:
+    """The prior batch of each training step: i.i.d. normals ("random") or Sobol points ("sobol")."""
+
+    def __init__(self, kind: str, latent_dim: int, seed: int):
+        if kind not in ("random", "sobol"):
+            raise ValueError(f"unknown prior sampling {kind!r}")
+        self.latent_dim = latent_dim
         rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
-        sobol = cache["sobol"] = SobolNormal(model.arch.latent_dim, model.config.seed * 1_000_003 + rank)
-    return sobol(n, step, device)
+        self._sobol = SobolNormal(latent_dim, seed * 1_000_003 + rank) if kind == "sobol" else None
+
+    def __call__(self, n: int, step: int, device: torch.device | str = "cpu") -> torch.Tensor:
+        if self._sobol is None:
+            return torch.randn(n, self.latent_dim, device=device)
+        return self._sobol(n, step, device)

@@ -1,12 +1,8 @@
-"""Networks built from layer tables, so each architecture reads like the paper's appendix tables.
+"""Layer tables and the building blocks they turn into, so each architecture reads like the
+paper's appendix tables (ali.nets.architectures).
 
-A table is a list of `Layer`s. `build_stack` turns one into an `nn.Sequential`; the three ALI
-networks wrap stacks:
-
-- `GaussianEncoder`:  x -> stack -> (mu, log_sigma);  z = mu + exp(log_sigma) * eps
-- `NoiseEncoder`:     [x, eps] -> stack -> z          (the paper's toy encoder)
-- `Decoder`:          z -> stack -> x                 (sigmoid output for images, linear for 2-D)
-- `JointDiscriminator`: D(x, z) = joint(concat(Dx(x), Dz(z))) -> one logit per pair
+A table is a list of `Layer`s; `build_stack` turns one into an `nn.Sequential` of exactly the
+modules that run, dense-equivalent convolutions included (so `ali train --dry-run` lists them).
 """
 
 from __future__ import annotations
@@ -16,6 +12,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 BN_MOMENTUM = 0.05  # NOTES §1: running averages with momentum 0.05 for evaluation
@@ -139,10 +136,15 @@ def _activation(layer: Layer) -> nn.Module | None:
     raise ValueError(f"unknown activation {layer.act!r}")
 
 
-def build_stack(table: list[Layer], in_width: int) -> nn.Sequential:
-    """Dropout (on the input) -> dense/conv -> batch norm -> activation, per table row."""
+def build_stack(table: list[Layer], in_width: int, in_size: int | None = None) -> nn.Sequential:
+    """Dropout (on the input) -> dense/conv -> batch norm -> activation, per table row.
+
+    `in_size` is the spatial size of a conv stack's square input. With it, a conv whose kernel
+    covers its whole input, and a transposed conv of a 1x1 input, are built as their
+    matrix-multiply forms (DenseConv2d, DenseConvTranspose2d): same parameters, same function.
+    """
     modules: list[nn.Module] = []
-    width = in_width
+    width, size = in_width, in_size
     for layer in table:
         if layer.drop > 0:
             modules.append(Dropout(layer.drop))
@@ -150,9 +152,13 @@ def build_stack(table: list[Layer], in_width: int) -> nn.Sequential:
         if layer.op == "dense":
             modules.append(nn.Linear(width, layer.out, bias=bias))
         elif layer.op == "conv":
-            modules.append(nn.Conv2d(width, layer.out, layer.k, layer.s, bias=bias))
+            conv = DenseConv2d if size == layer.k else nn.Conv2d
+            modules.append(conv(width, layer.out, layer.k, layer.s, bias=bias))
+            size = None if size is None else (size - layer.k) // layer.s + 1
         elif layer.op == "convT":
-            modules.append(nn.ConvTranspose2d(width, layer.out, layer.k, layer.s, bias=bias))
+            conv_t = DenseConvTranspose2d if size == 1 else nn.ConvTranspose2d
+            modules.append(conv_t(width, layer.out, layer.k, layer.s, bias=bias))
+            size = None if size is None else layer.s * (size - 1) + layer.k
         else:
             raise ValueError(f"unknown layer op {layer.op!r}")
         if layer.bn:
@@ -177,105 +183,34 @@ def init_weights(module: nn.Module, std: float) -> None:
             nn.init.zeros_(m.bias)
 
 
-def _as_latent_map(z: torch.Tensor, conv: bool) -> torch.Tensor:
-    """Conv nets see z as a d x 1 x 1 image; dense nets as a flat vector."""
-    return z.view(z.shape[0], -1, 1, 1) if conv else z
+class DenseConv2d(nn.Conv2d):
+    """A convolution whose kernel covers its whole input runs as one matrix multiply.
+
+    The paper's D(z), D(x, z) and last encoder layers are such convs (1x1 maps, or a 4x4 kernel
+    on a 4x4 map): dense layers in disguise. oneDNN's convolution backward dominated the bf16
+    channels_last step at these shapes (torch.profiler), while F.linear on the same weight is a
+    plain GEMM. Same parameters and state_dict keys as nn.Conv2d; any other input size runs the
+    ordinary convolution.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        if tuple(x.shape[-2:]) != self.kernel_size:
+            return super().forward(x)
+        out = F.linear(x.reshape(x.shape[0], -1), self.weight.flatten(1), self.bias)  # (C, kh, kw) order
+        return out.view(out.shape[0], out.shape[1], 1, 1)
 
 
-class GaussianEncoder(nn.Module):
-    """q(z|x) = N(mu(x), exp(log_sigma(x))^2), sampled by reparametrisation (no KL, no clipping)."""
+class DenseConvTranspose2d(nn.ConvTranspose2d):
+    """A transposed convolution of a 1x1 input (the decoders' first layer) as one matrix multiply."""
 
-    def __init__(self, table: list[Layer], x_channels: int):
-        super().__init__()
-        self.net = build_stack(table, x_channels)
-
-    def moments(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        h = self.net(x).flatten(1)
-        mu, log_sigma = h.chunk(2, dim=1)
-        return mu, log_sigma
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        mu, log_sigma = self.moments(x)
-        return mu + torch.exp(log_sigma) * torch.randn_like(mu)
-
-
-class NoiseEncoder(nn.Module):
-    """The toy encoder: z = MLP([x, eps]), eps ~ N(0, I) of the data's width (NOTES §3)."""
-
-    def __init__(self, table: list[Layer], x_width: int):
-        super().__init__()
-        self.x_width = x_width
-        self.net = build_stack(table, 2 * x_width)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        eps = torch.randn_like(x)
-        return self.net(torch.cat([x, eps], dim=1))
-
-
-class Decoder(nn.Module):
-    """Gx(z). With `untied_bias_shape`, the last layer's bias is one per output element."""
-
-    def __init__(self, table: list[Layer], latent_dim: int, untied_bias_shape: tuple[int, ...] | None = None):
-        super().__init__()
-        self.conv = table[0].op != "dense"
-        self.net = build_stack(table, latent_dim)
-        self.untied = UntiedBias(untied_bias_shape) if untied_bias_shape else None
-        if self.untied is not None:
-            # The output activation must follow the untied bias: move it after.
-            self.out_act = self.net[-1] if isinstance(self.net[-1], nn.Sigmoid) else None
-            if self.out_act is not None:
-                self.net = self.net[:-1]
-
-    @torch.no_grad()
-    def init_untied_bias(self, x: torch.Tensor, clip: float = 1e-3) -> None:
-        """NOTES §1: untied biases = log-odds of the mean of `x` (N x C x H x W in [0, 1]) per pixel.
-
-        The mean is clipped to [clip, 1 - clip] because pixels that are always 0 (MNIST's border)
-        would give -inf; with a sigmoid output the decoder then starts at the data's mean image.
-        """
-        if self.untied is None:
-            return
-        mean = x.float().mean(0).clamp(clip, 1 - clip)
-        self.untied.bias.copy_(torch.log(mean) - torch.log1p(-mean))
-
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        x = self.net(_as_latent_map(z, self.conv))
-        if self.untied is not None:
-            x = self.untied(x)
-            if self.out_act is not None:
-                x = self.out_act(x)
-        return x
-
-
-class JointDiscriminator(nn.Module):
-    """D(x, z) = joint(concat(Dx(x), Dz(z))): one logit per pair. Empty Dx/Dz tables = identity."""
-
-    def __init__(self, x_table: list[Layer], z_table: list[Layer], joint_table: list[Layer], x_width: int, latent_dim: int):
-        super().__init__()
-        self.conv = bool(x_table) and x_table[0].op != "dense"
-        self.dx = build_stack(x_table, x_width)
-        self.dz = build_stack(z_table, latent_dim)
-        dx_out = out_width(x_table[-1]) if x_table else x_width
-        dz_out = out_width(z_table[-1]) if z_table else latent_dim
-        self.joint = build_stack(joint_table, dx_out + dz_out)
-
-    def forward(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        hx = self.dx(x)
-        hz = self.dz(_as_latent_map(z, self.conv))
-        return self.joint(torch.cat([hx, hz], dim=1)).flatten()
-
-
-class MarginalDiscriminator(nn.Module):
-    """D(x) for the GAN baselines: the joint D's layers with the z branch removed."""
-
-    def __init__(self, x_table: list[Layer], joint_table: list[Layer], x_width: int):
-        super().__init__()
-        self.dx = build_stack(x_table, x_width)
-        dx_out = out_width(x_table[-1]) if x_table else x_width
-        self.joint = build_stack(joint_table, dx_out)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.joint(self.dx(x)).flatten()
+    def forward(self, x: torch.Tensor, output_size: list[int] | None = None) -> torch.Tensor:  # type: ignore[override]
+        if tuple(x.shape[-2:]) != (1, 1) or output_size is not None:
+            return super().forward(x, output_size)
+        w = self.weight  # (in, out, kh, kw)
+        out = F.linear(x.flatten(1), w.flatten(1).t()).view(x.shape[0], *w.shape[1:])
+        if self.bias is not None:
+            out = out + self.bias.view(1, -1, 1, 1)
+        return out.contiguous(memory_format=torch.channels_last)
 
 
 def has_batch_coupling(module: nn.Module) -> bool:

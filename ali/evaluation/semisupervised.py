@@ -1,0 +1,235 @@
+"""The authors' semi-supervised L2-SVM protocol (NOTES §4): linear SVMs on frozen encoder features.
+
+Features (`encoder_features`): the encoder's mean `mu` followed by the flattened outputs of the
+last three batch-norm layers of the encoder stack, in evaluation mode (running averages), as
+the authors' scripts/preprocess_representations does (5,376 values on their SVHN encoder).
+
+Protocol (`svm_protocol`): each SVM is a scikit-learn LinearSVC (squared hinge, L2 penalty,
+one-vs-rest, the authors' defaults) trained on a class-balanced labelled sample drawn from the
+pool; C is the one of `Cs` with the lowest mean validation error over `n_val_svms` SVMs, and the
+figure reported is the test error over `n_test_svms` fresh SVMs at that C (mean and std).
+Features are used raw, not standardised: the authors' experiments/semi_supervised_svhn.py feeds
+them to LinearSVC as they come. Two details of that released script differ from NOTES, which
+this module follows: the script trains each SVM on 1,000 pool examples drawn at random (not
+class-balanced), and scores each C with a single SVM (its "10" is the validation set scored in
+10 chunks of 1,000); `n_val_svms=1` gives that search.
+
+Speed: with fewer labelled examples n than feature dimensions d (100 x 7,296 on MNIST), every
+solution of the L2-regularised SVM lies in the span of its training rows. Training on the
+coordinates of those rows in an orthonormal basis Q of that span (X Q, n x n) poses exactly the
+same dual problem (X Q Q^T X^T = X X^T), so liblinear runs the same coordinate descent on an
+n x n matrix instead of n x d, and w = Q a. Validation scores of all Cs then reuse one
+projection val @ Q per labelled sample.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.svm import LinearSVC
+from torch import nn
+
+from ali.errors import AliError
+
+DEFAULT_CS = np.exp(np.linspace(-20, 20, 50))  # NOTES §4: C from exp(linspace(-20, 20, 50))
+FEATURE_BATCH = 500
+MAX_ITER = 1000  # liblinear's default, as the authors ran it
+# (pool end, validation end) in the official training split; test is the official test split.
+MNIST_SPLIT = (50_000, 60_000)
+SVHN_SPLIT = (63_257, 73_257)  # the authors' SVHN split of `train` (73,257 images)
+
+
+def _numpy(a: torch.Tensor | np.ndarray) -> np.ndarray:
+    return a.detach().cpu().numpy() if isinstance(a, torch.Tensor) else np.asarray(a)
+
+
+@torch.inference_mode()
+def encoder_features(encoder: nn.Module, x: torch.Tensor, hidden_layers: int = 3, batch: int = FEATURE_BATCH) -> torch.Tensor:
+    """Features (N, D) of images x (uint8, or float as the encoder takes them): mu concatenated
+    with the flattened outputs of the last `hidden_layers` batch-norm layers of `encoder.net`."""
+    if not hasattr(encoder, "moments") or not isinstance(getattr(encoder, "net", None), nn.Module):
+        raise AliError("the L2-SVM features need a Gaussian encoder (with `moments` and a layer stack `net`); "
+                       "this model's encoder has none (the toy and BiGAN-style encoders have no mu)")
+    norms = [m for m in encoder.net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if hidden_layers < 0 or len(norms) < hidden_layers:
+        raise AliError(f"asked for the last {hidden_layers} batch-norm layers but the encoder has {len(norms)}")
+    captured: list[torch.Tensor] = []
+    # clone: an in-place activation after the batch norm would otherwise overwrite what was kept.
+    hooks = [m.register_forward_hook(lambda _m, _i, out: captured.append(out.flatten(1).clone()))
+             for m in norms[len(norms) - hidden_layers:]]
+    was_training = encoder.training
+    encoder.eval()
+    device = next(encoder.parameters()).device
+    out = []
+    try:
+        for chunk in x.split(batch):
+            chunk = chunk.float() / 255.0 if chunk.dtype == torch.uint8 else chunk
+            captured.clear()
+            mu, _ = encoder.moments(chunk.to(device))
+            # Hooks fire in forward order, which is the layer order the authors concatenate in.
+            out.append(torch.cat([mu.flatten(1), *captured], dim=1).float().cpu())
+    finally:
+        for hook in hooks:
+            hook.remove()
+        encoder.train(was_training)
+    if not out:
+        raise AliError("no images to compute features of")
+    return torch.cat(out)
+
+
+def balanced_subset(labels: torch.Tensor | np.ndarray, per_class: int, generator: np.random.Generator | int,
+                    exclude: torch.Tensor | np.ndarray | Sequence[int] | None = None) -> np.ndarray:
+    """Sorted indices of `per_class` examples of every class in `labels`, drawn without
+    replacement and never from `exclude`; the same generator state gives the same subset."""
+    y = _numpy(labels).ravel()
+    rng = np.random.default_rng(generator) if isinstance(generator, (int, np.integer)) else generator
+    if per_class < 1:
+        raise AliError(f"labelled examples per class must be at least 1; got {per_class}")
+    allowed = np.ones(len(y), dtype=bool)
+    if exclude is not None:
+        allowed[_numpy(exclude).astype(np.int64).ravel()] = False
+    chosen = []
+    for c in np.unique(y):
+        candidates = np.flatnonzero((y == c) & allowed)
+        if len(candidates) < per_class:
+            raise AliError(f"class {c} has {len(candidates)} usable examples, fewer than the {per_class} per class asked for")
+        chosen.append(rng.choice(candidates, size=per_class, replace=False))
+    return np.sort(np.concatenate(chosen))
+
+
+class _SvmData:
+    """Features as float32 (the network's precision; the large products run in it)."""
+
+    def __init__(self, feats: torch.Tensor | np.ndarray, labels: torch.Tensor | np.ndarray, name: str):
+        self.x = np.ascontiguousarray(_numpy(feats), dtype=np.float32)
+        self.y = _numpy(labels).ravel().astype(np.int64)
+        if self.x.ndim != 2 or len(self.x) != len(self.y) or len(self.x) == 0:
+            raise AliError(f"{name}: features {self.x.shape} and labels {self.y.shape} must be (N, D) and (N,), N > 0")
+        if not np.isfinite(self.x).all():
+            raise AliError(f"{name}: features contain NaN or infinity")
+
+
+def _fit(x: np.ndarray, y: np.ndarray, C: float, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
+    """A LinearSVC on (x, y): (coef (K', D), intercept (K',), classes, converged)."""
+    svm = LinearSVC(C=C, loss="squared_hinge", dual=True, max_iter=MAX_ITER, random_state=seed)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ConvergenceWarning)
+        svm.fit(x, y)
+    converged = not any(issubclass(w.category, ConvergenceWarning) for w in caught)
+    return svm.coef_, svm.intercept_, svm.classes_, converged
+
+
+def _error(scores: np.ndarray, classes: np.ndarray, y: np.ndarray) -> float:
+    # Two classes give one column: positive means classes[1], as in LinearSVC.predict.
+    pred = classes[(scores[:, 0] > 0).astype(int)] if scores.shape[1] == 1 else classes[scores.argmax(1)]
+    return float(np.mean(pred != y))
+
+
+class _Labelled:
+    """One labelled sample, re-expressed in an orthonormal basis of its rows when that is smaller."""
+
+    def __init__(self, pool: _SvmData, index: np.ndarray):
+        x = pool.x[index].astype(np.float64)
+        self.y = pool.y[index]
+        if x.shape[0] < x.shape[1]:
+            q, r = np.linalg.qr(x.T)  # x = r.T @ q.T: rows' coordinates in the basis q
+            self.basis: np.ndarray | None = q.astype(np.float32)
+            self.z = np.ascontiguousarray(r.T)
+        else:
+            self.basis, self.z = None, x
+
+    def weights(self, coef: np.ndarray) -> np.ndarray:
+        """(D, K') weights in feature space from the SVM's coefficients on z."""
+        w = coef.T.astype(np.float32)
+        return w if self.basis is None else self.basis @ w
+
+    def project(self, x: np.ndarray) -> np.ndarray:
+        return x if self.basis is None else x @ self.basis
+
+
+def svm_protocol(pool_feats: torch.Tensor | np.ndarray, pool_labels: torch.Tensor | np.ndarray,
+                 val_feats: torch.Tensor | np.ndarray, val_labels: torch.Tensor | np.ndarray,
+                 test_feats: torch.Tensor | np.ndarray, test_labels: torch.Tensor | np.ndarray,
+                 per_class: int, n_val_svms: int = 10, n_test_svms: int = 100,
+                 Cs: Sequence[float] | np.ndarray = DEFAULT_CS, seed: int = 0) -> dict:
+    """Select C on validation, then report test error (fractions in [0, 1]) over fresh SVMs.
+
+    Returns best_C, val_error / val_error_std (at best_C, over the n_val_svms SVMs), val_errors
+    (mean per C), Cs, test_error_mean / test_error_std, test_errors, n_labels, unconverged (SVM
+    fits that hit liblinear's iteration cap, reported rather than hidden) and seconds.
+    """
+    start = time.perf_counter()
+    pool, val, test = _SvmData(pool_feats, pool_labels, "pool"), _SvmData(val_feats, val_labels, "validation"), \
+        _SvmData(test_feats, test_labels, "test")
+    if not pool.x.shape[1] == val.x.shape[1] == test.x.shape[1]:
+        raise AliError(f"feature dimensions differ: pool {pool.x.shape[1]}, validation {val.x.shape[1]}, test {test.x.shape[1]}")
+    Cs = np.asarray(Cs, dtype=np.float64).ravel()
+    if Cs.size == 0 or (Cs <= 0).any():
+        raise AliError("Cs must be a non-empty list of positive values")
+    if n_val_svms < 1 or n_test_svms < 1:
+        raise AliError(f"need at least one validation and one test SVM; got {n_val_svms} and {n_test_svms}")
+    rng = np.random.default_rng(seed)
+    unconverged = 0
+
+    # The same labelled samples score every C, so C is compared on equal terms.
+    samples = [_Labelled(pool, balanced_subset(pool.y, per_class, rng)) for _ in range(n_val_svms)]
+    val_errors = np.zeros((len(Cs), n_val_svms))
+    for j, sample in enumerate(samples):
+        # Projecting val once pays off when the basis is narrower than all the Cs' weights together.
+        n_out = len(np.unique(sample.y))
+        projected = sample.project(val.x) if sample.basis is not None and sample.basis.shape[1] < n_out * len(Cs) else None
+        for i, C in enumerate(Cs):
+            coef, intercept, classes, ok = _fit(sample.z, sample.y, float(C), seed + j)
+            unconverged += not ok
+            scores = projected @ coef.T.astype(np.float32) if projected is not None else val.x @ sample.weights(coef)
+            val_errors[i, j] = _error(scores + intercept, classes, val.y)
+    mean_val = val_errors.mean(1)
+    best = int(np.argmin(mean_val))  # first of equals: the smallest such C, as the authors' strict '<'
+    best_C = float(Cs[best])
+
+    test_errors = []
+    for k in range(n_test_svms):
+        sample = _Labelled(pool, balanced_subset(pool.y, per_class, rng))
+        coef, intercept, classes, ok = _fit(sample.z, sample.y, best_C, seed + n_val_svms + k)
+        unconverged += not ok
+        test_errors.append(_error(test.x @ sample.weights(coef) + intercept, classes, test.y))
+    return {
+        "best_C": best_C, "log_best_C": float(np.log(best_C)),
+        "val_error": float(mean_val[best]), "val_error_std": float(val_errors[best].std()),
+        "val_errors": mean_val.tolist(), "Cs": Cs.tolist(),
+        "test_error_mean": float(np.mean(test_errors)), "test_error_std": float(np.std(test_errors)),
+        "test_errors": test_errors, "per_class": per_class, "n_labels": per_class * len(np.unique(pool.y)),
+        "n_val_svms": n_val_svms, "n_test_svms": n_test_svms, "unconverged": unconverged,
+        "seconds": time.perf_counter() - start,
+    }
+
+
+def _splits(train_feats: torch.Tensor | np.ndarray, train_labels: torch.Tensor | np.ndarray,
+            test_feats: torch.Tensor | np.ndarray, test_labels: torch.Tensor | np.ndarray,
+            bounds: tuple[int, int], name: str) -> dict:
+    pool_end, val_end = bounds
+    if len(train_feats) < val_end or len(train_labels) != len(train_feats) or len(test_labels) != len(test_feats):
+        raise AliError(f"{name} L2-SVM splits need the full training split ({val_end} rows, with one label each) "
+                       f"and labelled test rows; got {len(train_feats)} training rows and {len(train_labels)} labels")
+    return {"pool_feats": train_feats[:pool_end], "pool_labels": train_labels[:pool_end],
+            "val_feats": train_feats[pool_end:val_end], "val_labels": train_labels[pool_end:val_end],
+            "test_feats": test_feats, "test_labels": test_labels}
+
+
+def mnist_svm_splits(train_feats: torch.Tensor | np.ndarray, train_labels: torch.Tensor | np.ndarray,
+                     test_feats: torch.Tensor | np.ndarray, test_labels: torch.Tensor | np.ndarray) -> dict:
+    """svm_protocol's data arguments for MNIST / Fashion-MNIST: pool = train[0:50000],
+    validation = train[50000:60000], test = the official test split. Use as svm_protocol(**splits, per_class=...)."""
+    return _splits(train_feats, train_labels, test_feats, test_labels, MNIST_SPLIT, "MNIST")
+
+
+def svhn_svm_splits(train_feats: torch.Tensor | np.ndarray, train_labels: torch.Tensor | np.ndarray,
+                    test_feats: torch.Tensor | np.ndarray, test_labels: torch.Tensor | np.ndarray) -> dict:
+    """The authors' SVHN splits (NOTES §4): pool = train[0:63257], validation = train[63257:73257],
+    test = the 26,032 test images."""
+    return _splits(train_feats, train_labels, test_feats, test_labels, SVHN_SPLIT, "SVHN")

@@ -1,0 +1,34 @@
+"""ALI, the paper's objective (NOTES §1): D(x, Gz(x)) against D(Gx(z), z), nothing added."""
+
+from __future__ import annotations
+
+import torch
+
+from ali.methods.adversarial import adversarial_update, update_mode
+from ali.methods.base import ADVERSARIAL_KEYS, Losses, Method, StepFn, StepInputs, balance_score
+from ali.methods.base import decoder, encoder, joint_discriminator
+
+
+def make_step(inputs: StepInputs) -> StepFn:
+    model, rt, prior = inputs.model, inputs.runtime, inputs.prior
+    mode = update_mode(inputs.settings["update"], model["discriminator"], rt.precision)
+
+    def step(x: torch.Tensor, index: int) -> Losses:
+        z = prior(x.shape[0], index, x.device)
+        with rt.autocast():
+            z_hat = model["encoder"](x)
+            x_tilde = model["decoder"](z)
+        return adversarial_update(model["discriminator"], (x, z_hat), (x_tilde, z), inputs.optimizers, mode, runtime=rt)
+
+    return step
+
+
+METHOD = Method(
+    name="ali",
+    title="ALI",
+    networks=lambda arch: {"encoder": encoder(arch), "decoder": decoder(arch), "discriminator": joint_discriminator(arch)},
+    optimizers={"generator": ("encoder", "decoder"), "discriminator": ("discriminator",)},
+    make_step=make_step,
+    score=balance_score,
+    keys=ADVERSARIAL_KEYS,
+)

@@ -1,0 +1,100 @@
+"""What a method is: its networks, its optimizers, the config keys it reads, its step, its score.
+
+A method module (ali/methods/<name>.py) builds one `Method`; ali/methods/__init__.py maps names
+to them. Everything else (the model builder, the loop, checkpoints, the dry-run listing, data
+parallelism) works from a `Method` and a `Model` mapping, so adding a method is one module and
+one registry line.
+
+A step is built once per run from explicit inputs (`StepInputs`): the model, its optimizers,
+the runtime (autocast, loss scaler, all-reduce), the prior sampler, and the values of exactly
+the config keys the method declares. It is then called as `step(x, index) -> losses`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from ali.data.prior import PriorSampler
+from ali.nets.architectures import Architecture
+from ali.nets.model import Model
+from ali.nets.networks import Decoder, GaussianEncoder, JointDiscriminator, MarginalDiscriminator, NoiseEncoder
+from ali.training.hardware import StepRuntime
+
+Losses = dict[str, torch.Tensor]
+Optimizers = dict[str, torch.optim.Optimizer]
+StepFn = Callable[[torch.Tensor, int], Losses]
+Score = Callable[[list[dict[str, float]]], tuple[float | None, str]]
+
+# Keys every method with a discriminator reads: D's learning-rate factor (TTUR), the update
+# mode, where the prior batches come from, and the D-wins warning of the divergence guard.
+ADVERSARIAL_KEYS = ("d_lr_factor", "update", "prior_sampling", "guard_d_win_loss", "guard_d_win_logs")
+
+
+@dataclass(frozen=True)
+class StepInputs:
+    """Everything a step may use, fixed for the run."""
+
+    model: Model
+    optimizers: Optimizers
+    runtime: StepRuntime
+    prior: PriorSampler | None
+    settings: dict[str, Any]  # the method's own config keys and their values
+    phase_steps: int  # the config's `steps`: the length of each of the method's phases
+
+
+@dataclass(frozen=True)
+class Method:
+    """One training method. `optimizers` maps an optimizer name to the networks it updates;
+    "discriminator" optimizers run at lr * d_lr_factor."""
+
+    name: str
+    title: str  # how tables, figures and the CLI name it
+    networks: Callable[[Architecture], dict[str, nn.Module]]
+    optimizers: dict[str, tuple[str, ...]]
+    make_step: Callable[[StepInputs], StepFn]
+    score: Score
+    keys: tuple[str, ...] = ()
+    phases: int = 1  # consecutive phases of `steps` steps each, every one on the full schedule
+    draws_prior: bool = True
+
+
+# L_D at the game's equilibrium D = 1/2: -log(1/2) - log(1 - 1/2).
+EQUILIBRIUM_LOSS_D = 2 * math.log(2)
+
+
+def balance_score(rows: list[dict[str, float]]) -> tuple[float | None, str]:
+    """Adversarial methods: mean |loss_d - 2 ln 2| over the log lines since the last checkpoint,
+    how far the game is from balance (a D that wins or loses outright scores badly). A cheap
+    proxy read from stats.jsonl, not a sample-quality metric; lower is better."""
+    if not rows or not all("loss_d" in r for r in rows):
+        return None, ""
+    return sum(abs(r["loss_d"] - EQUILIBRIUM_LOSS_D) for r in rows) / len(rows), "mean |loss_d - 2 ln 2|"
+
+
+def encoder(arch: Architecture) -> nn.Module:
+    """The architecture's encoder: noise-input MLP for the toy data, Gaussian otherwise."""
+    if arch.encoder_kind == "noise":
+        return NoiseEncoder(arch.encoder, arch.x_shape)
+    return GaussianEncoder(arch.encoder, arch.x_shape)
+
+
+def decoder(arch: Architecture) -> Decoder:
+    return Decoder(arch.decoder, arch.latent_dim, arch.x_shape if arch.untied_output_bias else None)
+
+
+def joint_discriminator(arch: Architecture) -> JointDiscriminator:
+    return JointDiscriminator(arch.d_x, arch.d_z, arch.d_joint, arch.x_shape, arch.latent_dim)
+
+
+def marginal_discriminator(arch: Architecture) -> MarginalDiscriminator:
+    return MarginalDiscriminator(arch.d_x, arch.d_joint, arch.x_shape)
+
+
+def reconstruction_error(target: torch.Tensor, output: torch.Tensor) -> torch.Tensor:
+    """Mean over the batch of the squared error summed over each example's elements."""
+    return (target - output).pow(2).flatten(1).sum(1).mean()

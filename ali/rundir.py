@@ -1,0 +1,88 @@
+"""A run directory: its file names, how one is created, and the one loader of a trained run.
+
+  training_options.json    the resolved config, plus what "auto" resolved to ("resolved")
+  stats.jsonl              one line per `log_every` steps: step, losses, lr, rate; guard events
+  checkpoint-*.safetensors the newest `keep_checkpoints` snapshots (ali.training.checkpoint)
+  best.json                the checkpoint with the best score (ali.training.checkpoint)
+  metrics.json             the final evaluation
+  comparison.png           (toy data) the paper's five-panel figure for this run's method
+  samples.png, reconstructions.png, samples-<step>.png   (images) picture grids
+  report.html              the run's report (ali.report)
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from ali.config import TrainConfig, make_config, to_dict
+from ali.errors import AliError
+from ali.nets.model import Model
+from ali.training import checkpoint as ckpt
+from ali.training.model import build_model
+
+OPTIONS_FILE = "training_options.json"
+STATS_FILE = "stats.jsonl"
+METRICS_FILE = "metrics.json"
+COMPARISON_FILE = "comparison.png"
+REPORT_FILE = "report.html"
+RESOLVED_KEY = "resolved"  # in OPTIONS_FILE: what "auto" values became on the machine that started the run
+
+
+def holds_run(run_dir: Path) -> bool:
+    return run_dir.is_dir() and ((run_dir / OPTIONS_FILE).exists() or bool(ckpt.list_checkpoints(run_dir)))
+
+
+def prepare_run_dir(run_dir: Path, config: TrainConfig, resolved: dict[str, Any]) -> None:
+    """Create a fresh run directory holding the config; refuse one that already holds a run."""
+    if holds_run(run_dir):
+        raise AliError(f"{run_dir} already holds a run; continue it with --resume or choose another --out")
+    if run_dir.exists() and not run_dir.is_dir():
+        raise AliError(f"--out {run_dir} exists and is not a directory")
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        ckpt.atomic_write_json(run_dir / OPTIONS_FILE, {**to_dict(config), RESOLVED_KEY: resolved})
+    except OSError as exc:
+        raise AliError(f"cannot write to run directory {run_dir}: {exc.strerror}; choose a writable --out") from None
+
+
+def read_options(run_dir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The saved config values and the resolved values, as stored."""
+    path = run_dir / OPTIONS_FILE
+    if not path.is_file():
+        raise AliError(f"{run_dir} holds no run ({OPTIONS_FILE} missing); start one without --resume")
+    try:
+        values = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise AliError(f"{path} is not valid JSON; the run's config is damaged") from None
+    if not isinstance(values, dict):
+        raise AliError(f"{path} does not hold a JSON object; the run's config is damaged")
+    resolved = values.pop(RESOLVED_KEY, {})
+    return values, resolved if isinstance(resolved, dict) else {}
+
+
+def load_run_config(run_dir: Path, overrides: dict[str, Any] | None = None) -> TrainConfig:
+    """The run's config. A precision the run resolved from "auto" is kept (a resumed run computes
+    as it started, on any machine) unless `overrides` set it."""
+    values, resolved = read_options(run_dir)
+    if values.get("precision") == "auto" and resolved.get("precision"):
+        values["precision"] = resolved["precision"]
+    return make_config({**values, **(overrides or {})})
+
+
+def restore_trained(run_dir: Path, config: TrainConfig) -> tuple[Model, int]:
+    """The run's model in evaluation mode, restored from its newest valid checkpoint, and that step."""
+    model, _ = build_model(config)
+    _, tensors, header = ckpt.newest_valid_checkpoint(run_dir)
+    step = ckpt.restore(tensors, header, model, restore_rng=False)
+    model.eval()
+    return model, step
+
+
+def load_trained(run_dir: Path | str) -> tuple[TrainConfig, Model, int]:
+    """A finished or interrupted run's config, its model from the newest valid checkpoint, that step."""
+    run_dir = Path(run_dir)
+    config = load_run_config(run_dir)
+    model, step = restore_trained(run_dir, config)
+    return config, model, step

@@ -1,0 +1,159 @@
+"""The L2-SVM protocol (ali.evaluation.semisupervised): features, labelled subsets, SVMs, splits."""
+
+import numpy as np
+import pytest
+import torch
+from sklearn.svm import LinearSVC
+from torch import nn
+
+from ali.errors import AliError
+from ali.evaluation.semisupervised import (
+    _Labelled,
+    _SvmData,
+    balanced_subset,
+    encoder_features,
+    mnist_svm_splits,
+    svhn_svm_splits,
+    svm_protocol,
+)
+
+
+class TinyEncoder(nn.Module):
+    """The encoder contract: `net` (conv / batch norm / LeakyReLU) and `moments`."""
+
+    def __init__(self, latent: int = 3):
+        super().__init__()
+        layers = []
+        for c_in, c_out in [(1, 4), (4, 4), (4, 6), (6, 8)]:
+            layers += [nn.Conv2d(c_in, c_out, 3, bias=False), nn.BatchNorm2d(c_out), nn.LeakyReLU(0.1, inplace=True)]
+        self.net = nn.Sequential(*layers, nn.Conv2d(8, 2 * latent, 2))
+
+    def moments(self, x):
+        return self.net(x).flatten(1).chunk(2, dim=1)
+
+
+def test_encoder_features_are_mu_then_the_last_three_batch_norm_outputs():
+    torch.manual_seed(0)
+    enc = TinyEncoder()
+    for bn in (m for m in enc.net if isinstance(m, nn.BatchNorm2d)):  # running stats that matter
+        bn.running_mean.uniform_(-1, 1)
+        bn.running_var.uniform_(0.5, 2)
+    enc.train()
+    x = torch.rand(7, 1, 10, 10)
+    feats = encoder_features(enc, x, batch=3)
+    assert enc.training and all(not m._forward_hooks for m in enc.net)  # mode restored, hooks gone
+    enc.eval()
+    with torch.no_grad():
+        outs, h = [], x
+        for m in enc.net:
+            h = m(h)
+            if isinstance(m, nn.BatchNorm2d):
+                outs.append(h.flatten(1).clone())  # before the in-place LeakyReLU
+        mu = h.flatten(1)[:, :3]
+    expected = torch.cat([mu, *outs[-3:]], dim=1)
+    assert feats.shape == (7, 3 + 4 * 6 * 6 + 6 * 4 * 4 + 8 * 2 * 2)
+    assert torch.allclose(feats, expected, atol=1e-6)
+
+
+def test_encoder_features_takes_uint8_and_checks_the_encoder():
+    enc = TinyEncoder()
+    x8 = torch.randint(0, 256, (4, 1, 10, 10), dtype=torch.uint8)
+    assert torch.allclose(encoder_features(enc, x8), encoder_features(enc, x8.float() / 255))
+    with pytest.raises(AliError, match="last 5 batch-norm layers but the encoder has 4"):
+        encoder_features(enc, x8, hidden_layers=5)
+    with pytest.raises(AliError, match="Gaussian encoder"):
+        encoder_features(nn.Linear(2, 2), x8)
+
+
+def test_encoder_features_of_the_project_mnist_encoder():
+    from ali.nets.architectures import ARCHITECTURES
+    from ali.nets.networks import GaussianEncoder
+
+    arch = ARCHITECTURES["mnist"]
+    feats = encoder_features(GaussianEncoder(arch.encoder, arch.x_shape), torch.rand(2, 1, 28, 28))
+    assert feats.shape == (2, 32 + 32 * 13 * 13 + 64 * 5 * 5 + 256)
+
+
+def test_balanced_subset_is_balanced_seeded_and_avoids_excluded():
+    labels = np.repeat(np.arange(10), 50)
+    np.random.default_rng(0).shuffle(labels)
+    a = balanced_subset(labels, 7, np.random.default_rng(5))
+    assert np.bincount(labels[a]).tolist() == [7] * 10 and len(np.unique(a)) == 70
+    assert np.array_equal(a, balanced_subset(labels, 7, np.random.default_rng(5)))
+    assert np.array_equal(a, balanced_subset(torch.as_tensor(labels), 7, 5))
+    assert not np.array_equal(a, balanced_subset(labels, 7, np.random.default_rng(6)))
+    excluded = np.arange(0, 500, 2)
+    b = balanced_subset(labels, 7, np.random.default_rng(5), exclude=excluded)
+    assert not set(b.tolist()) & set(excluded.tolist())
+    with pytest.raises(AliError, match="fewer than the 60 per class"):
+        balanced_subset(labels, 60, 0)
+
+
+def separable(n_per_class: int, dim: int, seed: int, k: int = 10):
+    """Classes far apart along their own axis: linearly separable with a wide margin."""
+    rng = np.random.default_rng(seed)
+    y = np.repeat(np.arange(k), n_per_class)
+    x = rng.normal(scale=0.1, size=(len(y), dim)).astype(np.float32)
+    x[np.arange(len(y)), y] += 5.0
+    return x, y
+
+
+@pytest.mark.parametrize("dim", [20, 300])  # more and fewer labelled examples than dimensions
+def test_protocol_on_separable_features_has_no_error(dim):
+    pool, val, test = separable(30, dim, 0), separable(20, dim, 1), separable(20, dim, 2)
+    result = svm_protocol(*pool, *val, *test, per_class=5, n_val_svms=2, n_test_svms=3, Cs=[1e-6, 1.0, 100.0])
+    assert result["test_error_mean"] == 0.0 and result["val_error"] == 0.0
+    assert result["best_C"] == 1.0 and result["val_errors"][0] > 0.5  # tiny C cannot fit
+    assert result["n_labels"] == 50 and len(result["test_errors"]) == 3
+
+
+def test_protocol_is_seeded():
+    pool, val, test = (separable(30, 40, s) for s in range(3))
+    noisy = [(x + np.random.default_rng(9).normal(scale=3, size=x.shape).astype(np.float32), y) for x, y in (pool, val, test)]
+    runs = [svm_protocol(*noisy[0], *noisy[1], *noisy[2], per_class=3, n_val_svms=2, n_test_svms=4, Cs=[0.01, 1.0], seed=s)
+            for s in (0, 0, 1)]
+    assert runs[0]["test_errors"] == runs[1]["test_errors"] and runs[0]["test_errors"] != runs[2]["test_errors"]
+
+
+def test_the_span_basis_gives_the_same_svm_as_raw_features():
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(60, 400)).astype(np.float32)
+    y = rng.integers(0, 4, size=60)
+    data = _SvmData(x, y, "pool")
+    sample = _Labelled(data, np.arange(60))
+    assert sample.z.shape == (60, 60)
+    svm = LinearSVC(C=0.01, dual=True, random_state=0).fit(x.astype(np.float64), y)
+    reduced = LinearSVC(C=0.01, dual=True, random_state=0).fit(sample.z, y)
+    probe = rng.normal(size=(200, 400)).astype(np.float32)
+    raw_scores = svm.decision_function(probe)
+    span_scores = probe @ sample.weights(reduced.coef_) + reduced.intercept_
+    assert np.allclose(raw_scores, span_scores, atol=1e-3 * np.abs(raw_scores).max())
+
+
+def test_protocol_refuses_bad_inputs():
+    x, y = separable(5, 8, 0)
+    with pytest.raises(AliError, match="feature dimensions differ"):
+        svm_protocol(x, y, x[:, :4], y, x, y, per_class=2)
+    with pytest.raises(AliError, match="positive"):
+        svm_protocol(x, y, x, y, x, y, per_class=2, Cs=[])
+    with pytest.raises(AliError, match="NaN"):
+        svm_protocol(np.full_like(x, np.nan), y, x, y, x, y, per_class=2)
+
+
+def test_mnist_splits_are_the_protocol_ranges_and_disjoint():
+    train = torch.arange(60_000).view(-1, 1)  # each row's feature is its index in train
+    train_labels, test, test_labels = torch.arange(60_000) % 10, torch.arange(10_000).view(-1, 1) + 10**6, torch.arange(10_000) % 10
+    splits = mnist_svm_splits(train, train_labels, test, test_labels)
+    pool_ids, val_ids = splits["pool_feats"].ravel(), splits["val_feats"].ravel()
+    assert pool_ids.tolist() == list(range(50_000)) and val_ids.tolist() == list(range(50_000, 60_000))
+    labelled = pool_ids[balanced_subset(splits["pool_labels"], 10, 0)]
+    assert not set(labelled.tolist()) & (set(val_ids.tolist()) | set(splits["test_feats"].ravel().tolist()))
+    with pytest.raises(AliError, match="60000 rows"):
+        mnist_svm_splits(train[:59_000], train_labels[:59_000], test, test_labels)
+
+
+def test_svhn_splits_are_the_authors():
+    train, labels = torch.arange(73_257).view(-1, 1), torch.arange(73_257) % 10
+    splits = svhn_svm_splits(train, labels, train[:26_032], labels[:26_032])
+    assert len(splits["pool_feats"]) == 63_257 and splits["val_feats"][0].item() == 63_257
+    assert len(splits["val_feats"]) == 10_000 and len(splits["test_feats"]) == 26_032
