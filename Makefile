@@ -18,6 +18,8 @@ demo: $(STAMP)
 	@echo "figure: $(RUN)/comparison.png   metrics: $(RUN)/metrics.json"
 
 test: $(STAMP)
+	$(VENV)/bin/ruff check ali tests benchmarks
+	$(VENV)/bin/ruff format --check ali tests benchmarks
 	$(PY) -m pytest -q -p no:cacheprovider
 
 clean:

@@ -1,3 +1,10 @@
-"""Adversarially Learned Inference (Dumoulin et al., ICLR 2017) in PyTorch."""
+"""Adversarially Learned Inference (Dumoulin et al., ICLR 2017) in PyTorch.
 
-__version__ = "0.1.0"
+`ali.load(run_dir)` gives a trained image run's encoder and decoder (ali.api); the `ali`
+command trains, evaluates and reports.
+"""
+
+from ali.api import TrainedModel, load
+from ali.version import __version__
+
+__all__ = ["TrainedModel", "load", "__version__"]

@@ -39,8 +39,10 @@ def _positive_int(text: str) -> int:
 
 
 def _command_line_values(args: argparse.Namespace) -> dict:
-    """--seed, --steps, --data-dir and the --set pairs (last wins)."""
+    """--seed, --steps, --data-dir, --tensorboard and the --set pairs (last wins)."""
     values = {key: getattr(args, key) for key in ("seed", "steps", "data_dir") if getattr(args, key, None) is not None}
+    if getattr(args, "tensorboard", False):
+        values["tensorboard"] = True
     values.update(parse_overrides(args.set or []))
     return values
 
@@ -80,8 +82,15 @@ def cmd_study(args: argparse.Namespace) -> int:
     if unknown or not methods:
         raise AliError(f"--methods: unknown method(s) {', '.join(unknown) or '(none given)'}; allowed: {', '.join(METHODS)}")
     source = load_config_source(args.config, PRESETS)
-    summary = run_study(source, _command_line_values(args), methods, args.seeds, Path(args.out),
-                        progress=not args.no_progress, workers=args.workers)
+    summary = run_study(
+        source,
+        _command_line_values(args),
+        methods,
+        args.seeds,
+        Path(args.out),
+        progress=not args.no_progress,
+        workers=args.workers,
+    )
     print(summary)
     return 0
 
@@ -111,8 +120,13 @@ def cmd_data(args: argparse.Namespace) -> int:
         download_dataset(args.name, data_dir)
         return 0
     dataset = load_image_dataset(args.name, data_dir)
-    info = {"name": dataset.name, "train": list(dataset.train.shape), "heldout": list(dataset.heldout.shape),
-            "labels": None if dataset.labels is None else list(dataset.labels.shape), "label_names": len(dataset.label_names)}
+    info = {
+        "name": dataset.name,
+        "train": list(dataset.train.shape),
+        "heldout": list(dataset.heldout.shape),
+        "labels": None if dataset.labels is None else list(dataset.labels.shape),
+        "label_names": len(dataset.label_names),
+    }
     print(json.dumps(info))
     return 0
 
@@ -144,6 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", required=True, help="run directory (must not hold a run unless --resume)")
     train.add_argument("--resume", action="store_true", help="continue the run in --out from its newest checkpoint")
     train.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
+    train.add_argument("--tensorboard", action="store_true", help="also write TensorBoard events (pip install 'ali[tensorboard]')")
     train.set_defaults(func=cmd_train)
 
     study = add("study", "several methods x seeds; writes study.json, study.md, a figure")
@@ -175,10 +190,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     data = add("data", "image datasets: download and verify, or load and show shapes")
     data_sub = data.add_subparsers(dest="data_command", required=True)
-    for name, help_text in (("download", "fetch the official files, verify checksums, extract safely"),
-                            ("info", "load a dataset and print its split shapes as JSON")):
-        p = data_sub.add_parser(name, help=help_text, description=help_text, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-        p.add_argument("name", help="mnist, fashion-mnist, cifar10, svhn, celeba64, imagenet64" + ("" if name == "download" else ", folder:PATH"))
+    for name, help_text in (
+        ("download", "fetch the official files, verify checksums, extract safely"),
+        ("info", "load a dataset and print its split shapes as JSON"),
+    ):
+        p = data_sub.add_parser(
+            name, help=help_text, description=help_text, formatter_class=argparse.ArgumentDefaultsHelpFormatter
+        )
+        p.add_argument(
+            "name",
+            help="mnist, fashion-mnist, cifar10, svhn, celeba64, imagenet64" + ("" if name == "download" else ", folder:PATH"),
+        )
         p.add_argument("--data-dir", help="folder holding each dataset's folder (default: ../shared/data)")
         p.set_defaults(func=cmd_data)
     return parser
@@ -200,6 +222,9 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001  a combination of options no check caught: still one line
         if args.debug:
             raise
-        print(f"error: {type(exc).__name__}: {exc} (unexpected: rerun with --debug for the traceback and "
-              "report it; files already written are intact)", file=sys.stderr)
+        print(
+            f"error: {type(exc).__name__}: {exc} (unexpected: rerun with --debug for the traceback and "
+            "report it; files already written are intact)",
+            file=sys.stderr,
+        )
         return 2

@@ -15,14 +15,31 @@ _TOY_PAPER: dict[str, Any] = {"arch": "toy", "latent_dim": 2, "batch_size": 100,
 # The project's default toy recipe, "ALI + cycle": ALI plus ALICE's x-cycle trained into the
 # decoder only, on a shorter two-time-scale schedule; docs/RESULTS.md says what each change buys.
 _TOY_DEFAULT: dict[str, Any] = {
-    **_TOY_PAPER, "method": "alice", "steps": 6_000, "lr": 1.5e-3, "d_lr_factor": 2.0, "decay_start": 0.4,
-    "lr_final_fraction": 0.001, "recon_weight": 3.0, "recon_trains": "decoder", "prior_sampling": "sobol",
-    "log_every": 100, "checkpoint_every": 1_000,
+    **_TOY_PAPER,
+    "method": "alice",
+    "steps": 6_000,
+    "lr": 1.5e-3,
+    "d_lr_factor": 2.0,
+    "decay_start": 0.4,
+    "lr_final_fraction": 0.001,
+    "recon_weight": 3.0,
+    "recon_trains": "decoder",
+    "prior_sampling": "sobol",
+    "log_every": 100,
+    "checkpoint_every": 1_000,
 }
 
 # Image recipes (docs/ARCHITECTURES.md): Adam lr 1e-4, beta1 0.5, weights N(0, 0.01)
 # (NOTES §1); the paper's batch size and latent size, and its epochs expressed as steps.
-_IMAGE: dict[str, Any] = {"lr": 1e-4, "beta1": 0.5, "init_std": 0.01, "log_every": 100, "checkpoint_every": 5_000, "grid_every": 5_000, "eval_samples": 5_000}
+_IMAGE: dict[str, Any] = {
+    "lr": 1e-4,
+    "beta1": 0.5,
+    "init_std": 0.01,
+    "log_every": 100,
+    "checkpoint_every": 5_000,
+    "grid_every": 5_000,
+    "eval_samples": 5_000,
+}
 _IMAGE_PRESETS: dict[str, dict[str, Any]] = {
     # 6475 epochs of the 45,000 training images (train[0:45000]) at batch 100
     "cifar10": {**_IMAGE, "dataset": "cifar10", "arch": "cifar10", "latent_dim": 64, "batch_size": 100, "steps": 6475 * 450},
@@ -31,7 +48,14 @@ _IMAGE_PRESETS: dict[str, dict[str, Any]] = {
     # 123 epochs of CelebA's 162,770 training images at batch 100
     "celeba64": {**_IMAGE, "dataset": "celeba64", "arch": "celeba64", "latent_dim": 256, "batch_size": 100, "steps": 123 * 1628},
     # 125 epochs of ImageNet's 1,281,167 training images at batch 128
-    "imagenet64": {**_IMAGE, "dataset": "imagenet64", "arch": "imagenet64", "latent_dim": 256, "batch_size": 128, "steps": 125 * 10010},
+    "imagenet64": {
+        **_IMAGE,
+        "dataset": "imagenet64",
+        "arch": "imagenet64",
+        "latent_dim": 256,
+        "batch_size": 128,
+        "steps": 125 * 10010,
+    },
 }
 
 # MNIST / Fashion-MNIST on the 2-core CPU (docs/RESULTS.md): the small `mnist` net, lr 2e-4
@@ -40,9 +64,21 @@ _IMAGE_PRESETS: dict[str, dict[str, Any]] = {
 # blended over both decoder passes: the prior-batch ones reconstruct 70% worse here, with the
 # same trained weights (docs/RESULTS.md, MNIST).
 _MNIST: dict[str, Any] = {
-    **_IMAGE, "method": "alice", "arch": "mnist", "latent_dim": 32, "batch_size": 64, "steps": 30_000, "lr": 2e-4,
-    "decay_start": 0.5, "lr_final_fraction": 0.05, "recon_weight": 1.0, "decoder_bn_stats": "all",
-    "log_every": 100, "checkpoint_every": 2_500, "grid_every": 2_500, "eval_samples": 10_000,
+    **_IMAGE,
+    "method": "alice",
+    "arch": "mnist",
+    "latent_dim": 32,
+    "batch_size": 64,
+    "steps": 30_000,
+    "lr": 2e-4,
+    "decay_start": 0.5,
+    "lr_final_fraction": 0.05,
+    "recon_weight": 1.0,
+    "decoder_bn_stats": "all",
+    "log_every": 100,
+    "checkpoint_every": 2_500,
+    "grid_every": 2_500,
+    "eval_samples": 10_000,
 }
 _IMAGE_PRESETS["mnist"] = {**_MNIST, "dataset": "mnist"}
 _IMAGE_PRESETS["fashion-mnist"] = {**_MNIST, "dataset": "fashion-mnist"}

@@ -1,13 +1,13 @@
 """A run directory: its file names, how one is created, and the one loader of a trained run.
 
-  training_options.json    the resolved config, plus what "auto" resolved to ("resolved")
-  stats.jsonl              one line per `log_every` steps: step, losses, lr, rate; guard events
-  checkpoint-*.safetensors the newest `keep_checkpoints` snapshots (ali.training.checkpoint)
-  best.json                the checkpoint with the best score (ali.training.checkpoint)
-  metrics.json             the final evaluation
-  comparison.png           (toy data) the paper's five-panel figure for this run's method
-  samples.png, reconstructions.png, samples-<step>.png   (images) picture grids
-  report.html              the run's report (ali.report)
+training_options.json    the resolved config, plus what "auto" resolved to ("resolved")
+stats.jsonl              one line per `log_every` steps: step, losses, lr, rate; guard events
+checkpoint-*.safetensors the newest `keep_checkpoints` snapshots (ali.training.checkpoint)
+best.json                the checkpoint with the best score (ali.training.checkpoint)
+metrics.json             the final evaluation
+comparison.png           (toy data) the paper's five-panel figure for this run's method
+samples.png, reconstructions.png, samples-<step>.png   (images) picture grids
+report.html              the run's report (ali.report)
 """
 
 from __future__ import annotations

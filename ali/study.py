@@ -19,7 +19,7 @@ from ali.data import load_dataset
 from ali.errors import AliError
 from ali.evaluation.figures import comparison_rows, save_png
 from ali.evaluation.toy_eval import data_extent, toy_panels
-from ali.methods import METHODS, get_method
+from ali.methods import get_method, method_keys
 from ali.rundir import METRICS_FILE, OPTIONS_FILE, load_trained
 from ali.training.checkpoint import atomic_write_json
 from ali.training.loop import train
@@ -62,7 +62,12 @@ def _fmt(value: float) -> str:
 
 def markdown_table(results: dict[str, dict[str, Any]], seeds: int) -> str:
     metrics = list(next(iter(results.values()))["summary"])
-    lines = [f"Mean ± std [min, max] over {seeds} seed(s).", "", "| method | " + " | ".join(metrics) + " |", "|---" * (len(metrics) + 1) + "|"]
+    lines = [
+        f"Mean ± std [min, max] over {seeds} seed(s).",
+        "",
+        "| method | " + " | ".join(metrics) + " |",
+        "|---" * (len(metrics) + 1) + "|",
+    ]
     for method, res in results.items():
         cells = [f"{_fmt(s['mean'])} ± {_fmt(s['std'])} [{_fmt(s['min'])}, {_fmt(s['max'])}]" for s in res["summary"].values()]
         lines.append(f"| {res.get('title', method)} (`{method}`) | " + " | ".join(cells) + " |")
@@ -83,11 +88,18 @@ def study_configs(source: dict[str, Any], overrides: dict[str, Any], methods: li
 
 
 def _foreign(method: str) -> set[str]:
-    return {k for m in METHODS.values() for k in m.keys} - set(get_method(method).keys)
+    return method_keys().keys() - set(get_method(method).keys)
 
 
-def run_study(source: dict[str, Any], overrides: dict[str, Any], methods: list[str], seeds: int, out: Path,
-              progress: bool = True, workers: int = 1) -> str:
+def run_study(
+    source: dict[str, Any],
+    overrides: dict[str, Any],
+    methods: list[str],
+    seeds: int,
+    out: Path,
+    progress: bool = True,
+    workers: int = 1,
+) -> str:
     """Train every (method, seed), write study.json, study.md and study.png; return the table."""
     if (out / "study.json").exists():
         raise AliError(f"{out} already holds a study (study.json); choose another --out")

@@ -23,8 +23,8 @@ import resource
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -38,9 +38,21 @@ from ali.training.model import build_model, build_step  # noqa: E402
 from benchmarks.reference_step import reference_reconstruct, reference_step  # noqa: E402
 
 JSON_KEYS = (
-    "arch", "batch", "ours_train_img_s", "reference_train_img_s", "ratio", "ours_gflops",
-    "reference_gflops", "sgemm_gflops", "ours_infer_img_s", "peak_rss_mb",
-    "cpu", "cpu_capability", "native_bf16", "precision_asked", "precision",
+    "arch",
+    "batch",
+    "ours_train_img_s",
+    "reference_train_img_s",
+    "ratio",
+    "ours_gflops",
+    "reference_gflops",
+    "sgemm_gflops",
+    "ours_infer_img_s",
+    "peak_rss_mb",
+    "cpu",
+    "cpu_capability",
+    "native_bf16",
+    "precision_asked",
+    "precision",
 )
 ARCHS = ("toy", "mnist", "cifar10", "svhn", "celeba64", "imagenet64")
 
@@ -81,7 +93,9 @@ def run(arch: str, batch: int, asked: str, steps: int, rounds: int, threads: int
     spec = ARCHITECTURES[arch]
     cpu = torch.device("cpu")
     precision = resolve_precision(asked, cpu)
-    config = make_config({"arch": arch, "latent_dim": spec.latent_dim, "batch_size": batch, "precision": precision, "device": "cpu"})
+    config = make_config(
+        {"arch": arch, "latent_dim": spec.latent_dim, "batch_size": batch, "precision": precision, "device": "cpu"}
+    )
     torch.manual_seed(0)
     ours, ours_opt = build_model(config)
     torch.manual_seed(0)
@@ -141,8 +155,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--arch", choices=ARCHS, required=True)
     parser.add_argument("--batch", type=int, default=100)
-    parser.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
-                        help="ours: auto = what a user gets (bf16 where the CPU has native bf16, else fp32)")
+    parser.add_argument(
+        "--precision",
+        choices=("auto", "fp32", "bf16"),
+        default="auto",
+        help="ours: auto = what a user gets (bf16 where the CPU has native bf16, else fp32)",
+    )
     parser.add_argument("--steps", type=int, default=0, help="steps per timed round (default: about 2 s per round)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")

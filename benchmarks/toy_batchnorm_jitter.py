@@ -22,9 +22,9 @@ from pathlib import Path
 
 import torch
 
-from ali.evaluation.toy_metrics import high_quality_fraction, mode_offset
 from ali.data import load_dataset
 from ali.data.prior import SobolNormal
+from ali.evaluation.toy_metrics import high_quality_fraction, mode_offset
 from ali.rundir import load_trained
 
 
@@ -58,13 +58,25 @@ def main() -> None:
             "mode_offset_eval_mode": mode_offset(x_eval, mixture),
             "rms_train_vs_eval": float((x_train - x_eval).pow(2).sum(1).mean().sqrt()),
         }
-        print(f"{kind:7s} batches: high quality {report[kind]['high_quality_train_mode']:.3f} in training mode, "
-              f"{report[kind]['high_quality_eval_mode']:.3f} in evaluation mode; mode offset "
-              f"{report[kind]['mode_offset_train_mode']:.4f} / {report[kind]['mode_offset_eval_mode']:.4f}; "
-              f"RMS distance between the two {report[kind]['rms_train_vs_eval']:.4f}")
+        print(
+            f"{kind:7s} batches: high quality {report[kind]['high_quality_train_mode']:.3f} in training mode, "
+            f"{report[kind]['high_quality_eval_mode']:.3f} in evaluation mode; mode offset "
+            f"{report[kind]['mode_offset_train_mode']:.4f} / {report[kind]['mode_offset_eval_mode']:.4f}; "
+            f"RMS distance between the two {report[kind]['rms_train_vs_eval']:.4f}"
+        )
     ratio = report["sobol"]["rms_train_vs_eval"] / report["random"]["rms_train_vs_eval"]
     print(f"RMS distance, sobol / random batches: {ratio:.2f}")
-    print(json.dumps({"run": str(args.run), "batch_size": n, "batches": args.batches, **report, "rms_ratio_sobol_to_random": round(ratio, 3)}))
+    print(
+        json.dumps(
+            {
+                "run": str(args.run),
+                "batch_size": n,
+                "batches": args.batches,
+                **report,
+                "rms_ratio_sobol_to_random": round(ratio, 3),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

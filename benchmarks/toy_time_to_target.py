@@ -37,10 +37,11 @@ def main() -> None:
     args = parser.parse_args()
 
     began = time.perf_counter()
+    import torch
+
     from ali.config import make_config  # imports count towards the wall time, as for `ali train`
     from ali.presets import PRESETS
     from ali.training.loop import train
-    import torch
 
     config = make_config({**PRESETS[args.config], "seed": args.seed})
     with tempfile.TemporaryDirectory() as tmp:
@@ -52,19 +53,39 @@ def main() -> None:
     from benchmarks.throughput import sgemm_gflops
 
     sgemm = sgemm_gflops()  # with the thread count the run used (train sets it)
-    machine = {**machine_line(), "precision_asked": config.precision, "precision": resolve_precision(config.precision, torch.device("cpu"))}
+    machine = {
+        **machine_line(),
+        "precision_asked": config.precision,
+        "precision": resolve_precision(config.precision, torch.device("cpu")),
+    }
 
     met = {}
     for key, (op, bound) in TARGETS.items():
         value = metrics[key]
         met[key] = value >= bound if op == ">=" else value <= bound
         print(f"{key:26s} {value:10.4f}  target {op} {bound}: {'met' if met[key] else 'MISSED'}")
-    print(f"{'wall seconds':26s} {wall:10.1f}  budget {BUDGET_SECONDS:.0f} s: ratio {wall / BUDGET_SECONDS:.2f} ({'met' if wall <= BUDGET_SECONDS else 'MISSED'})")
-    print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} at the end, fp32 matmul {sgemm:.0f} GFLOP/s, "
-          + ", ".join(f"{k} {v}" for k, v in machine.items()))
+    print(
+        f"{'wall seconds':26s} {wall:10.1f}  budget {BUDGET_SECONDS:.0f} s: ratio {wall / BUDGET_SECONDS:.2f} ({'met' if wall <= BUDGET_SECONDS else 'MISSED'})"
+    )
+    print(
+        f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} at the end, fp32 matmul {sgemm:.0f} GFLOP/s, "
+        + ", ".join(f"{k} {v}" for k, v in machine.items())
+    )
     if args.json:
-        print(json.dumps({"config": args.config, "seed": args.seed, "wall_seconds": round(wall, 2), "budget_ratio": round(wall / BUDGET_SECONDS, 3),
-                          "sgemm_gflops": round(sgemm, 1), **machine, "targets_met": all(met.values()), **metrics}))
+        print(
+            json.dumps(
+                {
+                    "config": args.config,
+                    "seed": args.seed,
+                    "wall_seconds": round(wall, 2),
+                    "budget_ratio": round(wall / BUDGET_SECONDS, 3),
+                    "sgemm_gflops": round(sgemm, 1),
+                    **machine,
+                    "targets_met": all(met.values()),
+                    **metrics,
+                }
+            )
+        )
 
 
 if __name__ == "__main__":

@@ -35,8 +35,12 @@ def write_mnist(folder: Path, n_train: int = 12, n_test: int = 5, seed: int = 0)
 
 def cifar_batch_bytes(images: np.ndarray, labels: np.ndarray) -> bytes:
     """A batch as the official ones: dict with bytes keys, data (N, 3072) uint8, labels list."""
-    batch = {b"batch_label": b"training batch 1 of 5", b"labels": [int(v) for v in labels],
-             b"data": images.reshape(len(images), 3072), b"filenames": [f"img_{i}.png".encode() for i in range(len(images))]}
+    batch = {
+        b"batch_label": b"training batch 1 of 5",
+        b"labels": [int(v) for v in labels],
+        b"data": images.reshape(len(images), 3072),
+        b"filenames": [f"img_{i}.png".encode() for i in range(len(images))],
+    }
     return pickle.dumps(batch, protocol=2)
 
 

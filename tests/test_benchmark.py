@@ -11,18 +11,41 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 KEYS = {
-    "arch", "batch", "ours_train_img_s", "reference_train_img_s", "ratio", "ours_gflops",
-    "reference_gflops", "sgemm_gflops", "ours_infer_img_s", "peak_rss_mb",
+    "arch",
+    "batch",
+    "ours_train_img_s",
+    "reference_train_img_s",
+    "ratio",
+    "ours_gflops",
+    "reference_gflops",
+    "sgemm_gflops",
+    "ours_infer_img_s",
+    "peak_rss_mb",
 }
+MACHINE = {"cpu", "cpu_capability", "native_bf16", "precision_asked", "precision"}
 
 
 @pytest.mark.parametrize("arch", ["toy", "mnist"])
 def test_throughput_prints_valid_json_last(arch):
-    cmd = [sys.executable, str(ROOT / "benchmarks" / "throughput.py"), "--arch", arch, "--batch", "4",
-           "--steps", "1", "--rounds", "1", "--threads", "1", "--json"]
+    cmd = [
+        sys.executable,
+        str(ROOT / "benchmarks" / "throughput.py"),
+        "--arch",
+        arch,
+        "--batch",
+        "4",
+        "--steps",
+        "1",
+        "--rounds",
+        "1",
+        "--threads",
+        "1",
+        "--json",
+    ]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=True).stdout
     result = json.loads(out.strip().splitlines()[-1])
-    assert KEYS <= set(result) and result["arch"] == arch and result["batch"] == 4
+    assert KEYS | MACHINE <= set(result) and result["arch"] == arch and result["batch"] == 4
+    assert result["precision_asked"] == "auto" and result["precision"] == ("bf16" if result["native_bf16"] else "fp32")
     for key in KEYS - {"arch", "batch"}:
         assert isinstance(result[key], (int, float)) and result[key] > 0, key
     assert result["ratio"] == pytest.approx(result["ours_train_img_s"] / result["reference_train_img_s"], rel=0.02)
@@ -43,4 +66,5 @@ def test_batchnorm_jitter_on_a_short_toy_run(tmp_path):
         assert 0 <= result[kind]["high_quality_train_mode"] <= 1 and result[kind]["rms_train_vs_eval"] > 0
         assert result[kind]["mode_offset_eval_mode"] >= 0
     assert result["rms_ratio_sobol_to_random"] == pytest.approx(
-        result["sobol"]["rms_train_vs_eval"] / result["random"]["rms_train_vs_eval"], abs=1e-3)
+        result["sobol"]["rms_train_vs_eval"] / result["random"]["rms_train_vs_eval"], abs=1e-3
+    )

@@ -17,6 +17,7 @@ from ali.errors import AliError
 from ali.training import checkpoint as ckpt
 from ali.training.model import build_model
 
+
 def _tiny() -> tuple[torch.nn.Module, dict[str, torch.optim.Optimizer]]:
     model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Linear(4, 1))
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
@@ -67,8 +68,14 @@ def test_newest_valid_skips_damaged_newer_files(tmp_path: Path, damage: str) -> 
         ckpt.save_checkpoint(ckpt.checkpoint_path(tmp_path, step), model, opts, step, {})
     newest = ckpt.checkpoint_path(tmp_path, 2)
     data = newest.read_bytes()
-    newest.write_bytes({"truncate": data[: len(data) // 2], "zero": bytes(len(data)), "empty": b"",
-                        "garbage_header": data[:8] + b"{" * 40 + data[48:]}[damage])
+    newest.write_bytes(
+        {
+            "truncate": data[: len(data) // 2],
+            "zero": bytes(len(data)),
+            "empty": b"",
+            "garbage_header": data[:8] + b"{" * 40 + data[48:],
+        }[damage]
+    )
     with pytest.raises(AliError, match="not a valid ali checkpoint"):
         ckpt.read_checkpoint(newest)
     path, _, header = ckpt.newest_valid_checkpoint(tmp_path)
@@ -155,4 +162,3 @@ def test_fuzz_mutated_checkpoints_parse_or_raise_ali_error(data: st.DataObject) 
     except AliError:
         return
     assert isinstance(header["step"], int) and isinstance(tensors, dict)
-

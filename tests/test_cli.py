@@ -19,7 +19,20 @@ def test_train_smoke_and_resume(tmp_path, capsys):
 
 def test_study_smoke(tmp_path, capsys):
     out = tmp_path / "study"
-    args = ["study", "--config", "toy25", "--methods", "ali,gan-inverse,gan-posthoc,vae", "--seeds", "2", "--steps", "6", "--out", str(out), *TINY]
+    args = [
+        "study",
+        "--config",
+        "toy25",
+        "--methods",
+        "ali,gan-inverse,gan-posthoc,vae",
+        "--seeds",
+        "2",
+        "--steps",
+        "6",
+        "--out",
+        str(out),
+        *TINY,
+    ]
     assert main(args) == 0
     study = json.loads((out / "study.json").read_text())
     assert set(study["methods"]) == {"ali", "gan-inverse", "gan-posthoc", "vae"}
@@ -48,7 +61,11 @@ def test_bad_input_is_one_error_line_and_exit_2(tmp_path, capsys):
 
 
 def test_the_installed_command_prints_no_traceback(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "ali", "train", "--config", "toy25", "--set", "lr_rate=1", "--out", str(tmp_path)], capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "ali", "train", "--config", "toy25", "--set", "lr_rate=1", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 2
     assert proc.stderr.startswith("error: unknown config key 'lr_rate'") and "Traceback" not in proc.stderr
 

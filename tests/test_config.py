@@ -10,12 +10,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ali import cli
+from ali import cli, rundir
 from ali.config import FIELD_TYPES, RULES, load_config_source, make_config, parse_overrides
 from ali.errors import AliError
 from ali.presets import PRESETS
 from ali.training import checkpoint as ckpt
-from ali import rundir
 
 
 def _bad_value(key: str) -> str:
@@ -70,11 +69,16 @@ def test_mistyped_keys_and_values(tmp_path: Path, capsys, setting: str, expect: 
 
 
 def test_bad_config_files(tmp_path: Path, capsys) -> None:
-    for name, text, expect in [("a.json", "{", "is not valid JSON"), ("b.json", "[1]", "must hold a JSON object"),
-                               ("c.json", '{"arch": "toy", "lr_typo": 1}', "unknown config key 'lr_typo'")]:
+    for name, text, expect in [
+        ("a.json", "{", "is not valid JSON"),
+        ("b.json", "[1]", "must hold a JSON object"),
+        ("c.json", '{"arch": "toy", "lr_typo": 1}', "unknown config key 'lr_typo'"),
+    ]:
         (tmp_path / name).write_text(text)
         assert expect in _cli_error(capsys, ["train", "--config", str(tmp_path / name), "--out", str(tmp_path / "r")])
-    assert "neither a preset" in _cli_error(capsys, ["train", "--config", str(tmp_path / "missing.json"), "--out", str(tmp_path / "r")])
+    assert "neither a preset" in _cli_error(
+        capsys, ["train", "--config", str(tmp_path / "missing.json"), "--out", str(tmp_path / "r")]
+    )
 
 
 def test_run_directory_errors(tmp_path: Path, capsys) -> None:

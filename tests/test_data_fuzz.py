@@ -10,6 +10,7 @@ from datetime import timedelta
 
 import numpy as np
 import pytest
+from data_writers import attribute_text, cifar_batch_bytes, idx_bytes
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -20,20 +21,25 @@ from ali.data.idx import IMAGES_MAGIC, LABELS_MAGIC, parse_idx
 from ali.data.imagenet import parse_npz
 from ali.data.svhn import parse_mat
 from ali.errors import AliError
-from data_writers import attribute_text, cifar_batch_bytes, idx_bytes
 
 TRIED: Counter = Counter()
 # 250 fixed-seed examples per parser keep `make test` to seconds; ALI_FUZZ_EXAMPLES=N runs N random ones.
 _N = int(os.environ.get("ALI_FUZZ_EXAMPLES", "0"))
-FUZZ = settings(max_examples=_N or 250, deadline=timedelta(seconds=5), derandomize=not _N,
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+FUZZ = settings(
+    max_examples=_N or 250,
+    deadline=timedelta(seconds=5),
+    derandomize=not _N,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 
 
 @pytest.fixture(scope="module", autouse=True)
 def report_counts(pytestconfig):
     yield
     reporter = pytestconfig.pluginmanager.get_plugin("terminalreporter")
-    line = "fuzzed inputs per parser: " + ", ".join(f"{k} {v}" for k, v in sorted(TRIED.items())) + f" (total {sum(TRIED.values())})"
+    line = (
+        "fuzzed inputs per parser: " + ", ".join(f"{k} {v}" for k, v in sorted(TRIED.items())) + f" (total {sum(TRIED.values())})"
+    )
     if reporter is not None:
         reporter.write_line(line)
     print(line)
@@ -81,8 +87,10 @@ def test_fuzz_idx(raw, magic):
     _only_ali_error(lambda b: parse_idx(maybe_gunzip(b, "fuzz"), "fuzz", magic), raw, "idx")
 
 
-_CIFAR_SEEDS = [cifar_batch_bytes(_rng.integers(0, 256, (2, 3, 32, 32), dtype=np.uint8), np.array([3, 7])),
-                pickle.dumps({b"data": np.zeros((1, 3072), np.uint8), b"labels": [1]}, protocol=4)]
+_CIFAR_SEEDS = [
+    cifar_batch_bytes(_rng.integers(0, 256, (2, 3, 32, 32), dtype=np.uint8), np.array([3, 7])),
+    pickle.dumps({b"data": np.zeros((1, 3072), np.uint8), b"labels": [1]}, protocol=4),
+]
 
 
 @FUZZ

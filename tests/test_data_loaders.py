@@ -9,13 +9,21 @@ import sys
 import numpy as np
 import pytest
 import torch
-from data_writers import (ATTRS, attribute_text, celeba_face, cifar_batch_bytes, svhn_mat_bytes_to, write_cifar,
-                          write_idx, write_jpeg, write_mnist)
+from data_writers import (
+    ATTRS,
+    attribute_text,
+    celeba_face,
+    cifar_batch_bytes,
+    svhn_mat_bytes_to,
+    write_cifar,
+    write_idx,
+    write_jpeg,
+    write_mnist,
+)
 
 from ali.config import make_config
 from ali.data import DATASET_NAMES, is_known_dataset, load_dataset, load_image_dataset, load_split
 from ali.errors import AliError
-
 
 
 @pytest.mark.parametrize("name", ["mnist", "fashion-mnist"])
@@ -223,8 +231,11 @@ def test_malformed_celeba_and_images(tmp_path):
 def test_cli_data_errors_are_one_line(tmp_path):
     write_mnist(tmp_path / "mnist")
     (tmp_path / "mnist" / "t10k-images-idx3-ubyte.gz").write_bytes(b"\x1f\x8b garbage")
-    for args in (["data", "info", "mnist", "--data-dir", str(tmp_path)], ["data", "info", "svhn", "--data-dir", str(tmp_path)],
-                 ["data", "download", "nonesuch", "--data-dir", str(tmp_path)]):
+    for args in (
+        ["data", "info", "mnist", "--data-dir", str(tmp_path)],
+        ["data", "info", "svhn", "--data-dir", str(tmp_path)],
+        ["data", "download", "nonesuch", "--data-dir", str(tmp_path)],
+    ):
         proc = subprocess.run([sys.executable, "-m", "ali", *args], capture_output=True, text=True)
         lines = proc.stderr.strip().splitlines()
         assert proc.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: "), proc.stderr

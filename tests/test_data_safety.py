@@ -13,13 +13,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from data_writers import write_cifar
 
 from ali.data import load_image_dataset
 from ali.data.archive import safe_extract
 from ali.data.cifar import parse_batch, read_batch
 from ali.data.download import Remote, Source, download_dataset, fetch
 from ali.errors import AliError
-from data_writers import write_cifar
 
 
 class _CreatesMarker:
@@ -111,14 +111,17 @@ def _assert_refused_before_writing(tmp_path: Path, name: str, write_archive, rea
     assert _everything_under(tmp_path) == before
 
 
-@pytest.mark.parametrize("members,reason", [
-    ([_file("ok.txt"), _file("../escaped.txt")], "leaves the target"),
-    ([_file("ok.txt"), _file("sub/../../escaped.txt")], "leaves the target"),
-    ([_file("/tmp/ali-abs-escaped.txt")], "absolute path"),
-    ([_link("lnk", ".."), _file("lnk/escaped.txt")], "is a link"),
-    ([_link("lnk", "/etc"), _file("lnk/escaped.txt")], "is a link"),
-    ([_link("hard", "/etc/passwd", tarfile.LNKTYPE)], "is a link"),
-])
+@pytest.mark.parametrize(
+    "members,reason",
+    [
+        ([_file("ok.txt"), _file("../escaped.txt")], "leaves the target"),
+        ([_file("ok.txt"), _file("sub/../../escaped.txt")], "leaves the target"),
+        ([_file("/tmp/ali-abs-escaped.txt")], "absolute path"),
+        ([_link("lnk", ".."), _file("lnk/escaped.txt")], "is a link"),
+        ([_link("lnk", "/etc"), _file("lnk/escaped.txt")], "is a link"),
+        ([_link("hard", "/etc/passwd", tarfile.LNKTYPE)], "is a link"),
+    ],
+)
 def test_tar_traversal_and_links_write_nothing(tmp_path, members, reason):
     _assert_refused_before_writing(tmp_path, "a.tar.gz", lambda archive: _tar(archive, members), reason)
     assert not Path("/tmp/ali-abs-escaped.txt").exists()
@@ -132,12 +135,15 @@ def _zip(path: Path, entries: list) -> None:
             zf.writestr(info, data)
 
 
-@pytest.mark.parametrize("entries,reason", [
-    ([("ok.txt", b"x", 0o100644), ("../escaped.txt", b"x", 0o100644)], "leaves the target"),
-    ([("/abs-escaped.txt", b"x", 0o100644)], "absolute path"),
-    ([("lnk", b"/etc", 0o120777), ("lnk/escaped.txt", b"x", 0o100644)], "symbolic link"),
-    ([("..\\escaped.txt", b"x", 0o100644)], "backslash"),
-])
+@pytest.mark.parametrize(
+    "entries,reason",
+    [
+        ([("ok.txt", b"x", 0o100644), ("../escaped.txt", b"x", 0o100644)], "leaves the target"),
+        ([("/abs-escaped.txt", b"x", 0o100644)], "absolute path"),
+        ([("lnk", b"/etc", 0o120777), ("lnk/escaped.txt", b"x", 0o100644)], "symbolic link"),
+        ([("..\\escaped.txt", b"x", 0o100644)], "backslash"),
+    ],
+)
 def test_zip_traversal_and_links_write_nothing(tmp_path, entries, reason):
     _assert_refused_before_writing(tmp_path, "a.zip", lambda archive: _zip(archive, entries), reason)
 
@@ -155,8 +161,9 @@ def test_benign_archives_extract(tmp_path):
 
 
 def _remote(path: Path, name: str, md5: str | None = None) -> Remote:
-    return Remote(name, (path.as_uri(),), md5 or hashlib.md5(path.read_bytes()).hexdigest(),
-                  hashlib.sha256(path.read_bytes()).hexdigest())
+    return Remote(
+        name, (path.as_uri(),), md5 or hashlib.md5(path.read_bytes()).hexdigest(), hashlib.sha256(path.read_bytes()).hexdigest()
+    )
 
 
 def test_fetch_verifies_and_is_atomic(tmp_path):
@@ -179,8 +186,13 @@ def test_download_dataset_mirror_fallback_extract_and_rerun(tmp_path):
     with tarfile.open(archive, "w:gz") as tar:
         tar.add(staging / "cifar-10-batches-py", arcname="cifar-10-batches-py")
     md5 = hashlib.md5(archive.read_bytes()).hexdigest()
-    sources = {"cifar10": Source("", (Remote(archive.name, ("http://unreachable.invalid/x", archive.as_uri()), md5),),
-                                 extracts_to="cifar-10-batches-py")}
+    sources = {
+        "cifar10": Source(
+            "",
+            (Remote(archive.name, ("http://unreachable.invalid/x", archive.as_uri()), md5),),
+            extracts_to="cifar-10-batches-py",
+        )
+    }
     calls = []
 
     def opener(url, timeout):  # no network: the first mirror fails, the second is a local file

@@ -7,16 +7,21 @@ from pathlib import Path
 
 import pytest
 import torch
+from data_writers import idx_bytes
 
 from ali.data import load_image_dataset
-from data_writers import idx_bytes
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
 @pytest.fixture
 def shared_data() -> Path:
-    needed = [SHARED / "mnist", SHARED / "fashion-mnist", SHARED / "celeba" / "img_align_celeba", SHARED / "tiny-imagenet-200" / "train"]
+    needed = [
+        SHARED / "mnist",
+        SHARED / "fashion-mnist",
+        SHARED / "celeba" / "img_align_celeba",
+        SHARED / "tiny-imagenet-200" / "train",
+    ]
     missing = [str(p) for p in needed if not p.is_dir()]
     if missing:
         message = f"shared data missing: {', '.join(missing)}"

@@ -32,8 +32,16 @@ from ali.training import loop
 ARCH = "toy-no-bn"
 GLOBAL_BATCH = 8
 CONFIG = {
-    "dataset": "toy25", "arch": ARCH, "batch_size": GLOBAL_BATCH, "steps": 4, "log_every": 2,
-    "checkpoint_every": 4, "eval_samples": 100, "threads": 1, "lr": 1e-3, "device": "cpu",
+    "dataset": "toy25",
+    "arch": ARCH,
+    "batch_size": GLOBAL_BATCH,
+    "steps": 4,
+    "log_every": 2,
+    "checkpoint_every": 4,
+    "eval_samples": 100,
+    "threads": 1,
+    "lr": 1e-3,
+    "device": "cpu",
     "precision": "fp32",
 }
 
@@ -41,7 +49,9 @@ CONFIG = {
 def _install_test_network_and_noise(rank: int) -> None:
     """Register the no-batch-norm toy net; make noise a function of (call, global row) only."""
     architectures.ARCHITECTURES[ARCH] = dataclasses.replace(
-        TOY, encoder=_mlp([64], 2, act="relu"), decoder=_mlp([64], 2, act="relu"),
+        TOY,
+        encoder=_mlp([64], 2, act="relu"),
+        decoder=_mlp([64], 2, act="relu"),
         d_joint=[Layer("dense", 100, act="maxout5"), Layer("dense", 1)],
     )
     calls = {"z": 0, "eps": 0}

@@ -32,8 +32,10 @@ def _grads(update: str, logit: float, precision: str) -> dict[str, torch.Tensor]
     model, _ = build_model(config)
     with torch.no_grad():  # D's output is its last bias plus a small term: every logit near `logit`
         model["discriminator"].joint[-1].bias.fill_(logit)
-    sgd = {"generator": torch.optim.SGD(model.parameters_of(("encoder", "decoder")), lr=0.0),
-           "discriminator": torch.optim.SGD(model.parameters_of(("discriminator",)), lr=0.0)}
+    sgd = {
+        "generator": torch.optim.SGD(model.parameters_of(("encoder", "decoder")), lr=0.0),
+        "discriminator": torch.optim.SGD(model.parameters_of(("discriminator",)), lr=0.0),
+    }
     torch.manual_seed(1)  # same data, z, eps and dropout masks on both sides
     train_step(model, sgd, torch.randn(32, 2), 0, precision=precision)
     return {k: p.grad.clone() for k, p in model.named_parameters() if p.grad is not None}
@@ -50,4 +52,6 @@ def test_fused_matches_two_pass(monkeypatch, logit, precision):
     rtol = 1e-4 if precision == "fp32" else 3e-2
     for k in fused:
         err = (fused[k] - two_pass[k]).norm()
-        assert err <= rtol * two_pass[k].norm() + 1e-12, f"{k}: |fused - two-pass| = {err:.3g}, |two-pass| = {two_pass[k].norm():.3g}"
+        assert err <= rtol * two_pass[k].norm() + 1e-12, (
+            f"{k}: |fused - two-pass| = {err:.3g}, |two-pass| = {two_pass[k].norm():.3g}"
+        )

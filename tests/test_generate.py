@@ -42,8 +42,17 @@ def _synthetic() -> Dataset:
 def run_dir(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("image") / "run"
     config = make_config(
-        {"arch": "mnist", "latent_dim": 32, "batch_size": 16, "steps": 6, "log_every": 2, "checkpoint_every": 3,
-         "grid_every": 3, "eval_samples": 100, "init_std": 0.01}
+        {
+            "arch": "mnist",
+            "latent_dim": 32,
+            "batch_size": 16,
+            "steps": 6,
+            "log_every": 2,
+            "checkpoint_every": 3,
+            "grid_every": 3,
+            "eval_samples": 100,
+            "init_std": 0.01,
+        }
     )
     patch = pytest.MonkeyPatch()
     patch.setattr(loop, "load_dataset", lambda *_args: _synthetic())
@@ -102,7 +111,11 @@ def test_interpolate_rows_run_between_two_codes(run_dir: Path) -> None:
 
 def test_pictures_need_an_image_run(tmp_path: Path, capsys) -> None:
     toy = tmp_path / "toy"
-    loop.train(make_config({"steps": 2, "batch_size": 8, "log_every": 1, "checkpoint_every": 2, "eval_samples": 100}), toy, progress=False)
+    loop.train(
+        make_config({"steps": 2, "batch_size": 8, "log_every": 1, "checkpoint_every": 2, "eval_samples": 100}),
+        toy,
+        progress=False,
+    )
     assert main(["sample", "--run", str(toy), "--out", str(tmp_path / "x.png")]) == 2
     assert "pictures need an image run" in capsys.readouterr().err
     assert main(["sample", "--run", str(tmp_path / "none"), "--out", str(tmp_path / "x.png")]) == 2

@@ -34,8 +34,15 @@ from ali.training.loop import train
 
 KILLS = 20
 EARLY_KILLS = 2  # right after the run directory holds its options, before the first checkpoint
-SETTINGS = {"steps": 80, "batch_size": 16, "log_every": 1, "checkpoint_every": 2, "keep_checkpoints": 2,
-            "eval_samples": 100, "threads": 1}
+SETTINGS = {
+    "steps": 80,
+    "batch_size": 16,
+    "log_every": 1,
+    "checkpoint_every": 2,
+    "keep_checkpoints": 2,
+    "eval_samples": 100,
+    "threads": 1,
+}
 # SIGKILL keeps the page cache, so what a kill can break is the rename protocol, not fsync; a
 # memory-backed directory keeps the 12.7 MB fsync per checkpoint from dominating the runtime.
 SHM = Path("/dev/shm")
@@ -179,7 +186,12 @@ def test_sigkill_at_random_moments_then_resume_matches_uninterrupted(fast_dir: P
     finally:
         server.close()
 
-    final = subprocess.run([sys.executable, "-m", "ali", "train", "--no-progress", "--out", str(run_dir), "--resume"], capture_output=True, text=True, timeout=300)
+    final = subprocess.run(
+        [sys.executable, "-m", "ali", "train", "--no-progress", "--out", str(run_dir), "--resume"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert final.returncode == 0, final.stderr + Path(log).read_text()
     assert lost == 0, Path(log).read_text()
     assert kills == KILLS, f"only {kills} kills happened before the run finished"
@@ -193,5 +205,7 @@ def test_sigkill_at_random_moments_then_resume_matches_uninterrupted(fast_dir: P
     drop = {"train_seconds"}
     assert {k: v for k, v in metrics.items() if k not in drop} == {k: v for k, v in ref_metrics.items() if k not in drop}
     assert not list(run_dir.glob(".*.tmp-*")), "a resumed run leaves no stale temporary files"
-    print(f"\nkill test: {kills} SIGKILLs survived ({before_first} before the first checkpoint, {in_write} inside a "
-          f"checkpoint write), {lost} runs lost")
+    print(
+        f"\nkill test: {kills} SIGKILLs survived ({before_first} before the first checkpoint, {in_write} inside a "
+        f"checkpoint write), {lost} runs lost"
+    )

@@ -45,19 +45,26 @@ def test_one_ali_step_changes_all_three_networks(update):
         assert any(not torch.equal(state[k], after[k]) for k in state), f"{name} did not change"
 
 
-@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("method", [*METHODS, "alice-adversarial"])
 def test_every_method_trains_its_networks(method):
-    model, opts = _toy(method)
+    model, opts = _toy("alice", alice_form="adversarial") if method == "alice-adversarial" else _toy(method)
     before = _snapshot(model)
     steps = model.config.steps + 1 if method == "gan-posthoc" else 1
-    for step in ([0, steps - 1] if method == "gan-posthoc" else [0]):  # gan-posthoc: one step of each phase
+    for step in [0, steps - 1] if method == "gan-posthoc" else [0]:  # gan-posthoc: one step of each phase
         losses = train_step(model, opts, torch.randn(16, 2), step)
     assert all(torch.isfinite(v) for v in losses.values())
     after = model.state_dict()
     changed = {k.split(".")[0] for k in before if not torch.equal(before[k], after[k])}
-    expected = {"ali": {"encoder", "decoder", "discriminator"}, "alice": {"encoder", "decoder", "discriminator"}, "gan-inverse": {"encoder", "decoder", "x_discriminator"},
-                "gan-posthoc": {"encoder", "decoder", "x_discriminator", "discriminator"}, "vae": {"encoder", "decoder", "likelihood"}}
-    assert changed == expected[method]
+    expected = {
+        "ali": {"encoder", "decoder", "discriminator"},
+        "alice": {"encoder", "decoder", "discriminator"},
+        "alice-adversarial": {"encoder", "decoder", "discriminator", "xx_discriminator"},
+        "bigan": {"encoder", "decoder", "discriminator"},
+        "gan-inverse": {"encoder", "decoder", "x_discriminator"},
+        "gan-posthoc": {"encoder", "decoder", "x_discriminator", "discriminator"},
+        "vae": {"encoder", "decoder", "likelihood"},
+    }
+    assert changed == expected[method], (changed, expected[method])
 
 
 def _after_one_ali_step(mode, recon, recon_trains="both", decoder_bn_stats="prior"):
@@ -131,3 +138,65 @@ def test_decoder_bn_stats_changes_the_running_averages_and_not_the_training():
         if "running" not in k and "num_batches" not in k:
             assert torch.equal(v, trained["all"][k]), k  # running averages never feed training
     assert any(not torch.equal(v, trained["all"][k]) for k, v in trained["prior"].items() if "running" in k)
+
+
+def test_vae_on_images_is_a_per_example_elbo_with_a_bernoulli_likelihood():
+    from ali.methods.vae import bernoulli_nll
+
+    config = make_config({"arch": "mnist", "latent_dim": 32, "method": "vae", "batch_size": 8, "precision": "fp32"})
+    torch.manual_seed(0)
+    model, opts = build_model(config)
+    x = torch.rand(8, 1, 28, 28)
+    assert "likelihood" not in model  # the Bernoulli has no parameters
+    losses = train_step(model, opts, x, 0)
+    # Summed over the 784 pixels: hundreds of nats per image, not a per-pixel average below 1.
+    assert float(losses["nll"]) > 100
+    logits = torch.randn(8, 1, 28, 28)
+    expected = torch.nn.functional.binary_cross_entropy_with_logits(logits, x, reduction="sum") / 8
+    torch.testing.assert_close(bernoulli_nll(x, logits).mean(), expected)
+
+
+def test_posthoc_decoder_stays_frozen_in_its_second_phase():
+    model, opts = _toy("gan-posthoc")
+    phase = model.config.steps
+    train_step(model, opts, torch.randn(16, 2), 0)  # GAN phase: the decoder learns
+    frozen = _snapshot(model["decoder"])  # weights and batch-norm running averages
+    for index in (phase, phase + 1):
+        train_step(model, opts, torch.randn(16, 2), index)
+        for k, v in model["decoder"].state_dict().items():
+            assert torch.equal(v, frozen[k]), f"decoder {k} changed in the post-hoc phase"
+
+
+def test_alice_explicit_term_is_zero_for_a_perfect_autoencoder_and_positive_otherwise():
+    model, opts = _toy("alice", recon_trains="both", z_cycle_weight=1.0)
+    x = torch.randn(16, 2)
+    losses = train_step(model, opts, x, 0)
+    assert float(losses["recon"]) > 0 and float(losses["z_cycle"]) > 0
+    model["encoder"], model["decoder"] = torch.nn.Identity(), torch.nn.Identity()  # Gx(Gz(x)) = x, Gz(Gx(z)) = z
+    losses = train_step(model, opts, x, 1)
+    assert float(losses["recon"]) == 0.0 and float(losses["z_cycle"]) == 0.0
+
+
+def test_alice_adversarial_discriminator_sees_x_x_against_x_and_its_reconstruction():
+    model, opts = _toy("alice", alice_form="adversarial", recon_trains="both")
+    seen = []
+    model["xx_discriminator"].register_forward_hook(lambda _m, inputs, _out: seen.append(inputs[0].detach().clone()))
+    x = torch.randn(16, 2)
+    torch.manual_seed(3)
+    losses = train_step(model, opts, x, 0)
+    pairs = seen[0]
+    assert pairs.shape == (32, 4) and {"loss_dxx", "loss_gxx"} <= set(losses)
+    torch.testing.assert_close(pairs[:16], torch.cat([x, x], 1))  # real pairs (x, x)
+    torch.testing.assert_close(pairs[16:, :2], x)  # fake pairs (x, Gx(Gz(x)))
+    assert not torch.allclose(pairs[16:, 2:], x)
+
+
+def test_bigan_encoder_is_deterministic():
+    model, _ = _toy("bigan")
+    model.train()
+    x = torch.randn(16, 2)
+    assert torch.equal(model["encoder"](x), model["encoder"](x))
+    image, _ = build_model(make_config({"method": "bigan", "arch": "mnist", "latent_dim": 32, "precision": "fp32"}))
+    image.eval()
+    x = torch.rand(4, 1, 28, 28)
+    assert torch.equal(image["encoder"](x), image["encoder"].moments(x)[0])

@@ -23,8 +23,16 @@ from ali.presets import PRESETS
 from ali.training import checkpoint as ckpt
 from ali.training import loop
 
-SMALL = {**PRESETS["toy25"], "steps": 40, "batch_size": 16, "log_every": 5, "checkpoint_every": 10,
-         "eval_samples": 100, "threads": 1, "keep_checkpoints": 10}
+SMALL = {
+    **PRESETS["toy25"],
+    "steps": 40,
+    "batch_size": 16,
+    "log_every": 5,
+    "checkpoint_every": 10,
+    "eval_samples": 100,
+    "threads": 1,
+    "keep_checkpoints": 10,
+}
 
 
 @pytest.fixture(autouse=True)
@@ -158,8 +166,13 @@ def test_full_disk_via_file_size_limit(tmp_path: Path) -> None:
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # fail the write with EFBIG instead of killing
         resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, 1 << 20))
 
-    proc = subprocess.run([sys.executable, "-m", "ali", "train", "--out", str(run), "--resume", "--steps", "30", "--no-progress"],
-                          capture_output=True, text=True, preexec_fn=limit, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "ali", "train", "--out", str(run), "--resume", "--steps", "30", "--no-progress"],
+        capture_output=True,
+        text=True,
+        preexec_fn=limit,
+        timeout=120,
+    )
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.startswith("error: cannot write checkpoint") and "File too large" in proc.stderr
     assert "Traceback" not in proc.stderr

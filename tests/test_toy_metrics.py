@@ -2,8 +2,8 @@ import math
 
 import torch
 
-from ali.evaluation import toy_metrics as tm
 from ali.data.toy import grid25, ring8
+from ali.evaluation import toy_metrics as tm
 
 
 def _on_modes(mixture, modes, per_mode=40, spread=0.5):
@@ -52,5 +52,17 @@ def test_mode_offset_is_the_mean_displacement_of_the_covered_modes():
     centred = torch.cat([mix.means[m] + torch.tensor([[0.04, 0.0], [-0.04, 0.0]]) for m in range(25)])
     assert tm.mode_offset(centred, mix) < 1e-12
     shifted = torch.cat([mix.means[:10] + torch.tensor([0.03, -0.04]), torch.tensor([[1.0, 1.0]])])
-    assert math.isclose(tm.mode_offset(shifted, mix), 0.05, rel_tol=1e-6)  # 10 modes moved by (0.03, -0.04); the far point ignored
+    assert math.isclose(
+        tm.mode_offset(shifted, mix), 0.05, rel_tol=1e-6
+    )  # 10 modes moved by (0.03, -0.04); the far point ignored
     assert tm.mode_offset(torch.full((3, 2), 1.0), mix) == math.inf
+
+
+def test_the_three_sigma_boundary():
+    mixture = grid25()
+    std, mean = mixture.std, mixture.means[0]
+    inside = mean + torch.tensor([[2.99 * std, 0.0], [0.0, -2.99 * std]])
+    outside = mean + torch.tensor([[3.01 * std, 0.0], [0.0, -3.01 * std]])
+    assert tm.high_quality_fraction(inside, mixture) == 1.0
+    assert tm.high_quality_fraction(outside, mixture) == 0.0
+    assert tm.modes_covered_3sigma(outside, mixture) == 0 and tm.modes_covered(outside, mixture) == 1

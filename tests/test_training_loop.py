@@ -7,12 +7,21 @@ import torch
 from ali.config import for_method, make_config
 from ali.errors import AliError
 from ali.presets import PRESETS
-from ali.training import checkpoint as ckpt
 from ali.rundir import load_trained
+from ali.training import checkpoint as ckpt
 from ali.training.loop import lr_factor, train
 from ali.training.model import total_steps
 
-TINY = {**PRESETS["toy25"], "batch_size": 32, "steps": 24, "log_every": 1, "checkpoint_every": 8, "keep_checkpoints": 5, "eval_samples": 200, "threads": 1}
+TINY = {
+    **PRESETS["toy25"],
+    "batch_size": 32,
+    "steps": 24,
+    "log_every": 1,
+    "checkpoint_every": 8,
+    "keep_checkpoints": 5,
+    "eval_samples": 200,
+    "threads": 1,
+}
 
 
 def _stats(run_dir):
@@ -31,7 +40,16 @@ def test_run_directory_contents(tmp_path):
     assert [p.name for p in ckpt.list_checkpoints(run)] == [f"checkpoint-{s:09d}.safetensors" for s in (8, 16, 24)]
     assert json.loads((run / "metrics.json").read_text()) == metrics
     assert (run / "comparison.png").stat().st_size > 1000
-    for key in ("modes_covered", "modes_covered_3sigma", "high_quality_fraction", "reverse_kl", "mode_offset", "recon_same_mode_fraction", "recon_mse", "train_seconds"):
+    for key in (
+        "modes_covered",
+        "modes_covered_3sigma",
+        "high_quality_fraction",
+        "reverse_kl",
+        "mode_offset",
+        "recon_same_mode_fraction",
+        "recon_mse",
+        "train_seconds",
+    ):
         assert key in metrics
 
 
@@ -79,10 +97,39 @@ def test_lr_schedule_is_constant_then_linear():
 
 
 def test_discriminator_learning_rate_is_scaled_by_d_lr_factor(tmp_path):
-    config = make_config({**TINY, "steps": 8, "checkpoint_every": 8, "decay_start": 0.5, "lr_final_fraction": 0.5, "d_lr_factor": 3.0})
+    config = make_config(
+        {**TINY, "steps": 8, "checkpoint_every": 8, "decay_start": 0.5, "lr_final_fraction": 0.5, "d_lr_factor": 3.0}
+    )
     train(config, tmp_path / "run", progress=False)
     _, header = ckpt.read_checkpoint(ckpt.list_checkpoints(tmp_path / "run")[-1])
     lr_g = [g["lr"] for g in header["optimizers"]["generator"]["param_groups"]]
     lr_d = [g["lr"] for g in header["optimizers"]["discriminator"]["param_groups"]]
     expected = config.lr * lr_factor(config, 7)  # the lr of the last step taken
     assert lr_g == [pytest.approx(expected)] and lr_d == [pytest.approx(3.0 * expected)]
+
+
+def test_tensorboard_logs_the_stats_lines_or_says_how_to_install_it(tmp_path, monkeypatch):
+    from ali.training import loop, tensorboard
+
+    events = []
+
+    class FakeWriter:
+        def add_scalar(self, tag, value, step):
+            events.append((tag, step))
+
+        def add_image(self, *args, **kwargs):
+            events.append(("image", args[2]))
+
+        def flush(self):
+            pass
+
+        def close(self):
+            events.append(("closed", None))
+
+    monkeypatch.setattr(loop, "TensorBoardLog", lambda run_dir: tensorboard.TensorBoardLog(run_dir, FakeWriter()))
+    train(make_config({**TINY, "steps": 4, "log_every": 2, "tensorboard": True}), tmp_path / "run", progress=False)
+    assert ("train/loss_d", 2) in events and ("train/lr", 4) in events and events[-1] == ("closed", None)
+    monkeypatch.setattr(tensorboard, "_summary_writer", tensorboard._summary_writer)
+    monkeypatch.setitem(__import__("sys").modules, "torch.utils.tensorboard", None)  # as if not installed
+    with pytest.raises(AliError, match=r"pip install 'ali\[tensorboard\]'"):
+        tensorboard.TensorBoardLog(tmp_path)

@@ -38,8 +38,12 @@ from ali.errors import AliError
 IMAGE_DATASETS: tuple[str, ...] = ("mnist", "fashion-mnist", "cifar10", "svhn", "celeba64", "imagenet64")
 FOLDER_PREFIX = "folder:"
 # Splits `load_split` serves, per dataset (CelebA and ImageNet go through load_image_dataset).
-SPLITS = {"mnist": ("train", "test"), "fashion-mnist": ("train", "test"),
-          "cifar10": ("train", "test"), "svhn": ("train", "test", "extra")}
+SPLITS = {
+    "mnist": ("train", "test"),
+    "fashion-mnist": ("train", "test"),
+    "cifar10": ("train", "test"),
+    "svhn": ("train", "test", "extra"),
+}
 CIFAR10_TRAIN = 45_000
 
 
@@ -76,13 +80,17 @@ def _parts(name: str, data_dir: Path) -> dict:
         return {"train": train, "labels": labels, "heldout": heldout, "heldout_labels": heldout_labels}
     if name == "cifar10":
         images, labels = load_split(name, data_dir, "train")
-        return {"train": images[:CIFAR10_TRAIN], "labels": labels[:CIFAR10_TRAIN],
-                "heldout": images[CIFAR10_TRAIN:], "heldout_labels": labels[CIFAR10_TRAIN:]}
+        return {
+            "train": images[:CIFAR10_TRAIN],
+            "labels": labels[:CIFAR10_TRAIN],
+            "heldout": images[CIFAR10_TRAIN:],
+            "heldout_labels": labels[CIFAR10_TRAIN:],
+        }
     if name == "celeba64":
         return load_celeba(data_dir)
     if name == "imagenet64":
         return load_imagenet64(data_dir)
-    return load_folder(Path(name[len(FOLDER_PREFIX):]).expanduser())
+    return load_folder(Path(name[len(FOLDER_PREFIX) :]).expanduser())
 
 
 def load_image_dataset(name: str, data_dir: Path | str) -> Dataset:
@@ -92,10 +100,18 @@ def load_image_dataset(name: str, data_dir: Path | str) -> Dataset:
         raise AliError(f"unknown image dataset {name!r}; known: {', '.join(IMAGE_DATASETS)}, {FOLDER_PREFIX}PATH")
     parts = _parts(name, Path(data_dir).expanduser().resolve())
     if len(parts["train"]) == 0 or len(parts["heldout"]) == 0:
-        raise AliError(f"{name}: {len(parts['train'])} training and {len(parts['heldout'])} held-out images; both must be non-empty (10 images at least)")
+        raise AliError(
+            f"{name}: {len(parts['train'])} training and {len(parts['heldout'])} held-out images; both must be non-empty (10 images at least)"
+        )
     conv = {k: _tensor(v) if isinstance(v, np.ndarray) else v for k, v in parts.items()}
-    return Dataset(name, conv["train"], conv["heldout"], labels=conv.get("labels"),
-                   heldout_labels=conv.get("heldout_labels"), label_names=tuple(conv.get("label_names", ())))
+    return Dataset(
+        name,
+        conv["train"],
+        conv["heldout"],
+        labels=conv.get("labels"),
+        heldout_labels=conv.get("heldout_labels"),
+        label_names=tuple(conv.get("label_names", ())),
+    )
 
 
 def is_known_dataset(name: str) -> bool:

@@ -13,8 +13,9 @@ import shutil
 import stat
 import tarfile
 import zipfile
+from collections.abc import Callable
 from pathlib import Path, PurePosixPath
-from typing import IO, Callable
+from typing import IO
 
 from ali.data.common import describe
 from ali.errors import AliError
@@ -97,12 +98,16 @@ def safe_extract(archive: Path, target: Path) -> list[Path]:
     try:
         if zipfile.is_zipfile(archive):
             with zipfile.ZipFile(archive) as zf:
-                plan = [(info.is_dir(), lambda info=info: zf.open(info), _destination(target, rel, archive))
-                        for info, rel in _zip_plan(zf, archive)]
+                plan = [
+                    (info.is_dir(), lambda info=info: zf.open(info), _destination(target, rel, archive))
+                    for info, rel in _zip_plan(zf, archive)
+                ]
                 return _write_plan(plan)
         with tarfile.open(archive, "r:*") as tar:
-            plan = [(m.isdir(), lambda m=m: _tar_member_file(tar, m, archive), _destination(target, rel, archive))
-                    for m, rel in _tar_plan(tar, archive)]
+            plan = [
+                (m.isdir(), lambda m=m: _tar_member_file(tar, m, archive), _destination(target, rel, archive))
+                for m, rel in _tar_plan(tar, archive)
+            ]
             return _write_plan(plan)
     except AliError:
         raise

@@ -93,7 +93,9 @@ def load_celeba(data_dir: Path) -> dict:
     image_dir = find_dir("celeba64", data_dir, [root / IMAGES])
     files = sorted(p.name for p in image_dir.iterdir() if is_image(p))
     if not files:
-        raise AliError(f"celeba64: no images in {image_dir}; extract img_align_celeba.zip there (ali data download celeba64 --data-dir {data_dir})")
+        raise AliError(
+            f"celeba64: no images in {image_dir}; extract img_align_celeba.zip there (ali data download celeba64 --data-dir {data_dir})"
+        )
     partition_path = _annotation(root, "list_eval_partition.txt", "Eval")
     if partition_path is not None:
         partition = parse_partition(_read(partition_path), str(partition_path))

@@ -53,7 +53,9 @@ class _BatchUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str) -> Any:
         factory = _ALLOWED.get((module, name))
         if factory is None:
-            raise pickle.UnpicklingError(f"refusing to load {ascii(module)[1:-1]}.{ascii(name)[1:-1]}: a CIFAR batch holds only dicts, bytes, lists and numpy arrays")
+            raise pickle.UnpicklingError(
+                f"refusing to load {ascii(module)[1:-1]}.{ascii(name)[1:-1]}: a CIFAR batch holds only dicts, bytes, lists and numpy arrays"
+            )
         return factory()
 
     def persistent_load(self, pid: Any) -> Any:
@@ -108,7 +110,7 @@ def read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def load_cifar10_split(data_dir: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
-    """"train" = data_batch_1..5 (50,000) in order, "test" = test_batch (10,000)."""
+    """ "train" = data_batch_1..5 (50,000) in order, "test" = test_batch (10,000)."""
     names = TRAIN_BATCHES if split == "train" else (TEST_BATCH,)
     parts = [read_batch(find_file("cifar10", data_dir, [data_dir / FOLDER / n])) for n in names]
     return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])

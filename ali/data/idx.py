@@ -32,7 +32,9 @@ def parse_idx(raw: bytes, source: str, magic: int) -> np.ndarray:
     shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
     expected = int(np.prod(shape, dtype=object))
     if len(raw) - header != expected:
-        raise AliError(f"{source}: header says shape {shape} ({expected} bytes) but {len(raw) - header} bytes follow; the file is truncated or corrupt")
+        raise AliError(
+            f"{source}: header says shape {shape} ({expected} bytes) but {len(raw) - header} bytes follow; the file is truncated or corrupt"
+        )
     return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape)
 
 

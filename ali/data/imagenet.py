@@ -40,7 +40,11 @@ def parse_npz(raw: bytes, source: str) -> tuple[np.ndarray, np.ndarray]:
     if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * SIZE * SIZE:
         raise AliError(f"{source}: data is {data.dtype} {data.shape}, expected uint8 (N, {3 * SIZE * SIZE})")
     labels = labels.reshape(-1)
-    if labels.shape != (len(data),) or labels.dtype.kind not in "iu" or (labels.size and (labels.min() < 1 or labels.max() > 1000)):
+    if (
+        labels.shape != (len(data),)
+        or labels.dtype.kind not in "iu"
+        or (labels.size and (labels.min() < 1 or labels.max() > 1000))
+    ):
         raise AliError(f"{source}: labels must be {len(data)} integers in 1..1000")
     return data.reshape(-1, 3, SIZE, SIZE), labels.astype(np.int64) - 1
 
@@ -75,8 +79,13 @@ def load_class_tree(folder: Path, size: int = SIZE) -> dict:
         raise AliError(f"{folder}: no images in its class folders")
     images = decode_images(paths, size)
     held = holdout_mask(len(paths))
-    return {"train": images[~held], "labels": labels[~held], "heldout": images[held],
-            "heldout_labels": labels[held], "label_names": classes}
+    return {
+        "train": images[~held],
+        "labels": labels[~held],
+        "heldout": images[held],
+        "heldout_labels": labels[held],
+        "label_names": classes,
+    }
 
 
 def load_imagenet64(data_dir: Path) -> dict:

@@ -1,7 +1,7 @@
 """Image files to uint8 arrays: centre crop to a square, resize, and folder / class-tree walking.
 
 Used by CelebA, the ImageNet class-folder tree and `folder:PATH`. Decoding is the slow part of
-these datasets (the 5,000-image Tiny-ImageNet sample takes about 3 s on this 2-core CPU:
+these datasets (the 5,000-image Tiny-ImageNet sample takes about 3 s on a 2-core CPU:
 `time ali data info imagenet64`), so callers hand over the full file list once.
 """
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 import torch
 import torch.distributed as dist
 
-
 # SobolEngine supports 2**30 points; past that the sequence starts over with a new scramble.
 _PERIOD = 2**30
 # ndtri(u) is infinite at u = 0 or 1; clamping costs only the prior's mass beyond 5.6 std.

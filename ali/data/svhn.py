@@ -37,7 +37,13 @@ def parse_mat(raw: bytes, source: str) -> tuple[np.ndarray, np.ndarray]:
     if not isinstance(x, np.ndarray) or x.dtype != np.uint8 or x.ndim != 4 or x.shape[:3] != (32, 32, 3):
         what = f"{x.dtype} {x.shape}" if isinstance(x, np.ndarray) else type(x).__name__
         raise AliError(f"{source}: X is {what}, expected uint8 (32, 32, 3, N)")
-    if not isinstance(y, np.ndarray) or y.dtype.kind not in "iuf" or y.size != x.shape[3] or (y.ndim == 2 and 1 not in y.shape) or y.ndim > 2:
+    if (
+        not isinstance(y, np.ndarray)
+        or y.dtype.kind not in "iuf"
+        or y.size != x.shape[3]
+        or (y.ndim == 2 and 1 not in y.shape)
+        or y.ndim > 2
+    ):
         what = f"{y.dtype} {y.shape}" if isinstance(y, np.ndarray) else type(y).__name__
         raise AliError(f"{source}: y is {what}, expected ({x.shape[3]}, 1) labels 1..10")
     y = y.reshape(-1)

@@ -106,16 +106,18 @@ def _as_float_images(x: torch.Tensor) -> torch.Tensor:
     return x
 
 
-def fit_classifier(images: torch.Tensor, labels: torch.Tensor, seed: int = 0, epochs: int = EPOCHS,
-                   batch_size: int = BATCH_SIZE, lr: float = LEARNING_RATE, augment: bool = True,
-                   progress: bool = True) -> DomainClassifier:
-    """Train a DomainClassifier on uint8 (or [0, 1] float) images and int64 labels 0..9."""
+def fit_classifier(images: torch.Tensor, labels: torch.Tensor, seed: int = 0, epochs: int = 3,
+                   batch_size: int = BATCH_SIZE, lr: float = LEARNING_RATE, max_degrees: float = MAX_DEGREES,
+                   max_shift: float = MAX_SHIFT, progress: bool = True) -> DomainClassifier:
+    """Train a DomainClassifier on uint8 (or [0, 1] float) images and int64 labels 0..9, with
+    random rotations and shifts up to max_degrees and max_shift pixels (both 0: none)."""
     x = _as_float_images(images)
     y = labels.long()
     if len(x) != len(y) or len(x) == 0:
         raise AliError(f"{len(x)} images and {len(y)} labels; need the same, non-zero number")
     if epochs < 1:
         raise AliError(f"epochs must be at least 1; got {epochs}")
+    augment = max_degrees > 0 or max_shift > 0
     with torch.random.fork_rng():
         torch.manual_seed(seed)  # initialisation and dropout
         generator = torch.Generator().manual_seed(seed)  # order and augmentation
@@ -128,7 +130,7 @@ def fit_classifier(images: torch.Tensor, labels: torch.Tensor, seed: int = 0, ep
         bar = tqdm(total=epochs * steps_per_epoch, desc="classifier", disable=not progress, leave=False)
         for _ in range(epochs):
             for idx in torch.randperm(len(x), generator=generator).split(batch_size):
-                batch = random_affine(x[idx], generator) if augment else x[idx]
+                batch = random_affine(x[idx], generator, max_degrees, max_shift) if augment else x[idx]
                 loss = F.cross_entropy(model(batch), y[idx])
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()

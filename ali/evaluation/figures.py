@@ -22,7 +22,9 @@ def _palette(k: int) -> list[tuple[int, int, int]]:
     return [tuple(int(255 * c) for c in colorsys.hsv_to_rgb((i * 0.618) % 1.0, 0.75, 0.85)) for i in range(k)]
 
 
-def _scatter(draw: ImageDraw.ImageDraw, origin: tuple[int, int], points: torch.Tensor, colours: torch.Tensor, extent: float, palette) -> None:
+def _scatter(
+    draw: ImageDraw.ImageDraw, origin: tuple[int, int], points: torch.Tensor, colours: torch.Tensor, extent: float, palette
+) -> None:
     ox, oy = origin
     draw.rectangle([ox, oy, ox + PANEL, oy + PANEL], outline=(160, 160, 160))
     scale = PANEL / (2 * extent)

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import torch
 
+from ali.data.dataset import Dataset
 from ali.errors import AliError
 from ali.evaluation.grids import image_grid, interleave_columns, save_image
-from ali.data.dataset import Dataset
 from ali.nets.model import Model
 
 EVAL_SEED = 2017  # evaluation noise is fixed, and kept apart from the training RNG stream
@@ -39,13 +39,11 @@ def decode(model: Model, z: torch.Tensor) -> torch.Tensor:
 
 @torch.inference_mode()
 def encode(model: Model, x: torch.Tensor, mean: bool = False) -> torch.Tensor:
-    """Codes of float images x: sampled from q(z|x), or its mean `mu`."""
+    """Codes of float images x: the encoder's own output (z ~ q(z|x), or E(x) for a deterministic
+    encoder), or with `mean` the mean mu(x)."""
     model.eval()
-    out = []
-    for chunk in x.split(BATCH):
-        mu, log_sigma = model.encoder.moments(chunk)
-        out.append(mu if mean else mu + torch.exp(log_sigma) * torch.randn_like(mu))
-    return torch.cat(out)
+    encoder = model["encoder"]
+    return torch.cat([encoder.moments(chunk)[0] if mean else encoder(chunk) for chunk in x.split(BATCH)])
 
 
 def write_sample_grid(model: Model, path: Path, n: int = 64) -> None:

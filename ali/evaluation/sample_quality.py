@@ -207,7 +207,7 @@ def inception_metrics(samples_uint8: torch.Tensor, real_uint8: torch.Tensor,
     result = torch_fidelity.calculate_metrics(
         input1=_ImageSet(samples), input2=_ImageSet(real), isc=True, fid=True, isc_splits=splits,
         feature_extractor_weights_path=str(Path(weights_path).expanduser()),
-        cuda=torch.cuda.is_available(), cache=False, verbose=False)
+        cuda=torch.cuda.is_available(), cache=False, datasets_download=False, verbose=False)
     return {"inception_score_mean": float(result["inception_score_mean"]),
             "inception_score_std": float(result["inception_score_std"]),
             "inception_fid": float(result["frechet_inception_distance"])}

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from ali.evaluation.toy_metrics import mixture_metrics, nearest_component
 from ali.data.dataset import Dataset
+from ali.evaluation.toy_metrics import mixture_metrics, nearest_component
 from ali.nets.model import Model
 
 EVAL_SEED = 2017  # evaluation noise is fixed, and kept apart from the training RNG stream

@@ -4,7 +4,8 @@ adding one means adding its module and one line here."""
 from __future__ import annotations
 
 from ali.errors import AliError
-from ali.methods import ali, alice, gan_inverse, gan_posthoc, vae
+from ali.keys import Key
+from ali.methods import ali, alice, bigan, gan_inverse, gan_posthoc, vae
 from ali.methods.base import Method
 
 METHODS: dict[str, Method] = {
@@ -12,6 +13,7 @@ METHODS: dict[str, Method] = {
     for m in (
         ali.METHOD,
         alice.METHOD,
+        bigan.METHOD,
         gan_inverse.METHOD,
         gan_posthoc.METHOD,
         vae.METHOD,
@@ -25,6 +27,12 @@ def get_method(name: str) -> Method:
     return METHODS[name]
 
 
-def method_keys() -> set[str]:
-    """Every config key that some method declares as its own (the rest are shared by all)."""
-    return {key for m in METHODS.values() for key in m.keys}
+def method_keys() -> dict[str, Key]:
+    """Every config key some method owns (the rest are shared by all); a key owned by several
+    methods must be the same Key in each."""
+    keys: dict[str, Key] = {}
+    for method in METHODS.values():
+        for name, key in method.keys.items():
+            if keys.setdefault(name, key) != key:
+                raise ValueError(f"config key {name!r} is declared twice with different defaults or rules")
+    return keys

@@ -22,7 +22,7 @@ all_reduce right before each optimizer step.
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn

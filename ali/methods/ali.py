@@ -5,8 +5,17 @@ from __future__ import annotations
 import torch
 
 from ali.methods.adversarial import adversarial_update, update_mode
-from ali.methods.base import ADVERSARIAL_KEYS, Losses, Method, StepFn, StepInputs, balance_score
-from ali.methods.base import decoder, encoder, joint_discriminator
+from ali.methods.base import (
+    ADVERSARIAL_KEYS,
+    Losses,
+    Method,
+    StepFn,
+    StepInputs,
+    balance_score,
+    decoder,
+    encoder,
+    joint_discriminator,
+)
 
 
 def make_step(inputs: StepInputs) -> StepFn:
@@ -26,7 +35,7 @@ def make_step(inputs: StepInputs) -> StepFn:
 METHOD = Method(
     name="ali",
     title="ALI",
-    networks=lambda arch: {"encoder": encoder(arch), "decoder": decoder(arch), "discriminator": joint_discriminator(arch)},
+    networks=lambda arch, settings: {"encoder": encoder(arch), "decoder": decoder(arch), "discriminator": joint_discriminator(arch)},
     optimizers={"generator": ("encoder", "decoder"), "discriminator": ("discriminator",)},
     make_step=make_step,
     score=balance_score,

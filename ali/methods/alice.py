@@ -1,8 +1,14 @@
-"""ALICE's explicit cycle (Li et al. 2017) on top of ALI: L_G + recon_weight * E||x - Gx(Gz(x))||^2.
+"""ALICE (Li et al. 2017): ALI plus a conditional-entropy term, in either of its two forms.
 
-recon_trains="decoder" stops the cycle's gradient at the code: the decoder learns to map each
-code back to its x, while the encoder's codes are shaped by the adversarial game alone (the
-project's toy recipe, named "ALI + cycle" there; docs/RESULTS.md). "both" is ALICE's form.
+- alice_form="explicit": L_G + recon_weight * E||x - Gx(Gz(x))||^2, and with z_cycle_weight > 0
+  also z_cycle_weight * E||z - Gz(Gx(z))||^2.
+- alice_form="adversarial": a second discriminator D_xx tells (x, x) from (x, Gx(Gz(x)));
+  the generators add recon_weight times its non-saturating loss. D_xx has D(x)'s layers on the
+  channel-wise concatenation of its two images.
+
+recon_trains="decoder" (explicit form) stops the cycle's gradient at the code: the decoder
+learns to map each code back to its x, while the encoder's codes are shaped by the adversarial
+game alone (the project's toy recipe, "ALI + cycle"; docs/RESULTS.md). "both" is ALICE's form.
 
 decoder_bn_stats="prior" keeps the cycle's decoder pass out of the decoder's batch-norm running
 averages: sampling decodes prior codes with those averages, so they should be the prior
@@ -14,42 +20,103 @@ from __future__ import annotations
 from contextlib import nullcontext
 
 import torch
+from torch import nn
 
-from ali.methods.adversarial import adversarial_update, update_mode
-from ali.methods.base import ADVERSARIAL_KEYS, Losses, Method, StepFn, StepInputs, balance_score
-from ali.methods.base import decoder, encoder, joint_discriminator, reconstruction_error
+from ali.keys import Key, in_range, one_of
+from ali.methods.adversarial import adversarial_update, optimizer_step, update_mode
+from ali.methods.base import (
+    ADVERSARIAL_KEYS,
+    Losses,
+    Method,
+    StepFn,
+    StepInputs,
+    balance_score,
+    decoder,
+    encoder,
+    joint_discriminator,
+    reconstruction_error,
+)
+from ali.nets.architectures import Architecture
 from ali.nets.layers import running_stats_frozen
+from ali.nets.networks import MarginalDiscriminator
+from ali.training.objective import ali_losses
+
+KEYS = {
+    **ADVERSARIAL_KEYS,
+    "alice_form": Key("explicit", one_of("explicit", "adversarial"), "ALICE's term: an explicit cycle loss, or a discriminator on (x, x) pairs"),
+    "recon_weight": Key(1.0, in_range(0, lo_open=True), "weight of the x-cycle term (explicit) or of D_xx's generator loss (adversarial)"),
+    "z_cycle_weight": Key(0.0, in_range(0), "explicit form: weight of the z-cycle term ||z - Gz(Gx(z))||^2 (0 = off)"),
+    "recon_trains": Key("both", one_of("both", "decoder"), "explicit form: which nets the x-cycle trains, both (ALICE) or the decoder only"),
+    "decoder_bn_stats": Key("prior", one_of("prior", "all"),
+                            "which decoder passes update its batch-norm running averages: the prior batch's only, or the cycle pass's too (torch's default)"),
+}
+
+
+def networks(arch: Architecture, settings: dict) -> dict[str, nn.Module]:
+    nets = {"encoder": encoder(arch), "decoder": decoder(arch), "discriminator": joint_discriminator(arch)}
+    if settings["alice_form"] == "adversarial":
+        pair_shape = (2 * arch.x_shape[0], *arch.x_shape[1:])
+        nets["xx_discriminator"] = MarginalDiscriminator(arch.d_x, arch.d_joint, pair_shape)
+    return nets
 
 
 def make_step(inputs: StepInputs) -> StepFn:
     model, rt, prior, cfg = inputs.model, inputs.runtime, inputs.prior, inputs.settings
     mode = update_mode(cfg["update"], model["discriminator"], rt.precision)
-    weight, detach_code = cfg["recon_weight"], cfg["recon_trains"] == "decoder"
+    weight, z_weight = cfg["recon_weight"], cfg["z_cycle_weight"]
+    adversarial = cfg["alice_form"] == "adversarial"
+    detach_code = cfg["recon_trains"] == "decoder" and not adversarial
     frozen = cfg["decoder_bn_stats"] == "prior"
 
     def step(x: torch.Tensor, index: int) -> Losses:
         z = prior(x.shape[0], index, x.device)
+        out: Losses = {}
         with rt.autocast():
             z_hat = model["encoder"](x)
             x_tilde = model["decoder"](z)
             code = z_hat.detach() if detach_code else z_hat
             with running_stats_frozen(model["decoder"]) if frozen else nullcontext():
                 x_cycle = model["decoder"](code)
-            recon = reconstruction_error(x, x_cycle.float())
-        out = adversarial_update(
-            model["discriminator"], (x, z_hat), (x_tilde, z), inputs.optimizers, mode, weight * recon, rt
-        )
-        return {"recon": recon.detach(), **out}
+            if adversarial:
+                d_xx = model["xx_discriminator"]
+                pairs = torch.cat([torch.cat([x, x], 1), torch.cat([x, x_cycle], 1)])
+                real, fake = d_xx(pairs).float().split(x.shape[0])
+                loss_dxx, loss_gxx = ali_losses(real, fake)
+                extra = weight * loss_gxx
+                out.update(loss_dxx=loss_dxx.detach(), loss_gxx=loss_gxx.detach())
+            else:
+                recon = reconstruction_error(x, x_cycle.float())
+                extra = weight * recon
+                out["recon"] = recon.detach()
+            if z_weight > 0 and not adversarial:
+                z_cycle = reconstruction_error(z, model["encoder"](x_tilde).float())
+                extra = extra + z_weight * z_cycle
+                out["z_cycle"] = z_cycle.detach()
+        if adversarial:  # D_xx's own gradient (L_D), taken before the shared backward frees the graph
+            dxx_params = list(model["xx_discriminator"].parameters())
+            dxx_grads = torch.autograd.grad(loss_dxx, dxx_params, retain_graph=True)
+        out.update(adversarial_update(model["discriminator"], (x, z_hat), (x_tilde, z), inputs.optimizers, mode, extra, rt))
+        if adversarial:
+            opt = inputs.optimizers["discriminator_xx"]
+            opt.zero_grad(set_to_none=True)  # drop what L_G's backward left in D_xx
+            backward_into_grads(dxx_params, dxx_grads)
+            optimizer_step([opt], rt)
+        return out
 
     return step
 
 
+def backward_into_grads(params: list[torch.Tensor], grads: tuple[torch.Tensor, ...]) -> None:
+    for p, g in zip(params, grads):
+        p.grad = g
+
+
 METHOD = Method(
     name="alice",
-    title="ALI + cycle (ALICE explicit)",
-    networks=lambda arch: {"encoder": encoder(arch), "decoder": decoder(arch), "discriminator": joint_discriminator(arch)},
-    optimizers={"generator": ("encoder", "decoder"), "discriminator": ("discriminator",)},
+    title="ALICE (ALI + cycle)",
+    networks=networks,
+    optimizers={"generator": ("encoder", "decoder"), "discriminator": ("discriminator",), "discriminator_xx": ("xx_discriminator",)},
     make_step=make_step,
     score=balance_score,
-    keys=(*ADVERSARIAL_KEYS, "recon_weight", "recon_trains", "decoder_bn_stats"),
+    keys=KEYS,
 )

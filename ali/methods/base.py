@@ -13,13 +13,15 @@ the config keys the method declares. It is then called as `step(x, index) -> los
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Any, Callable
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import nn
 
 from ali.data.prior import PriorSampler
+from ali.keys import Key, in_range, one_of
 from ali.nets.architectures import Architecture
 from ali.nets.model import Model
 from ali.nets.networks import Decoder, GaussianEncoder, JointDiscriminator, MarginalDiscriminator, NoiseEncoder
@@ -30,9 +32,16 @@ Optimizers = dict[str, torch.optim.Optimizer]
 StepFn = Callable[[torch.Tensor, int], Losses]
 Score = Callable[[list[dict[str, float]]], tuple[float | None, str]]
 
-# Keys every method with a discriminator reads: D's learning-rate factor (TTUR), the update
-# mode, where the prior batches come from, and the D-wins warning of the divergence guard.
-ADVERSARIAL_KEYS = ("d_lr_factor", "update", "prior_sampling", "guard_d_win_loss", "guard_d_win_logs")
+# Keys every method with a discriminator reads.
+ADVERSARIAL_KEYS: dict[str, Key] = {
+    "d_lr_factor": Key(1.0, in_range(0, 100, lo_open=True), "two time-scale rule (Heusel et al. 2017): D's Adam runs at lr * d_lr_factor; 1 = the paper"),
+    "update": Key("simultaneous", one_of("simultaneous", "two-pass", "alternating"),
+                  "simultaneous: the authors' one-forward update (fused or two-pass backward, whichever is exact and faster); two-pass forces the second; alternating: D then G"),
+    "prior_sampling": Key("random", one_of("random", "sobol"),
+                          "each step's prior batch: i.i.d. normals (the paper) or scrambled Sobol points (a stratified sample of the prior; ali.data.prior)"),
+    "guard_d_win_loss": Key(0.01, in_range(0, 1.386), "warn when loss_d stays below this (D wins completely) ..."),
+    "guard_d_win_logs": Key(5, in_range(1), "... for this many consecutive log lines"),
+}
 
 
 @dataclass(frozen=True)
@@ -43,22 +52,23 @@ class StepInputs:
     optimizers: Optimizers
     runtime: StepRuntime
     prior: PriorSampler | None
-    settings: dict[str, Any]  # the method's own config keys and their values
+    settings: dict[str, Any]  # the values of the config keys the method owns
     phase_steps: int  # the config's `steps`: the length of each of the method's phases
 
 
 @dataclass(frozen=True)
 class Method:
-    """One training method. `optimizers` maps an optimizer name to the networks it updates;
-    "discriminator" optimizers run at lr * d_lr_factor."""
+    """One training method. `optimizers` maps an optimizer name to the networks it updates (a
+    group whose networks the settings leave out is dropped); optimizers whose name starts with
+    "discriminator" run at lr * d_lr_factor."""
 
     name: str
     title: str  # how tables, figures and the CLI name it
-    networks: Callable[[Architecture], dict[str, nn.Module]]
+    networks: Callable[[Architecture, dict[str, Any]], dict[str, nn.Module]]  # (arch, settings)
     optimizers: dict[str, tuple[str, ...]]
     make_step: Callable[[StepInputs], StepFn]
     score: Score
-    keys: tuple[str, ...] = ()
+    keys: dict[str, Key] = field(default_factory=dict)  # the config keys the method owns (ali.keys)
     phases: int = 1  # consecutive phases of `steps` steps each, every one on the full schedule
     draws_prior: bool = True
 

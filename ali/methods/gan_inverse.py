@@ -6,8 +6,18 @@ from __future__ import annotations
 import torch
 
 from ali.methods.adversarial import adversarial_update, update_mode
-from ali.methods.base import ADVERSARIAL_KEYS, Losses, Method, StepFn, StepInputs, balance_score
-from ali.methods.base import decoder, encoder, marginal_discriminator, reconstruction_error
+from ali.methods.base import (
+    ADVERSARIAL_KEYS,
+    Losses,
+    Method,
+    StepFn,
+    StepInputs,
+    balance_score,
+    decoder,
+    encoder,
+    marginal_discriminator,
+    reconstruction_error,
+)
 
 
 def make_gan_step(inputs: StepInputs, train_inverse: bool) -> StepFn:
@@ -32,7 +42,7 @@ def make_gan_step(inputs: StepInputs, train_inverse: bool) -> StepFn:
 METHOD = Method(
     name="gan-inverse",
     title="GAN + inverse mapping",
-    networks=lambda arch: {"encoder": encoder(arch), "decoder": decoder(arch), "x_discriminator": marginal_discriminator(arch)},
+    networks=lambda arch, settings: {"encoder": encoder(arch), "decoder": decoder(arch), "x_discriminator": marginal_discriminator(arch)},
     optimizers={"generator": ("encoder", "decoder"), "discriminator": ("x_discriminator",)},
     make_step=lambda inputs: make_gan_step(inputs, train_inverse=True),
     score=balance_score,

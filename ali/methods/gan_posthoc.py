@@ -10,8 +10,18 @@ from __future__ import annotations
 import torch
 
 from ali.methods.adversarial import adversarial_update, update_mode
-from ali.methods.base import ADVERSARIAL_KEYS, Losses, Method, StepFn, StepInputs, balance_score
-from ali.methods.base import decoder, encoder, joint_discriminator, marginal_discriminator
+from ali.methods.base import (
+    ADVERSARIAL_KEYS,
+    Losses,
+    Method,
+    StepFn,
+    StepInputs,
+    balance_score,
+    decoder,
+    encoder,
+    joint_discriminator,
+    marginal_discriminator,
+)
 from ali.methods.gan_inverse import make_gan_step
 
 
@@ -37,7 +47,7 @@ def make_step(inputs: StepInputs) -> StepFn:
 METHOD = Method(
     name="gan-posthoc",
     title="GAN + post-hoc encoder",
-    networks=lambda arch: {
+    networks=lambda arch, settings: {
         "encoder": encoder(arch),
         "decoder": decoder(arch),
         "discriminator": joint_discriminator(arch),

@@ -46,7 +46,7 @@ def gaussian_kl(mu: torch.Tensor, log_sigma: torch.Tensor) -> torch.Tensor:
     return 0.5 * (mu**2 + torch.exp(2 * log_sigma) - 1 - 2 * log_sigma).sum(1)
 
 
-def networks(arch: Architecture) -> dict[str, nn.Module]:
+def networks(arch: Architecture, settings: dict) -> dict[str, nn.Module]:
     nets: dict[str, nn.Module] = {"encoder": GaussianEncoder(arch.vae_encoder or arch.encoder, arch.x_shape)}
     nets["decoder"] = decoder(arch)
     if len(arch.x_shape) == 1:

@@ -90,8 +90,8 @@ class _DropWithMask(torch.autograd.Function):
 
 
 class Dropout(nn.Module):
-    """nn.Dropout's semantics, with the mask drawn from torch.rand: on this CPU `bernoulli_` (which
-    nn.Dropout uses) took a fifth of a CIFAR-10 training step; uniform draws cost half of that."""
+    """nn.Dropout's semantics, with the mask drawn from torch.rand: on CPUs `bernoulli_` (which
+    nn.Dropout uses) can take a fifth of a CIFAR-10 training step; uniform draws cost half of that."""
 
     def __init__(self, p: float):
         super().__init__()
@@ -118,7 +118,7 @@ class UntiedBias(nn.Module):
 def out_width(layer: Layer) -> int:
     """Channels leaving the layer after its activation (maxout divides by its pieces)."""
     if layer.act.startswith("maxout"):
-        return layer.out // int(layer.act[len("maxout"):])
+        return layer.out // int(layer.act[len("maxout") :])
     return layer.out
 
 
@@ -130,7 +130,7 @@ def _activation(layer: Layer) -> nn.Module | None:
     if layer.act == "sigmoid":
         return nn.Sigmoid()
     if layer.act.startswith("maxout"):
-        return Maxout(int(layer.act[len("maxout"):]))
+        return Maxout(int(layer.act[len("maxout") :]))
     if layer.act == "linear":
         return None
     raise ValueError(f"unknown activation {layer.act!r}")

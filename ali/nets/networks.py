@@ -114,7 +114,9 @@ class JointDiscriminator(nn.Module):
 
     INPUTS = ("x", "z")
 
-    def __init__(self, x_table: list[Layer], z_table: list[Layer], joint_table: list[Layer], x_shape: tuple[int, ...], latent_dim: int):
+    def __init__(
+        self, x_table: list[Layer], z_table: list[Layer], joint_table: list[Layer], x_shape: tuple[int, ...], latent_dim: int
+    ):
         super().__init__()
         self.conv = bool(x_table) and x_table[0].op != "dense"
         one = 1 if self.conv else None  # D(z) and the joint layers see 1x1 maps
@@ -144,5 +146,3 @@ class MarginalDiscriminator(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.joint(self.dx(x)).flatten()
-
-

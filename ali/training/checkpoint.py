@@ -14,15 +14,16 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import safetensors.torch
 import torch
 
-import ali
 from ali.errors import AliError
+from ali.version import __version__
 
 FORMAT = "ali-checkpoint-1"
 _NAME = re.compile(r"^checkpoint-(\d{9})\.safetensors$")
@@ -122,7 +123,7 @@ def save_checkpoint(
         "step": step,
         "config": config,
         "optimizers": opt_headers,
-        "versions": {"ali": ali.__version__, "torch": torch.__version__},
+        "versions": {"ali": __version__, "torch": torch.__version__},
         "extra": extra or {},
     }
     for key, value in tensors.items():

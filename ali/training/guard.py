@@ -56,8 +56,14 @@ class DivergenceGuard:
         self.good: GoodState | None = None
         self._low_d_logs, self._low_d_since = 0, 0
 
-    def remember(self, step: int, model: torch.nn.Module, optimizers: dict[str, torch.optim.Optimizer],
-                 pending: dict[str, torch.Tensor], pending_count: int) -> None:
+    def remember(
+        self,
+        step: int,
+        model: torch.nn.Module,
+        optimizers: dict[str, torch.optim.Optimizer],
+        pending: dict[str, torch.Tensor],
+        pending_count: int,
+    ) -> None:
         """Hold a copy of a state known to be finite (call it right after a checkpoint, or at the start)."""
         self.good = GoodState(
             step,
@@ -68,8 +74,9 @@ class DivergenceGuard:
             pending_count,
         )
 
-    def is_healthy(self, model: torch.nn.Module, optimizers: dict[str, torch.optim.Optimizer],
-                   pending: dict[str, torch.Tensor], full: bool) -> bool:
+    def is_healthy(
+        self, model: torch.nn.Module, optimizers: dict[str, torch.optim.Optimizer], pending: dict[str, torch.Tensor], full: bool
+    ) -> bool:
         """True when the pending loss sums and weights (and with `full`, the optimizer states) are finite."""
         tensors = list(pending.values()) + [p for p in model.parameters()]
         if full:
@@ -95,11 +102,19 @@ class DivergenceGuard:
             opt.load_state_dict(good.optimizers[name])
         torch.set_rng_state(good.rng)
         self._low_d_logs = 0
-        event = {"step": good.step, "event": "divergence", "detected_at": step, "lr_scale": self.lr_scale,
-                 "failures": self.failures}
+        event = {
+            "step": good.step,
+            "event": "divergence",
+            "detected_at": step,
+            "lr_scale": self.lr_scale,
+            "failures": self.failures,
+        }
         self._drop_rows_after(good.step)
-        self._log(event, f"non-finite loss or weights at step {step}: restored step {good.step}, "
-                         f"lr scaled to x{self.lr_scale:g} (recovery {self.failures} of {self.config.guard_max_failures})")
+        self._log(
+            event,
+            f"non-finite loss or weights at step {step}: restored step {good.step}, "
+            f"lr scaled to x{self.lr_scale:g} (recovery {self.failures} of {self.config.guard_max_failures})",
+        )
         return good
 
     def watch(self, row: dict[str, float]) -> None:
@@ -115,11 +130,19 @@ class DivergenceGuard:
             self._low_d_since = int(row["step"])
         self._low_d_logs += 1
         if self._low_d_logs == self.config.guard_d_win_logs:
-            event = {"step": int(row["step"]), "event": "d_wins", "since_step": self._low_d_since,
-                     "loss_d": loss_d, "loss_g": row.get("loss_g")}
-            self._log(event, f"D wins completely: loss_d = {loss_d:g} (< {threshold:g}) on every log line from step "
-                             f"{self._low_d_since} to {int(row['step'])}, loss_g = {row.get('loss_g')}; the generators "
-                             "get little gradient: try a lower lr, or update='alternating'")
+            event = {
+                "step": int(row["step"]),
+                "event": "d_wins",
+                "since_step": self._low_d_since,
+                "loss_d": loss_d,
+                "loss_g": row.get("loss_g"),
+            }
+            self._log(
+                event,
+                f"D wins completely: loss_d = {loss_d:g} (< {threshold:g}) on every log line from step "
+                f"{self._low_d_since} to {int(row['step'])}, loss_g = {row.get('loss_g')}; the generators "
+                "get little gradient: try a lower lr, or update='alternating'",
+            )
 
     def state(self) -> dict[str, Any]:
         """What a checkpoint must carry so a resumed run keeps the lowered lr and the failure count."""

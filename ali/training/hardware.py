@@ -17,9 +17,10 @@ from __future__ import annotations
 import contextlib
 import platform
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager as ContextManager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, ContextManager, Iterator
 
 import torch
 from torch import nn

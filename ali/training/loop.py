@@ -33,6 +33,7 @@ from ali.training import distributed
 from ali.training.guard import DivergenceGuard
 from ali.training.hardware import make_runtime, on_cpu, prepare_model, resolve_precision, to_model_layout
 from ali.training.model import build_model, build_step, set_learning_rates, total_steps
+from ali.training.tensorboard import TensorBoardLog
 
 
 def lr_factor(config: TrainConfig, step: int) -> float:
@@ -144,6 +145,7 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False, progress: bo
     # Reliability (docs/RELIABILITY.md): checks at log lines and before checkpoints, rollback.
     guard = DivergenceGuard(config, stats.path, float(extra.get("lr_scale", 1.0)), int(extra.get("guard_failures", 0)))
     guard.remember(start, model, optimizers, stats.sums, stats.count)
+    board = TensorBoardLog(run_dir) if config.tensorboard and dist_ctx.is_main else None
     sampler = EpochSampler(len(dataset.train), config.batch_size, config.seed)
     bar = tqdm(total=total, initial=start, disable=not progress or not dist_ctx.is_main, dynamic_ncols=True, desc=config.method)
     began = time.perf_counter()
@@ -166,6 +168,8 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False, progress: bo
         if at_log:
             row = stats.flush(done, lr)
             guard.watch(row)
+            if board is not None:
+                board.scalars(row)
             bar.set_postfix({k: v for k, v in row.items() if k.startswith("loss") or k in ("recon", "nll")}, refresh=False)
         if at_checkpoint:
             seconds = elapsed + time.perf_counter() - began
@@ -173,11 +177,16 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False, progress: bo
                 save_snapshot(run_dir, model, optimizers, done, config, seconds, stats, guard, score)
             guard.remember(done, model, optimizers, stats.sums, stats.count)
         if config.grid_every and done % config.grid_every == 0 and dataset.is_image and dist_ctx.is_main:
+            grid = run_dir / f"samples-{done:09d}.png"
             with ckpt.run_dir_writes(run_dir, "sample grid"), on_cpu(model), torch.inference_mode():
-                write_sample_grid(model, run_dir / f"samples-{done:09d}.png")
+                write_sample_grid(model, grid)
+            if board is not None:
+                board.image("samples", grid, done)
         bar.update(1)
         step = done
     bar.close()
+    if board is not None:
+        board.close()
     seconds = elapsed + time.perf_counter() - began
     distributed.finish(dist_ctx)
     if not dist_ctx.is_main:

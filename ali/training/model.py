@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from ali.config import TrainConfig
@@ -18,7 +20,7 @@ def set_learning_rates(optimizers: Optimizers, lr: float, d_lr_factor: float) ->
     """The generators' lr on every optimizer; the discriminators' (TTUR) scaled by d_lr_factor."""
     for name, optimizer in optimizers.items():
         for group in optimizer.param_groups:
-            group["lr"] = lr * (d_lr_factor if name == "discriminator" else 1.0)
+            group["lr"] = lr * (d_lr_factor if name.startswith("discriminator") else 1.0)
 
 
 def build_model(config: TrainConfig) -> tuple[Model, Optimizers]:
@@ -26,13 +28,19 @@ def build_model(config: TrainConfig) -> tuple[Model, Optimizers]:
     optimizer group of the method; discriminators at lr * d_lr_factor."""
     method = get_method(config.method)
     arch = ARCHITECTURES[config.arch]
-    model = Model(method.networks(arch), arch, method.name, config)
+    model = Model(method.networks(arch, settings(config)), arch, method.name, config)
     init_weights(model, config.init_std)
     # fused=True: one kernel for all tensors; the per-tensor loop was a third of a toy step's time.
     adam = dict(lr=config.lr, betas=(config.beta1, config.beta2), fused=True)
-    optimizers = {name: torch.optim.Adam(model.parameters_of(nets), **adam) for name, nets in method.optimizers.items()}
+    groups = {name: model.parameters_of(nets) for name, nets in method.optimizers.items()}
+    optimizers = {name: torch.optim.Adam(params, **adam) for name, params in groups.items() if params}
     set_learning_rates(optimizers, config.lr, config.d_lr_factor)
     return model, optimizers
+
+
+def settings(config: TrainConfig) -> dict[str, Any]:
+    """The values of the config keys the run's method owns."""
+    return {k: getattr(config, k) for k in get_method(config.method).keys}
 
 
 def total_steps(config: TrainConfig) -> int:
@@ -44,7 +52,7 @@ def build_step(config: TrainConfig, model: Model, optimizers: Optimizers, runtim
     """The method's step with its inputs fixed: call it as step(x, index) -> losses."""
     method = get_method(config.method)
     prior = PriorSampler(config.prior_sampling, model.arch.latent_dim, config.seed) if method.draws_prior else None
-    inputs = StepInputs(model, optimizers, runtime, prior, {k: getattr(config, k) for k in method.keys}, config.steps)
+    inputs = StepInputs(model, optimizers, runtime, prior, settings(config), config.steps)
     inner = method.make_step(inputs)
 
     def step(x: torch.Tensor, index: int) -> dict[str, torch.Tensor]:

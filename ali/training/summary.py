@@ -15,9 +15,11 @@ def _layer_rows(net: nn.Module, *inputs: torch.Tensor) -> list[str]:
     hooks = []
     for name, module in net.named_modules():
         if len(list(module.children())) == 0:
+
             def hook(mod, _inp, out, name=name):  # bind the name now, not at call time
                 text = f"{type(mod).__name__}({mod.extra_repr()})"[:64]
                 rows.append(f"  {name:<10} {text:<64} -> {str(tuple(out.shape[1:])):<16} {count_parameters(mod):>10,}")
+
             hooks.append(module.register_forward_hook(hook))
     try:
         with torch.no_grad():

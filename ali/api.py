@@ -1,0 +1,118 @@
+"""The Python API: a trained image run as an object.
+
+    import ali
+    model = ali.load("runs/mnist")
+    x = model.sample(16, seed=0)          # (16, 1, 28, 28) floats in [0, 1]
+    z = model.encode(x)                   # codes z ~ q(z|x); mean=True for the encoder's mean
+    x_rec = model.reconstruct(x)
+
+Inputs may be uint8 or float tensors, numpy arrays or PIL images, one image or a batch:
+uint8 values are scaled by 1/255, float values must already be in [0, 1]; arrays and images in
+height x width (x channels) layout are moved to channels first. Every call runs in evaluation
+mode (batch-norm running averages, no dropout), without gradients, on the model's device.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ali.config import TrainConfig
+from ali.errors import AliError
+from ali.evaluation.image_eval import decode, encode
+from ali.nets.model import Model
+from ali.rundir import METRICS_FILE, load_trained
+from ali.training import checkpoint as ckpt
+
+
+class TrainedModel:
+    """Encoder and decoder of a finished image run. Build it with `ali.load(run_dir)`."""
+
+    def __init__(self, model: Model, config: TrainConfig, step: int, device: torch.device):
+        self.model, self.config, self.step, self.device = model.to(device).eval(), config, step, device
+
+    @property
+    def image_shape(self) -> tuple[int, ...]:
+        return tuple(self.model.arch.x_shape)
+
+    @property
+    def latent_dim(self) -> int:
+        return self.model.arch.latent_dim
+
+    def images(self, x: Any) -> torch.Tensor:
+        """Any accepted input as an (N, C, H, W) float tensor in [0, 1] on the model's device."""
+        if isinstance(x, Image.Image):
+            x = np.asarray(x.convert("L" if self.image_shape[0] == 1 else "RGB"))
+        if isinstance(x, (list, tuple)) and x and isinstance(x[0], Image.Image):
+            x = np.stack([np.asarray(i.convert("L" if self.image_shape[0] == 1 else "RGB")) for i in x])
+        if isinstance(x, np.ndarray):
+            x = _channels_first(torch.from_numpy(np.array(x)), self.image_shape)  # a writable copy
+        if not torch.is_tensor(x):
+            raise AliError(f"expected a tensor, numpy array or PIL image, got {type(x).__name__}")
+        if x.dtype == torch.uint8:
+            x = x.float() / 255.0
+        elif not x.is_floating_point():
+            raise AliError(f"images must be uint8 or float, got {x.dtype}")
+        x = x.float()
+        if x.dim() == len(self.image_shape):
+            x = x.unsqueeze(0)
+        if tuple(x.shape[1:]) != self.image_shape:
+            raise AliError(f"images of shape {tuple(x.shape[1:])} do not fit this model, which takes {self.image_shape}")
+        if x.numel() and (float(x.min()) < 0 or float(x.max()) > 1):
+            raise AliError("float images must lie in [0, 1] (uint8 images are scaled by 1/255)")
+        return x.to(self.device)
+
+    @torch.inference_mode()
+    def encode(self, x: Any, mean: bool = False) -> torch.Tensor:
+        """Codes of images: z ~ q(z|x), or the encoder's mean with mean=True."""
+        return encode(self.model, self.images(x), mean=mean)
+
+    @torch.inference_mode()
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Images Gx(z) in [0, 1] of codes z (N x latent_dim)."""
+        z = torch.as_tensor(z, dtype=torch.float32, device=self.device)
+        if z.dim() == 1:
+            z = z.unsqueeze(0)
+        if z.dim() != 2 or z.shape[1] != self.latent_dim:
+            raise AliError(f"codes must be N x {self.latent_dim}, got shape {tuple(z.shape)}")
+        return decode(self.model, z)
+
+    def reconstruct(self, x: Any, mean: bool = False) -> torch.Tensor:
+        """Gx(Gz(x)): the paper's reconstructions."""
+        return self.decode(self.encode(x, mean=mean))
+
+    def sample(self, n: int, seed: int | None = None) -> torch.Tensor:
+        """n samples Gx(z), z ~ N(0, I); the same seed draws the same z as `ali sample --seed`."""
+        if n < 1:
+            raise AliError(f"n must be >= 1, got {n}")
+        generator = torch.Generator().manual_seed(seed) if seed is not None else None
+        return self.decode(torch.randn(n, self.latent_dim, generator=generator))
+
+
+def _channels_first(x: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
+    """H x W, H x W x C or N x H x W x C arrays (the numpy / PIL layout) to channels first."""
+    channels = shape[0]
+    if x.dim() == 2 or (x.dim() == 3 and x.shape[0] != channels and x.shape[-1] != channels):
+        x = x.unsqueeze(-1)  # greyscale H x W (or N x H x W)
+    if x.shape[-1] == channels and tuple(x.shape[-3:-1]) == tuple(shape[1:]):
+        return x.movedim(-1, -3)
+    return x
+
+
+def load(run_dir: str | Path, device: str | torch.device = "cpu", allow_unfinished: bool = False) -> TrainedModel:
+    """A finished image run, from its newest valid checkpoint. allow_unfinished=True takes a run
+    still training or cut off (its newest checkpoint)."""
+    run_dir = Path(run_dir)
+    if not allow_unfinished and not (run_dir / METRICS_FILE).is_file():
+        if not ckpt.list_checkpoints(run_dir):
+            raise AliError(f"{run_dir} holds no checkpoint: train it first (ali train --out {run_dir})")
+        raise AliError(f"{run_dir} has not finished training (no {METRICS_FILE}); finish it with "
+                       f"`ali train --out {run_dir} --resume`, or pass allow_unfinished=True for its newest checkpoint")
+    config, model, step = load_trained(run_dir)
+    if len(model.arch.x_shape) != 3:
+        raise AliError(f"{run_dir} trained on 2-D data ({config.dataset}); ali.load is for image runs")
+    return TrainedModel(model, config, step, torch.device(device))

@@ -1,0 +1,31 @@
+"""A config key's default and range rule: what TrainConfig and each method declare about a key."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+Rule = tuple[Callable[[Any], bool], str]  # (check, what it requires, in words)
+
+
+@dataclass(frozen=True)
+class Key:
+    """A method's own config key: its default, its range rule and one line on what it does."""
+
+    default: Any
+    rule: Rule
+    doc: str
+
+
+def one_of(*choices: str) -> Rule:
+    return (lambda v: v in choices), "one of " + ", ".join(choices)
+
+
+def in_range(lo: float, hi: float | None = None, lo_open: bool = False) -> Rule:
+    def check(v: float) -> bool:
+        above = v > lo if lo_open else v >= lo
+        return above and (hi is None or v <= hi)
+
+    desc = f"{'>' if lo_open else '>='} {lo}" + (f" and <= {hi}" if hi is not None else "")
+    return check, desc
