@@ -13,15 +13,29 @@ from ali.config import TrainConfig, for_method, load_config_source, make_config,
 from ali.data import load_dataset, load_image_dataset
 from ali.data.download import download_dataset
 from ali.errors import AliError
+from ali.evaluation.classifier import DATASETS as CLASSIFIER_DATASETS
+from ali.evaluation.classifier import default_classifier_path, save_classifier, train_classifier
+from ali.evaluation.evaluate import DEFAULT_METRICS, METRIC_GROUPS, evaluate_model, parse_metrics
 from ali.evaluation.grids import save_image
 from ali.methods import METHODS
 from ali.presets import PRESETS
-from ali.rundir import load_run_config
+from ali.report import write_report
+from ali.rundir import METRICS_FILE, load_run_config, load_trained
 from ali.study import run_study
+from ali.training import checkpoint as ckpt
 from ali.training.hardware import resolve_device, resolve_precision
 from ali.training.loop import train
-from ali.training.model import build_model
+from ali.training.model import build_model, condition_dim
 from ali.training.summary import describe, parameter_counts
+
+
+class _Help(argparse.ArgumentDefaultsHelpFormatter):
+    """Every option's default in its help line, where it has one worth showing."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        if action.default in (None, False) or action.default is argparse.SUPPRESS or "%(default)" in (action.help or ""):
+            return action.help or ""
+        return super()._get_help_string(action)
 
 
 def _nonnegative_int(text: str) -> int:
@@ -113,6 +127,39 @@ def cmd_pictures(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    """`ali evaluate --run DIR`: the paper's metrics of a trained image run, as one JSON object."""
+    run = Path(args.run)
+    config, model, step = load_trained(run)
+    if not model.arch.x_shape or len(model.arch.x_shape) != 3:
+        raise AliError(f"{run} trained on 2-D data ({config.dataset}); its metrics are in {run / METRICS_FILE}")
+    data_dir = args.data_dir or config.data_dir
+    dataset = load_dataset(config.dataset, data_dir)
+    metrics = evaluate_model(model, dataset, data_dir, parse_metrics(args.metrics), condition_dim(config),
+                             args.classifier, args.inception_weights, progress=not args.no_progress)
+    out = Path(args.out) if args.out else run / "evaluation.json"
+    with ckpt.run_dir_writes(out.parent, out.name):
+        ckpt.atomic_write_json(out, {"run": str(run), "checkpoint_step": step, **metrics})
+    print(json.dumps(metrics, indent=2))
+    print(f"written: {out}")
+    return 0
+
+
+def cmd_classifier(args: argparse.Namespace) -> int:
+    """`ali classifier train --dataset NAME`: the domain classifier the sample metrics use."""
+    model, test_accuracy = train_classifier(args.dataset, args.data_dir or TrainConfig.data_dir, seed=args.seed,
+                                            epochs=args.epochs, progress=not args.no_progress)
+    path = Path(args.out) if args.out else default_classifier_path(args.dataset)
+    save_classifier(model, path, {"dataset": args.dataset, "seed": args.seed, "test_accuracy": test_accuracy})
+    print(json.dumps({"dataset": args.dataset, "test_accuracy": round(test_accuracy, 5), "path": str(path)}))
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    print(write_report(Path(args.dir)))
+    return 0
+
+
 def cmd_data(args: argparse.Namespace) -> int:
     """`ali data download|info NAME`: fetch + verify a dataset, or load it and print its shapes."""
     data_dir = Path(args.data_dir or TrainConfig.data_dir).expanduser().resolve()
@@ -135,7 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ali",
         description="Adversarially Learned Inference (Dumoulin et al. 2017)",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_Help,
     )
     parser.add_argument("--debug", action="store_true", help="show full tracebacks")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -148,7 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     def add(name: str, help_text: str) -> argparse.ArgumentParser:
-        return sub.add_parser(name, help=help_text, description=help_text, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        return sub.add_parser(name, help=help_text, description=help_text, formatter_class=_Help)
 
     methods_help = "; ".join(f"{name}: {m.title}" for name, m in METHODS.items())
     train = add("train", "train one run into --out")
@@ -188,6 +235,32 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--steps", type=_positive_int, default=11, help="points per pair, ends included (columns)")
         p.set_defaults(func=cmd_pictures)
 
+    evaluate = add("evaluate", "the paper's metrics of a trained image run (classifier IS / FID, reconstruction accuracy, L2-SVM, ...)")
+    evaluate.add_argument("--run", required=True, help="run directory of an image run (newest valid checkpoint)")
+    evaluate.add_argument("--metrics", default=",".join(DEFAULT_METRICS), help=f"comma-separated groups of {', '.join(METRIC_GROUPS)}")
+    evaluate.add_argument("--out", help="JSON file to write (default RUN/evaluation.json)")
+    evaluate.add_argument("--classifier", help="domain classifier file (default: the cache of `ali classifier train`)")
+    evaluate.add_argument("--inception-weights", help="Inception weights file for the 'inception' group (torch-fidelity's pt_inception)")
+    evaluate.add_argument("--data-dir", help="folder holding the datasets (default: the run's data_dir)")
+    evaluate.add_argument("--no-progress", action="store_true", help="no progress bars")
+    evaluate.set_defaults(func=cmd_evaluate)
+
+    classifier = add("classifier", "domain classifiers for the sample-quality metrics")
+    classifier_sub = classifier.add_subparsers(dest="classifier_command", required=True)
+    p = classifier_sub.add_parser("train", help="train and cache the classifier of a dataset", description="train and cache the classifier of a dataset",
+                                  formatter_class=_Help)
+    p.add_argument("--dataset", required=True, choices=CLASSIFIER_DATASETS)
+    p.add_argument("--seed", type=_nonnegative_int, default=0, help="initialisation, order, augmentation and dropout")
+    p.add_argument("--epochs", type=_positive_int, help="training epochs (default: the dataset's recipe)")
+    p.add_argument("--out", help="file to write (default: the cache evaluate looks in, $ALI_CACHE_DIR/classifiers)")
+    p.add_argument("--data-dir", help="folder holding the datasets (default: ../shared/data)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_classifier)
+
+    report = add("report", "write report.html for a run or study directory (self-contained, opens from disk)")
+    report.add_argument("dir", help="a run directory or a study directory")
+    report.set_defaults(func=cmd_report)
+
     data = add("data", "image datasets: download and verify, or load and show shapes")
     data_sub = data.add_subparsers(dest="data_command", required=True)
     for name, help_text in (
@@ -195,7 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("info", "load a dataset and print its split shapes as JSON"),
     ):
         p = data_sub.add_parser(
-            name, help=help_text, description=help_text, formatter_class=argparse.ArgumentDefaultsHelpFormatter
+            name, help=help_text, description=help_text, formatter_class=_Help
         )
         p.add_argument(
             "name",

@@ -82,6 +82,8 @@ _MNIST: dict[str, Any] = {
 }
 _IMAGE_PRESETS["mnist"] = {**_MNIST, "dataset": "mnist"}
 _IMAGE_PRESETS["fashion-mnist"] = {**_MNIST, "dataset": "fashion-mnist"}
+# Stacked MNIST mode counting (1,000 modes): the same recipe on the 3-channel MNIST nets.
+_IMAGE_PRESETS["stacked-mnist"] = {**_MNIST, "dataset": "stacked-mnist", "arch": "stacked-mnist"}
 
 PRESETS: dict[str, dict[str, Any]] = {
     "toy25": {**_TOY_DEFAULT, "dataset": "toy25"},

@@ -9,6 +9,7 @@ out. Train and held-out splits:
 | name | train | heldout |
 |---|---|---|
 | mnist, fashion-mnist | official train (60,000) | official test (10,000) |
+| stacked-mnist | 128,000 stacks of 3 train digits | 10,000 stacks of 3 test digits |
 | cifar10 | data_batch_1..5 [0:45000] | [45000:50000] (the authors' split) |
 | svhn | extra (531,131) | train (73,257) (the authors' split) |
 | celeba64 | partition 0 | partition 1 (valid); without the file every 10th image |
@@ -31,11 +32,12 @@ from ali.data.dataset import Dataset
 from ali.data.folder import load_folder
 from ali.data.idx import load_idx_split
 from ali.data.imagenet import load_imagenet64
+from ali.data.stacked_mnist import load_stacked_mnist
 from ali.data.svhn import load_svhn_split
 from ali.data.toy import MIXTURES, load_toy
 from ali.errors import AliError
 
-IMAGE_DATASETS: tuple[str, ...] = ("mnist", "fashion-mnist", "cifar10", "svhn", "celeba64", "imagenet64")
+IMAGE_DATASETS: tuple[str, ...] = ("mnist", "fashion-mnist", "stacked-mnist", "cifar10", "svhn", "celeba64", "imagenet64")
 FOLDER_PREFIX = "folder:"
 # Splits `load_split` serves, per dataset (CelebA and ImageNet go through load_image_dataset).
 SPLITS = {
@@ -73,6 +75,8 @@ def load_split(name: str, data_dir: Path | str, split: str) -> tuple[torch.Tenso
 
 
 def _parts(name: str, data_dir: Path) -> dict:
+    if name == "stacked-mnist":
+        return load_stacked_mnist(data_dir)
     if name in ("mnist", "fashion-mnist", "svhn"):
         train_split, held_split = ("extra", "train") if name == "svhn" else ("train", "test")
         train, labels = load_split(name, data_dir, train_split)

@@ -7,6 +7,8 @@ from typing import Any
 
 import torch
 
+from ali.errors import AliError
+
 
 @dataclass
 class Dataset:
@@ -29,3 +31,25 @@ class Dataset:
 
     def to_float(self, batch: torch.Tensor) -> torch.Tensor:
         return batch.float() / 255.0 if batch.dtype == torch.uint8 else batch
+
+
+def as_conditions(labels: torch.Tensor, size: int, name: str = "the dataset") -> torch.Tensor:
+    """What a conditional model is fed: class indices (N,) as one-hot rows (N, size), binary
+    attribute vectors (N, size) as floats. A size the labels do not have is an AliError."""
+    if labels.dim() == 1:
+        if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= size):
+            raise AliError(f"{name} has class labels up to {int(labels.max())}, but the run conditions on {size} classes; set condition_dim={int(labels.max()) + 1}")
+        return torch.nn.functional.one_hot(labels.long(), size).float()
+    if labels.dim() != 2 or labels.shape[1] != size:
+        raise AliError(f"{name} has condition vectors of size {labels.shape[-1]}, but the run conditions on {size}; set condition_dim={labels.shape[-1]}")
+    return labels.float()
+
+
+def evaluation_conditions(dataset: Dataset, n: int, size: int) -> torch.Tensor:
+    """Conditions for n evaluation samples: every class in turn, or the held-out attribute vectors."""
+    if dataset.heldout_labels is None:
+        raise AliError(f"dataset {dataset.name!r} has no labels to condition on")
+    if dataset.heldout_labels.dim() == 1:
+        return as_conditions(torch.arange(n) % size, size, dataset.name)
+    reps = -(-n // len(dataset.heldout_labels))
+    return as_conditions(dataset.heldout_labels.repeat(reps, 1)[:n], size, dataset.name)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -42,12 +43,28 @@ FEATURE_DIM = 1024
 FORMAT = "ali-domain-classifier"
 FORMAT_VERSION = "1"
 
-EPOCHS = 3
 BATCH_SIZE = 128
 LEARNING_RATE = 2e-3
 MAX_DEGREES = 10.0  # rotation range, each way
 MAX_SHIFT = 2.0  # translation range in pixels, each way
 PREDICT_BATCH = 500
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How `train_classifier` trains for one dataset: the settings its measured accuracy came from."""
+
+    epochs: int
+    max_degrees: float
+    max_shift: float
+    batch_size: int = BATCH_SIZE
+    lr: float = LEARNING_RATE
+
+
+RECIPES: dict[str, Recipe] = {
+    "mnist": Recipe(epochs=3, max_degrees=MAX_DEGREES, max_shift=MAX_SHIFT),
+    "fashion-mnist": Recipe(epochs=6, max_degrees=0.0, max_shift=1.0, batch_size=64, lr=1e-3),
+}
 
 
 class DomainClassifier(nn.Module):
@@ -170,15 +187,19 @@ def accuracy(model: DomainClassifier, images: torch.Tensor, labels: torch.Tensor
     return (probs.argmax(1) == labels.long()).float().mean().item()
 
 
-def train_classifier(dataset: str, data_dir: Path | str, seed: int = 0, epochs: int = EPOCHS,
+def train_classifier(dataset: str, data_dir: Path | str, seed: int = 0, epochs: int | None = None,
                      progress: bool = True, n_train: int | None = None) -> tuple[DomainClassifier, float]:
-    """Train on the official training split (its first n_train images, if given) and return the
-    classifier with its accuracy on the official test split."""
+    """Train with the dataset's recipe (RECIPES; `epochs` overrides its epochs) on the official
+    training split (its first n_train images, if given) and return the classifier with its
+    accuracy on the official test split."""
     _check_dataset(dataset)
+    recipe = RECIPES[dataset]
     images, labels = load_split(dataset, data_dir, "train")
     if n_train is not None:
         images, labels = images[:n_train], labels[:n_train]
-    model = fit_classifier(images, labels, seed=seed, epochs=epochs, progress=progress)
+    model = fit_classifier(images, labels, seed=seed, epochs=recipe.epochs if epochs is None else epochs,
+                           batch_size=recipe.batch_size, lr=recipe.lr, max_degrees=recipe.max_degrees,
+                           max_shift=recipe.max_shift, progress=progress)
     test_images, test_labels = load_split(dataset, data_dir, "test")
     return model, accuracy(model, test_images, test_labels)
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from ali.data.dataset import Dataset
+from ali.data.dataset import Dataset, as_conditions, evaluation_conditions
 from ali.errors import AliError
 from ali.evaluation.grids import image_grid, interleave_columns, save_image
 from ali.nets.model import Model
@@ -31,37 +31,52 @@ def fixed_prior(model: Model, n: int, seed: int = GRID_SEED) -> torch.Tensor:
     return torch.randn(n, model.arch.latent_dim, generator=torch.Generator().manual_seed(seed))
 
 
+def _in_chunks(net, data: torch.Tensor, conditions: torch.Tensor | None) -> torch.Tensor:
+    """net over data in chunks of BATCH, each chunk with its conditions when the model has them."""
+    if conditions is None:
+        return torch.cat([net(chunk) for chunk in data.split(BATCH)])
+    return torch.cat([net(chunk, c) for chunk, c in zip(data.split(BATCH), conditions.split(BATCH))])
+
+
 @torch.inference_mode()
-def decode(model: Model, z: torch.Tensor) -> torch.Tensor:
+def decode(model: Model, z: torch.Tensor, conditions: torch.Tensor | None = None) -> torch.Tensor:
+    """Gx(z) (or Gx(z, y) for a conditional model) in evaluation mode."""
     model.eval()
-    return torch.cat([model.decoder(chunk) for chunk in z.split(BATCH)])
+    return _in_chunks(model["decoder"], z, conditions)
 
 
 @torch.inference_mode()
-def encode(model: Model, x: torch.Tensor, mean: bool = False) -> torch.Tensor:
+def encode(model: Model, x: torch.Tensor, mean: bool = False, conditions: torch.Tensor | None = None) -> torch.Tensor:
     """Codes of float images x: the encoder's own output (z ~ q(z|x), or E(x) for a deterministic
     encoder), or with `mean` the mean mu(x)."""
     model.eval()
     encoder = model["encoder"]
-    return torch.cat([encoder.moments(chunk)[0] if mean else encoder(chunk) for chunk in x.split(BATCH)])
+    return _in_chunks((lambda *a: encoder.moments(*a)[0]) if mean else encoder, x, conditions)
 
 
-def write_sample_grid(model: Model, path: Path, n: int = 64) -> None:
+def write_sample_grid(model: Model, path: Path, n: int = 64, conditions: torch.Tensor | None = None) -> None:
     """Samples Gx(z) from the fixed z: successive grids of one run show the same codes."""
     was_training = model.training
-    save_image(image_grid(decode(model, fixed_prior(model, n))), path)
+    c = None if conditions is None else conditions[:n]
+    save_image(image_grid(decode(model, fixed_prior(model, n), c)), path)
     model.train(was_training)
 
 
-def evaluate_images(model: Model, dataset: Dataset, n: int, run_dir: Path) -> dict[str, float]:
-    """Metrics on up to n held-out images; writes samples.png and reconstructions.png."""
+def evaluate_images(model: Model, dataset: Dataset, n: int, run_dir: Path, condition_dim: int = 0) -> dict[str, float]:
+    """Metrics on up to n held-out images; writes samples.png and reconstructions.png. A
+    conditional model (condition_dim > 0) encodes and decodes with the images' own conditions
+    and samples every class in turn (or the held-out attribute vectors)."""
+    x = dataset.to_float(dataset.heldout[:n])
+    c_x = c_sample = None
+    if condition_dim:
+        c_x = as_conditions(dataset.heldout_labels[:n], condition_dim, dataset.name)
+        c_sample = evaluation_conditions(dataset, len(x), condition_dim)
     with torch.random.fork_rng():
         torch.manual_seed(EVAL_SEED)
-        x = dataset.to_float(dataset.heldout[:n])
-        z_hat = encode(model, x)
-        recon = decode(model, z_hat)
-        recon_mu = decode(model, encode(model, x, mean=True))
-        samples = decode(model, model.sample_prior(len(x)))
+        z_hat = encode(model, x, conditions=c_x)
+        recon = decode(model, z_hat, c_x)
+        recon_mu = decode(model, encode(model, x, mean=True, conditions=c_x), c_x)
+        samples = decode(model, model.sample_prior(len(x)), c_sample)
     mean_image = dataset.to_float(dataset.train[: min(len(dataset.train), 10_000)]).mean(0)
     mse = lambda a, b: float((a - b).pow(2).mean())  # noqa: E731
     metrics = {

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 from ali.errors import AliError
 from ali.keys import Key
-from ali.methods import ali, alice, bigan, gan_inverse, gan_posthoc, vae
+from ali.methods import ali, ali_conditional, alice, bigan, gan_inverse, gan_posthoc, vae
 from ali.methods.base import Method
 
 METHODS: dict[str, Method] = {
     m.name: m
     for m in (
         ali.METHOD,
+        ali_conditional.METHOD,
         alice.METHOD,
         bigan.METHOD,
         gan_inverse.METHOD,

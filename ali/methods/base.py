@@ -29,7 +29,7 @@ from ali.training.hardware import StepRuntime
 
 Losses = dict[str, torch.Tensor]
 Optimizers = dict[str, torch.optim.Optimizer]
-StepFn = Callable[[torch.Tensor, int], Losses]
+StepFn = Callable[..., Losses]  # step(x, index) -> losses; conditional methods: step(x, index, y)
 Score = Callable[[list[dict[str, float]]], tuple[float | None, str]]
 
 # Keys every method with a discriminator reads.
@@ -71,6 +71,9 @@ class Method:
     keys: dict[str, Key] = field(default_factory=dict)  # the config keys the method owns (ali.keys)
     phases: int = 1  # consecutive phases of `steps` steps each, every one on the full schedule
     draws_prior: bool = True
+    # Conditional methods (the paper's §5) get each batch's condition vectors y as a third step
+    # argument: one-hot class labels or binary attributes of size settings["condition_dim"].
+    conditional: bool = False
 
 
 # L_D at the game's equilibrium D = 1/2: -log(1/2) - log(1 - 1/2).

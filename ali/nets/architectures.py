@@ -251,6 +251,13 @@ MNIST = Architecture(
     untied_output_bias=True,
 )
 
+# Stacked MNIST (three digits as the RGB channels): the MNIST nets on 3-channel images.
+STACKED_MNIST = dataclasses.replace(
+    MNIST,
+    x_shape=(3, 28, 28),
+    decoder=[*MNIST.decoder[:-1], dataclasses.replace(MNIST.decoder[-1], out=3)],  # T4/2,3 -> 28
+)
+
 ARCHITECTURES: dict[str, Architecture] = {
     "toy": TOY,
     "cifar10": CIFAR10,
@@ -258,4 +265,5 @@ ARCHITECTURES: dict[str, Architecture] = {
     "celeba64": CELEBA64,
     "imagenet64": IMAGENET64,
     "mnist": MNIST,
+    "stacked-mnist": STACKED_MNIST,
 }

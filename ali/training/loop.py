@@ -19,8 +19,10 @@ from tqdm import tqdm
 
 from ali.config import TrainConfig, to_dict
 from ali.data import load_dataset
-from ali.data.dataset import Dataset
+from ali.data.dataset import Dataset, as_conditions, evaluation_conditions
 from ali.data.sampler import EpochSampler
+from ali.errors import AliError
+from ali.evaluation.evaluate import end_of_training_metrics
 from ali.evaluation.figures import comparison_rows, save_png
 from ali.evaluation.image_eval import evaluate_images, prepare_image_model, write_sample_grid
 from ali.evaluation.toy_eval import data_extent, evaluate_toy
@@ -32,7 +34,7 @@ from ali.training import checkpoint as ckpt
 from ali.training import distributed
 from ali.training.guard import DivergenceGuard
 from ali.training.hardware import make_runtime, on_cpu, prepare_model, resolve_precision, to_model_layout
-from ali.training.model import build_model, build_step, set_learning_rates, total_steps
+from ali.training.model import build_model, build_step, condition_dim, set_learning_rates, total_steps
 from ali.training.tensorboard import TensorBoardLog
 
 
@@ -81,7 +83,8 @@ def evaluate_run(model: Model, dataset: Dataset, config: TrainConfig, run_dir: P
     """Final evaluation: metrics.json, and the sample pictures (images) or comparison figure (toy)."""
     with ckpt.run_dir_writes(run_dir, "metrics.json and the evaluation pictures"):
         if dataset.is_image:
-            metrics = evaluate_images(model, dataset, config.eval_samples, run_dir)
+            metrics = evaluate_images(model, dataset, config.eval_samples, run_dir, condition_dim(config))
+            metrics = {**end_of_training_metrics(model, dataset, config.data_dir, condition_dim(config)), **metrics}
         else:
             metrics, panels = evaluate_toy(model, dataset, config.eval_samples)
             title = get_method(config.method).title
@@ -146,6 +149,7 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False, progress: bo
     guard = DivergenceGuard(config, stats.path, float(extra.get("lr_scale", 1.0)), int(extra.get("guard_failures", 0)))
     guard.remember(start, model, optimizers, stats.sums, stats.count)
     board = TensorBoardLog(run_dir) if config.tensorboard and dist_ctx.is_main else None
+    conditions, grid_conditions = _conditions(config, dataset, dist_ctx.device)
     sampler = EpochSampler(len(dataset.train), config.batch_size, config.seed)
     bar = tqdm(total=total, initial=start, disable=not progress or not dist_ctx.is_main, dynamic_ncols=True, desc=config.method)
     began = time.perf_counter()
@@ -153,8 +157,9 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False, progress: bo
     while step < total:
         lr = config.lr * lr_factor(config, step) * guard.lr_scale
         set_learning_rates(optimizers, lr, config.d_lr_factor)
-        x = to_model_layout(dataset.to_float(dataset.train[dist_ctx.local_indices(sampler.indices(step))]))
-        stats.add(train_step(x, step))
+        batch = dist_ctx.local_indices(sampler.indices(step))
+        x = to_model_layout(dataset.to_float(dataset.train[batch]))
+        stats.add(train_step(x, step) if conditions is None else train_step(x, step, conditions[batch]))
         done = step + 1
         at_log = done % config.log_every == 0 or done == total
         at_checkpoint = done % config.checkpoint_every == 0 or done == total
@@ -179,7 +184,7 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False, progress: bo
         if config.grid_every and done % config.grid_every == 0 and dataset.is_image and dist_ctx.is_main:
             grid = run_dir / f"samples-{done:09d}.png"
             with ckpt.run_dir_writes(run_dir, "sample grid"), on_cpu(model), torch.inference_mode():
-                write_sample_grid(model, grid)
+                write_sample_grid(model, grid, conditions=grid_conditions)
             if board is not None:
                 board.image("samples", grid, done)
         bar.update(1)
@@ -195,6 +200,16 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False, progress: bo
     dataset.train = dataset.train.cpu()
     with on_cpu(model), torch.inference_mode():
         return evaluate_run(model, dataset, config, run_dir, seconds)
+
+
+def _conditions(config: TrainConfig, dataset: Dataset, device: torch.device) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """A conditional run's condition vectors of the training set (on the device) and of its grids."""
+    size = condition_dim(config)
+    if not size:
+        return None, None
+    if dataset.labels is None or not dataset.is_image:
+        raise AliError(f"method {config.method!r} conditions on labels, and dataset {dataset.name!r} has none; choose a labelled image dataset")
+    return as_conditions(dataset.labels, size, dataset.name).to(device), evaluation_conditions(dataset, 64, size)
 
 
 def _scratch_dir(ctx: distributed.DistContext) -> Path:

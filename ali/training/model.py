@@ -49,17 +49,22 @@ def total_steps(config: TrainConfig) -> int:
 
 
 def build_step(config: TrainConfig, model: Model, optimizers: Optimizers, runtime: StepRuntime) -> StepFn:
-    """The method's step with its inputs fixed: call it as step(x, index) -> losses."""
+    """The method's step with its inputs fixed: call it as step(x, index[, y]) -> losses."""
     method = get_method(config.method)
     prior = PriorSampler(config.prior_sampling, model.arch.latent_dim, config.seed) if method.draws_prior else None
     inputs = StepInputs(model, optimizers, runtime, prior, settings(config), config.steps)
     inner = method.make_step(inputs)
 
-    def step(x: torch.Tensor, index: int) -> dict[str, torch.Tensor]:
+    def step(x: torch.Tensor, index: int, y: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         model.train()
-        losses = inner(x, index)
+        losses = inner(x, index, y) if method.conditional else inner(x, index)
         if runtime.scaler is not None:
             runtime.scaler.update()
         return losses
 
     return step
+
+
+def condition_dim(config: TrainConfig) -> int:
+    """The size of a conditional run's condition vectors; 0 for an unconditional method."""
+    return int(getattr(config, "condition_dim", 0)) if get_method(config.method).conditional else 0

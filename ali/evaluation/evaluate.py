@@ -1,0 +1,157 @@
+"""`ali evaluate`: the paper's claims, measured on a trained image run.
+
+Metric groups (`--metrics`, comma-separated):
+- "samples": classifier IS (10 splits), classifier FID (penultimate features of the domain
+  classifier against the test set: not comparable with Inception FID), the per-class histogram
+  of the samples and its KL to uniform. Needs a domain classifier (ali.evaluation.classifier).
+- "recon": pixel MSE of reconstructions Gx(Gz(x)) of the test set, and the classifier's accuracy
+  on them against the true labels (the protocol of MINE's table: ALI 45.95%, ALICE 98.17%).
+- "svm": the authors' semi-supervised L2-SVM protocol (ali.evaluation.semisupervised) with 10
+  and 100 labels per class (100 and 1,000 labels), test error in percent.
+- "stacked": Stacked MNIST mode count and KL over 26,000 samples, each channel classified.
+- "inception": standard Inception IS / FID through torch-fidelity and weights on disk.
+
+DEFAULT_METRICS run at the end of training when their classifier exists; the rest on demand.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ali.data import load_split
+from ali.data.dataset import Dataset, as_conditions, evaluation_conditions
+from ali.errors import AliError
+from ali.evaluation import classifier as clf
+from ali.evaluation.image_eval import EVAL_SEED, decode, encode
+from ali.evaluation.sample_quality import (
+    class_histogram,
+    frechet_distance,
+    inception_metrics,
+    inception_score,
+    kl_to_uniform,
+    stacked_mnist_modes,
+)
+from ali.evaluation.semisupervised import encoder_features, mnist_svm_splits, svm_protocol
+from ali.nets.model import Model
+
+METRIC_GROUPS = ("samples", "recon", "svm", "stacked", "inception")
+DEFAULT_METRICS = ("samples", "recon")
+SAMPLES = 10_000
+STACKED_SAMPLES = 26_000
+SVM_LABELS_PER_CLASS = (10, 100)
+
+
+def parse_metrics(text: str) -> tuple[str, ...]:
+    names = tuple(m.strip() for m in text.split(",") if m.strip())
+    unknown = [m for m in names if m not in METRIC_GROUPS]
+    if unknown or not names:
+        raise AliError(f"--metrics: unknown metric group(s) {', '.join(unknown) or '(none)'}; known: {', '.join(METRIC_GROUPS)}")
+    return names
+
+
+def classifier_dataset(dataset: str) -> str:
+    """The domain classifier a dataset's samples are scored with."""
+    if dataset in clf.DATASETS:
+        return dataset
+    if dataset == "stacked-mnist":
+        return "mnist"
+    raise AliError(f"classifier metrics exist for {', '.join(clf.DATASETS)} and stacked-mnist; this run trained on {dataset!r}")
+
+
+def _conditions(condition_dim: int, dataset: Dataset, labels: torch.Tensor | None, n: int) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """A conditional model's conditions for the test images and for n samples (None otherwise)."""
+    if not condition_dim:
+        return None, None
+    return as_conditions(labels, condition_dim, dataset.name), evaluation_conditions(dataset, n, condition_dim)
+
+
+def evaluate_model(
+    model: Model,
+    dataset: Dataset,
+    data_dir: Path | str,
+    metrics: Sequence[str] = DEFAULT_METRICS,
+    condition_dim: int = 0,
+    classifier_path: Path | str | None = None,
+    inception_weights: Path | str | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """The requested metric groups as one flat dict (errors in percent, fractions in [0, 1])."""
+    model.eval()
+    out: dict[str, Any] = {}
+    needs_classifier = {"samples", "recon", "stacked"} & set(metrics)
+    net = clf.load_classifier(clf.find_classifier(classifier_dataset(dataset.name), classifier_path))[0] if needs_classifier else None
+    x_test = dataset.to_float(dataset.heldout)
+    c_test, c_samples = _conditions(condition_dim, dataset, dataset.heldout_labels, SAMPLES)
+    with torch.random.fork_rng():
+        torch.manual_seed(EVAL_SEED)
+        if "samples" in metrics:
+            samples = decode(model, model.sample_prior(SAMPLES), c_samples)
+            probs, feats = clf.predict(net, samples, progress=progress)
+            real_probs, real_feats = clf.predict(net, x_test, progress=progress)
+            hist = class_histogram(probs, clf.NUM_CLASSES)
+            is_mean, is_std = inception_score(probs.numpy())
+            out.update(
+                classifier_is=is_mean,
+                classifier_is_std=is_std,
+                classifier_is_real_test=inception_score(real_probs.numpy())[0],
+                classifier_fid=frechet_distance(feats.numpy(), real_feats.numpy()),
+                class_fractions=[round(float(h), 4) for h in hist / hist.sum()],
+                class_kl_to_uniform=kl_to_uniform(hist),
+            )
+            if c_samples is not None and dataset.heldout_labels.dim() == 1:
+                out["condition_accuracy"] = float((probs.argmax(1) == c_samples.argmax(1)).float().mean())
+        if "recon" in metrics:
+            recon = decode(model, encode(model, x_test, conditions=c_test), c_test)
+            out["recon_mse"] = float((recon - x_test).pow(2).mean())
+            if net is not None and dataset.heldout_labels is not None and dataset.heldout_labels.dim() == 1:
+                out["recon_class_accuracy"] = clf.accuracy(net, recon, dataset.heldout_labels)
+                out["test_class_accuracy"] = clf.accuracy(net, x_test, dataset.heldout_labels)
+        if "stacked" in metrics:
+            samples = decode(model, model.sample_prior(STACKED_SAMPLES))
+            channels = [clf.predict(net, samples[:, c : c + 1], progress=progress)[0].numpy() for c in range(3)]
+            stacked = stacked_mnist_modes(channels)
+            out.update(stacked_modes=stacked["modes_covered"], stacked_kl=stacked["kl_to_uniform"])
+        if "inception" in metrics:
+            samples = decode(model, model.sample_prior(SAMPLES), c_samples)
+            as_uint8 = lambda t: (t.clamp(0, 1) * 255).round().to(torch.uint8)  # noqa: E731
+            out.update(inception_metrics(as_uint8(samples), dataset.heldout, inception_weights))
+    if "svm" in metrics:
+        out.update(svm_metrics(model, dataset.name, data_dir))
+    return round_metrics(out)
+
+
+def svm_metrics(model: Model, dataset_name: str, data_dir: Path | str) -> dict[str, Any]:
+    """L2-SVM test error (percent) with 10 and 100 labels per class, on encoder features."""
+    if dataset_name not in clf.DATASETS:
+        raise AliError(f"the L2-SVM protocol is set up for {', '.join(clf.DATASETS)} here (SVHN needs its files); this run trained on {dataset_name!r}")
+    train_x, train_y = load_split(dataset_name, data_dir, "train")
+    test_x, test_y = load_split(dataset_name, data_dir, "test")
+    feats = encoder_features(model["encoder"], train_x), encoder_features(model["encoder"], test_x)
+    splits = mnist_svm_splits(feats[0], train_y, feats[1], test_y)
+    out: dict[str, Any] = {}
+    for per_class in SVM_LABELS_PER_CLASS:
+        result = svm_protocol(**splits, per_class=per_class)
+        labels = result["n_labels"]
+        out[f"svm_error_{labels}"] = 100 * result["test_error_mean"]
+        out[f"svm_error_{labels}_std"] = 100 * result["test_error_std"]
+        out[f"svm_best_C_{labels}"] = result["best_C"]
+    return out
+
+
+def round_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
+    return {k: round(v, 6) if isinstance(v, float) else v for k, v in metrics.items()}
+
+
+def end_of_training_metrics(model: Model, dataset: Dataset, data_dir: Path | str, condition_dim: int = 0) -> dict[str, Any]:
+    """DEFAULT_METRICS for a dataset with a domain classifier; without the classifier, a note that
+    says how to make one (training never fails for want of it)."""
+    if dataset.name not in clf.DATASETS:
+        return {}
+    try:
+        return evaluate_model(model, dataset, data_dir, DEFAULT_METRICS, condition_dim, progress=False)
+    except AliError as exc:
+        return {"classifier_metrics": f"not computed: {exc}"}
