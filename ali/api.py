@@ -22,11 +22,13 @@ import torch
 from PIL import Image
 
 from ali.config import TrainConfig
+from ali.data.dataset import as_conditions
 from ali.errors import AliError
 from ali.evaluation.image_eval import decode, encode
 from ali.nets.model import Model
 from ali.rundir import METRICS_FILE, load_trained
 from ali.training import checkpoint as ckpt
+from ali.training.model import condition_dim
 
 
 class TrainedModel:
@@ -66,31 +68,54 @@ class TrainedModel:
             raise AliError("float images must lie in [0, 1] (uint8 images are scaled by 1/255)")
         return x.to(self.device)
 
-    @torch.inference_mode()
-    def encode(self, x: Any, mean: bool = False) -> torch.Tensor:
-        """Codes of images: z ~ q(z|x), or the encoder's mean with mean=True."""
-        return encode(self.model, self.images(x), mean=mean)
+    @property
+    def condition_dim(self) -> int:
+        """The size of a conditional run's condition vectors; 0 for an unconditional one."""
+        return condition_dim(self.config)
+
+    def conditions(self, condition: Any, n: int) -> torch.Tensor | None:
+        """`condition` for n examples as condition vectors: a class (int), one class per example
+        (list of ints), or an (n, condition_dim) tensor of attributes. None for unconditional runs."""
+        size = self.condition_dim
+        if not size:
+            if condition is not None:
+                raise AliError("this run is not conditional: drop condition=")
+            return None
+        if condition is None:
+            raise AliError(f"this run is conditional: pass condition= (a class, a list of classes, or an (N, {size}) tensor)")
+        if isinstance(condition, int):
+            condition = [condition] * n
+        c = torch.as_tensor(condition)
+        if c.dim() == 1 and len(c) != n or c.dim() == 2 and len(c) != n:
+            raise AliError(f"{len(c)} conditions for {n} examples; give one per example")
+        return as_conditions(c, size, "condition=").to(self.device)
 
     @torch.inference_mode()
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
-        """Images Gx(z) in [0, 1] of codes z (N x latent_dim)."""
+    def encode(self, x: Any, mean: bool = False, condition: Any = None) -> torch.Tensor:
+        """Codes of images: z ~ q(z|x) (or q(z|x, y)), or the encoder's mean with mean=True."""
+        images = self.images(x)
+        return encode(self.model, images, mean=mean, conditions=self.conditions(condition, len(images)))
+
+    @torch.inference_mode()
+    def decode(self, z: torch.Tensor, condition: Any = None) -> torch.Tensor:
+        """Images Gx(z) (or Gx(z, y)) in [0, 1] of codes z (N x latent_dim)."""
         z = torch.as_tensor(z, dtype=torch.float32, device=self.device)
         if z.dim() == 1:
             z = z.unsqueeze(0)
         if z.dim() != 2 or z.shape[1] != self.latent_dim:
             raise AliError(f"codes must be N x {self.latent_dim}, got shape {tuple(z.shape)}")
-        return decode(self.model, z)
+        return decode(self.model, z, self.conditions(condition, len(z)))
 
-    def reconstruct(self, x: Any, mean: bool = False) -> torch.Tensor:
+    def reconstruct(self, x: Any, mean: bool = False, condition: Any = None) -> torch.Tensor:
         """Gx(Gz(x)): the paper's reconstructions."""
-        return self.decode(self.encode(x, mean=mean))
+        return self.decode(self.encode(x, mean=mean, condition=condition), condition=condition)
 
-    def sample(self, n: int, seed: int | None = None) -> torch.Tensor:
+    def sample(self, n: int, seed: int | None = None, condition: Any = None) -> torch.Tensor:
         """n samples Gx(z), z ~ N(0, I); the same seed draws the same z as `ali sample --seed`."""
         if n < 1:
             raise AliError(f"n must be >= 1, got {n}")
         generator = torch.Generator().manual_seed(seed) if seed is not None else None
-        return self.decode(torch.randn(n, self.latent_dim, generator=generator))
+        return self.decode(torch.randn(n, self.latent_dim, generator=generator), condition=condition)
 
 
 def _channels_first(x: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:

@@ -15,12 +15,13 @@ from ali.data.download import download_dataset
 from ali.errors import AliError
 from ali.evaluation.classifier import DATASETS as CLASSIFIER_DATASETS
 from ali.evaluation.classifier import default_classifier_path, save_classifier, train_classifier
-from ali.evaluation.evaluate import DEFAULT_METRICS, METRIC_GROUPS, evaluate_model, parse_metrics
+from ali.evaluation.evaluate import DEFAULT_METRICS, METRIC_GROUPS, SAMPLES, evaluate_model, parse_metrics
 from ali.evaluation.grids import save_image
+from ali.generate_conditional import conditional_grid
 from ali.methods import METHODS
 from ali.presets import PRESETS
 from ali.report import write_report
-from ali.rundir import METRICS_FILE, load_run_config, load_trained
+from ali.rundir import METRICS_FILE, load_run_config, load_trained, read_condition_names
 from ali.study import run_study
 from ali.training import checkpoint as ckpt
 from ali.training.hardware import resolve_device, resolve_precision
@@ -112,6 +113,8 @@ def cmd_study(args: argparse.Namespace) -> int:
 def cmd_pictures(args: argparse.Namespace) -> int:
     """`ali sample | reconstruct | interpolate`: one PNG grid from a trained image run."""
     config, model, step = generate.load_image_run(Path(args.run))
+    if condition_dim(config):
+        raise AliError(f"{args.run} is a conditional run: draw its samples with `ali generate --run {args.run} --conditions SPEC`")
     if args.command == "sample":
         image = generate.sample_image(model, args.n, args.seed)
     else:
@@ -127,6 +130,16 @@ def cmd_pictures(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_generate(args: argparse.Namespace) -> int:
+    """`ali generate`: a conditional run's samples, rows of fixed z by columns of conditions."""
+    run = Path(args.run)
+    config, model, step = generate.load_image_run(run)
+    image = conditional_grid(model, config, read_condition_names(run), args.z_seed, args.conditions, args.rows)
+    save_image(image, Path(args.out))
+    print(f"{args.out}: {image.width}x{image.height} from checkpoint step {step} of {args.run}")
+    return 0
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     """`ali evaluate --run DIR`: the paper's metrics of a trained image run, as one JSON object."""
     run = Path(args.run)
@@ -136,7 +149,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     data_dir = args.data_dir or config.data_dir
     dataset = load_dataset(config.dataset, data_dir)
     metrics = evaluate_model(model, dataset, data_dir, parse_metrics(args.metrics), condition_dim(config),
-                             args.classifier, args.inception_weights, progress=not args.no_progress)
+                             args.classifier, args.inception_weights, progress=not args.no_progress,
+                             samples=args.samples, test_images=args.test_images)
     out = Path(args.out) if args.out else run / "evaluation.json"
     with ckpt.run_dir_writes(out.parent, out.name):
         ckpt.atomic_write_json(out, {"run": str(run), "checkpoint_step": step, **metrics})
@@ -235,6 +249,14 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--steps", type=_positive_int, default=11, help="points per pair, ends included (columns)")
         p.set_defaults(func=cmd_pictures)
 
+    gen = add("generate", "a conditional run's samples: rows of fixed z, columns of conditions (the paper's §5 figure)")
+    gen.add_argument("--run", required=True, help="run directory of a conditional run (method ali-conditional)")
+    gen.add_argument("--conditions", required=True, help='classes "0-9" or "0,3,7"; attributes "Male,Young;-Male,Young|Black_Hair;Smiling"')
+    gen.add_argument("--z-seed", type=_nonnegative_int, default=0, help="the fixed z of the grid")
+    gen.add_argument("--rows", type=_positive_int, help="class grids: rows of different z (default 8)")
+    gen.add_argument("--out", required=True, help="PNG file to write")
+    gen.set_defaults(func=cmd_generate)
+
     evaluate = add("evaluate", "the paper's metrics of a trained image run (classifier IS / FID, reconstruction accuracy, L2-SVM, ...)")
     evaluate.add_argument("--run", required=True, help="run directory of an image run (newest valid checkpoint)")
     evaluate.add_argument("--metrics", default=",".join(DEFAULT_METRICS), help=f"comma-separated groups of {', '.join(METRIC_GROUPS)}")
@@ -242,6 +264,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--classifier", help="domain classifier file (default: the cache of `ali classifier train`)")
     evaluate.add_argument("--inception-weights", help="Inception weights file for the 'inception' group (torch-fidelity's pt_inception)")
     evaluate.add_argument("--data-dir", help="folder holding the datasets (default: the run's data_dir)")
+    evaluate.add_argument("--samples", type=_positive_int, default=SAMPLES, help="generated images to score")
+    evaluate.add_argument("--test-images", type=_positive_int, help="score on the first N held-out images (default: all)")
     evaluate.add_argument("--no-progress", action="store_true", help="no progress bars")
     evaluate.set_defaults(func=cmd_evaluate)
 

@@ -14,25 +14,19 @@ to that run's own report.
 
 from __future__ import annotations
 
-import base64
-import html
-import io
 import json
 import math
 import re
 from collections.abc import Sequence
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from PIL import Image, UnidentifiedImageError
-
 from ali.errors import AliError
 from ali.evaluation.curves import metric_spread, number, training_curves
+from ali.evaluation.page import code, document, esc, fmt, img, note, picture, section, table
 from ali.evaluation.reference import metrics_for, published
 from ali.rundir import COMPARISON_FILE, METRICS_FILE, OPTIONS_FILE, REPORT_FILE, RESOLVED_KEY, STATS_FILE
 from ali.training.checkpoint import BEST_FILE, atomic_write_bytes, list_checkpoints, read_best
-from ali.version import __version__
 
 STUDY_FILE = "study.json"
 STUDY_FIGURE = "study.png"
@@ -41,8 +35,12 @@ _GRID_NAME = re.compile(r"^samples-(\d+)\.png$")
 _SEED_DIR = re.compile(r"^seed-(\d+)$")
 _KEY_OPTIONS = ("dataset", "method", "arch", "latent_dim", "steps", "batch_size", "lr", "seed", "device", "precision")
 _PICTURES = (  # file, title, caption
-    (COMPARISON_FILE, "Toy comparison", "The paper's five panels: held-out x, their codes Gz(x), reconstructions "
-     "Gx(Gz(x)), prior z, samples Gx(z). Colours are mixture components."),
+    (
+        COMPARISON_FILE,
+        "Toy comparison",
+        "The paper's five panels: held-out x, their codes Gz(x), reconstructions "
+        "Gx(Gz(x)), prior z, samples Gx(z). Colours are mixture components.",
+    ),
     ("samples.png", "Samples", "Gx(z) for z drawn from the prior."),
     ("reconstructions.png", "Reconstructions", "Columns alternate: a held-out image x, then its reconstruction Gx(Gz(x))."),
     ("interpolations.png", "Interpolations", "Decodings of evenly spaced codes between the codes of two held-out images."),
@@ -58,25 +56,6 @@ _WHY_MISSING = {
     STUDY_FILE: "no study summary: the study has not finished; the runs below are what exists so far",
     STUDY_FIGURE: "no study figure: it is drawn when a toy study finishes",
 }
-
-_CSS = """
-body{font:15px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,Helvetica,Arial,sans-serif;color:#1d232b;margin:0;
-background:#f4f5f7}main{max-width:1120px;margin:0 auto;padding:18px 28px 48px;background:#fff}
-h1{font-size:26px;margin:8px 0 2px}h2{font-size:20px;margin:34px 0 10px;padding-bottom:4px;border-bottom:2px solid #e1e4e8}
-h3{font-size:16px;margin:18px 0 6px}.sub{color:#57606a;margin:0 0 10px}nav a{margin-right:14px;color:#0b5cad;
-text-decoration:none}table{border-collapse:collapse;margin:6px 0 12px;font-size:14px}th,td{padding:4px 10px;
-border-bottom:1px solid #e1e4e8;text-align:left;vertical-align:top}th{background:#f0f2f5}
-tr:nth-child(even) td{background:#fafbfc}td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
-.pub{color:#444;font-size:13px}.pub span{color:#6e7781}.missing{background:#fff8e1;border:1px solid #f0c36d;
-border-radius:6px;padding:8px 14px;margin:12px 0}.missing li{margin:2px 0}.none{color:#6e7781;font-style:italic}
-figure{margin:10px 0 22px}figcaption{color:#57606a;font-size:13px;margin-top:4px}
-img{max-width:100%;height:auto;border:1px solid #e1e4e8}img.px{image-rendering:pixelated}
-.row{display:flex;flex-wrap:wrap;gap:10px}.row img{max-width:540px}
-.grid{display:flex;flex-wrap:wrap;gap:14px}.grid figure{margin:0;width:250px}.grid img{width:100%}
-.scroll{overflow-x:auto}code,pre{font:13px ui-monospace,SFMono-Regular,Menlo,Consolas,monospace}
-pre{background:#f6f8fa;padding:10px;overflow:auto}details{margin:8px 0}summary{cursor:pointer;color:#0b5cad}
-footer{margin-top:40px;color:#6e7781;font-size:12px}
-"""
 
 
 # ---------------------------------------------------------------- reading the directory
@@ -148,93 +127,16 @@ def study_runs(study: Path) -> dict[str, list[tuple[int, Path]]]:
 # ---------------------------------------------------------------- HTML pieces
 
 
-def _e(value: Any) -> str:
-    return html.escape(str(value))
-
-
-def fmt(value: Any) -> str:
-    """A metric or config value as the page prints it: null as an em dash, infinities as ∞."""
-    if value is None:
-        return "—"
-    x = number(value)
-    if math.isnan(x):
-        return "NaN" if isinstance(value, (float, str)) and str(value).strip().lower() == "nan" else str(value)
-    if math.isinf(x):
-        return "∞" if x > 0 else "−∞"
-    if x.is_integer() and abs(x) < 1e15:
-        return f"{int(x):,}"
-    return f"{x:.4g}"
-
-
-def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], numeric: Sequence[int] = ()) -> str:
-    """Cells are HTML already; columns in `numeric` are right-aligned."""
-    head = "".join(f"<th>{_e(h)}</th>" for h in headers)
-    body = "".join(
-        "<tr>" + "".join(f'<td class="num">{c}</td>' if i in numeric else f"<td>{c}</td>" for i, c in enumerate(row)) + "</tr>"
-        for row in rows
-    )
-    return f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
-
-
-def _section(anchor: str, title: str, body: str) -> str:
-    return f'<section id="{anchor}"><h2>{_e(title)}</h2>{body}</section>'
-
-
-def _note(text: str) -> str:
-    return f'<p class="none">{_e(text)}</p>'
-
-
-def _code(text: Any) -> str:
-    return f"<code>{_e(text)}</code>"
-
-
 def _missing_box(missing: Sequence[str]) -> str:
     if not missing:
         return ""
-    items = "".join(f"<li>{_code(name)}: {_e(_WHY_MISSING.get(name, 'missing or damaged'))}</li>" for name in missing)
+    items = "".join(f"<li>{code(name)}: {esc(_WHY_MISSING.get(name, 'missing or damaged'))}</li>" for name in missing)
     return f'<div class="missing"><b>Missing from this directory</b><ul>{items}</ul></div>'
-
-
-def _img(png: bytes, alt: str, width: int | None = None, pixelated: bool = False) -> str:
-    size = f' width="{width}"' if width else ""
-    cls = ' class="px"' if pixelated else ""
-    return f'<img src="data:image/png;base64,{base64.b64encode(png).decode()}" alt="{_e(alt)}"{size}{cls}>'
-
-
-def picture(path: Path, alt: str) -> str:
-    """A PNG file embedded as a data URI. A small grid (28-pixel digits) is shown enlarged with
-    crisp pixels; a file that is not a readable image is reported in words, not as a broken picture."""
-    try:
-        data = path.read_bytes()
-        with Image.open(io.BytesIO(data)) as im:
-            im.load()  # decodes every pixel: a truncated file fails here, not in the reader's browser
-            width = im.size[0]
-            if im.format != "PNG":  # the data URI says image/png
-                with io.BytesIO() as buf:
-                    im.save(buf, format="PNG")
-                    data = buf.getvalue()
-    except (OSError, UnidentifiedImageError, SyntaxError, ValueError):
-        return _note(f"{path.name} is damaged: it cannot be read as an image.")
-    small = width < 400
-    return _img(data, alt, width=min(2 * width, 1000) if small else None, pixelated=small)
-
-
-def _document(title: str, subtitle: str, nav: Sequence[tuple[str, str]], body: str) -> str:
-    links = "".join(f'<a href="#{a}">{_e(t)}</a>' for a, t in nav)
-    when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    return (
-        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
-        '<meta name="viewport" content="width=device-width,initial-scale=1">'
-        f"<title>{_e(title)}</title><style>{_CSS}</style></head><body><main>"
-        f'<h1>{_e(title)}</h1><p class="sub">{subtitle}</p><nav>{links}</nav>{body}'
-        f"<footer>Written by ali {_e(__version__)} (ali report) on {when}. Self-contained: it opens from disk.</footer>"
-        "</main></body></html>\n"
-    )
 
 
 def _published_cell(dataset: str, metric: str) -> str:
     refs = published(dataset, metric)
-    lines = [f'<span class="pub"><b>{_e(fmt(r.value))}</b> {_e(r.who)} <span>({_e(r.source)})</span></span>' for r in refs]
+    lines = [f'<span class="pub"><b>{esc(fmt(r.value))}</b> {esc(r.who)} <span>({esc(r.source)})</span></span>' for r in refs]
     return "<br>".join(lines) or "—"
 
 
@@ -244,11 +146,14 @@ def _published_cell(dataset: str, metric: str) -> str:
 def metrics_table(metrics: dict[str, Any], dataset: str) -> str:
     """Ours beside the published figures. Metrics with published figures that this run did not
     measure are listed too, so a reader sees what is left to compare."""
-    rows = [[_code(k), _e(fmt(v)), _published_cell(dataset, k)] for k, v in metrics.items()]
-    rows += [[_code(k), '<span class="none">not measured</span>', _published_cell(dataset, k)]
-             for k in metrics_for(dataset) if k not in metrics]
+    rows = [[code(k), esc(fmt(v)), _published_cell(dataset, k)] for k, v in metrics.items()]
+    rows += [
+        [code(k), '<span class="none">not measured</span>', _published_cell(dataset, k)]
+        for k in metrics_for(dataset)
+        if k not in metrics
+    ]
     note = '<p class="sub">Published values are in ali\'s units (fractions, not percentages).</p>'
-    return _table(["metric", "this run", "published"], rows, numeric=(1,)) + note
+    return table(["metric", "this run", "published"], rows, numeric=(1,)) + note
 
 
 def _config_html(options: dict[str, Any]) -> str:
@@ -260,27 +165,35 @@ def _config_html(options: dict[str, Any]) -> str:
             value = fmt(options[key])
             if key in resolved and resolved[key] != options[key]:
                 value = f"{fmt(resolved[key])} (requested {value})"
-            rows.append([_code(key), _e(value)])
-    rows += [[_code(k), _e(fmt(v))] for k, v in options.items() if k.startswith(("requested_", "resolved_"))]
-    full = _e(json.dumps(options, indent=2, default=str))
-    return _table(["key", "value"], rows) + f"<details><summary>all of {OPTIONS_FILE}</summary><pre>{full}</pre></details>"
+            rows.append([code(key), esc(value)])
+    rows += [[code(k), esc(fmt(v))] for k, v in options.items() if k.startswith(("requested_", "resolved_"))]
+    full = esc(json.dumps(options, indent=2, default=str))
+    return table(["key", "value"], rows) + f"<details><summary>all of {OPTIONS_FILE}</summary><pre>{full}</pre></details>"
 
 
 def _curves_html(rows: list[dict[str, Any]], events: list[dict[str, Any]], skipped: int, total: Any) -> str:
     if not rows:
-        body = _note("No logged training steps to plot.")
+        body = note("No logged training steps to plot.")
     else:
         last = f"{len(rows)} log lines, the last at step {fmt(rows[-1]['step'])}" + (f" of {fmt(total)}" if total else "")
         pngs = training_curves(rows, events)
-        losses = "".join(_img(p, f"training curves: {g}") for g, p in pngs.items() if g == "losses")
-        others = "".join(_img(p, f"training curves: {g}") for g, p in pngs.items() if g != "losses")
-        body = f'<p class="sub">{_e(last)}.</p>{losses}<div class="row">{others}</div>'
+        losses = "".join(img(p, f"training curves: {g}") for g, p in pngs.items() if g == "losses")
+        others = "".join(img(p, f"training curves: {g}") for g, p in pngs.items() if g != "losses")
+        body = f'<p class="sub">{esc(last)}.</p>{losses}<div class="row">{others}</div>'
     if skipped:
-        body += _note(f"{skipped} line(s) of {STATS_FILE} could not be read (the torn last line of a killed run?) and were skipped.")
+        body += note(
+            f"{skipped} line(s) of {STATS_FILE} could not be read (the torn last line of a killed run?) and were skipped."
+        )
     if events:
-        table = [[_e(fmt(e.get("step"))), f"<b>{_e(e.get('event'))}</b>",
-                  _e(", ".join(f"{k}={fmt(v)}" for k, v in e.items() if k not in ("step", "event")))] for e in events]
-        body += "<h3>Guard events</h3>" + _table(["step", "event", "details"], table, numeric=(0,))
+        event_rows = [
+            [
+                esc(fmt(e.get("step"))),
+                f"<b>{esc(e.get('event'))}</b>",
+                esc(", ".join(f"{k}={fmt(v)}" for k, v in e.items() if k not in ("step", "event"))),
+            ]
+            for e in events
+        ]
+        body += "<h3>Guard events</h3>" + table(["step", "event", "details"], event_rows, numeric=(0,))
     return body
 
 
@@ -294,7 +207,7 @@ def _training_grids(run_dir: Path) -> str:
         shown = [g for i, g in enumerate(grids) if i in keep]
     note = f'<p class="sub">{len(shown)} of {len(grids)} grids, evenly spaced.</p>' if shown is not grids else ""
     cards = "".join(f"<figure>{picture(p, f'samples at step {s}')}<figcaption>step {s:,}</figcaption></figure>" for s, p in shown)
-    return _section("over-training", "Samples over training", f'{note}<div class="grid">{cards}</div>')
+    return section("over-training", "Samples over training", f'{note}<div class="grid">{cards}</div>')
 
 
 def _checkpoints_html(run_dir: Path) -> str:
@@ -302,14 +215,14 @@ def _checkpoints_html(run_dir: Path) -> str:
     rows = []
     for path in list_checkpoints(run_dir):
         is_best = best is not None and best.get("file") == path.name
-        mark = f"best: {_e(best.get('criterion', 'score'))} = {_e(fmt(best.get('score')))}" if is_best else ""
+        mark = f"best: {esc(best.get('criterion', 'score'))} = {esc(fmt(best.get('score')))}" if is_best else ""
         step = fmt(int(path.stem.split("-")[1]))
-        rows.append([_code(path.name), step, f"{path.stat().st_size / 2**20:.1f} MiB", mark])
-    body = _table(["file", "step", "size", ""], rows, numeric=(1, 2)) if rows else _note("No checkpoints.")
+        rows.append([code(path.name), step, f"{path.stat().st_size / 2**20:.1f} MiB", mark])
+    body = table(["file", "step", "size", ""], rows, numeric=(1, 2)) if rows else note("No checkpoints.")
     if (run_dir / BEST_FILE).is_file() and best is None:
-        body += _note(f"{BEST_FILE} is damaged or holds no score.")
+        body += note(f"{BEST_FILE} is damaged or holds no score.")
     elif best is not None and not (run_dir / str(best.get("file"))).is_file():
-        body += _note(f"{BEST_FILE} names {best.get('file')}, which is not in the directory.")
+        body += note(f"{BEST_FILE} names {best.get('file')}, which is not in the directory.")
     return body
 
 
@@ -328,24 +241,34 @@ def run_page(run_dir: Path) -> str:
     missing += [name for name in expected if not (run_dir / name).is_file()]
     dataset = str(options.get("dataset", ""))
 
-    pictures = "".join(
-        f"<figure><h3>{_e(title)}</h3>{picture(run_dir / name, title)}<figcaption>{_e(caption)}</figcaption></figure>"
-        for name, title, caption in _PICTURES if (run_dir / name).is_file()
+    pictures = "".join(  # image grids side by side; the five-panel toy figure takes the full width
+        f"<figure{' class=wide' * (name == COMPARISON_FILE)}><h3>{esc(title)}</h3>{picture(run_dir / name, title)}"
+        f"<figcaption>{esc(caption)}</figcaption></figure>"
+        for name, title, caption in _PICTURES
+        if (run_dir / name).is_file()
     )
     grids = _training_grids(run_dir)
-    body = "".join([
-        _missing_box(missing),
-        _section("config", "Configuration", _config_html(options) if options else _note("No config.")),
-        _section("metrics", "Final metrics", metrics_table(metrics, dataset) if metrics else _note(f"No {METRICS_FILE}.")),
-        _section("curves", "Training curves", _curves_html(rows, events, skipped, options.get("steps"))),
-        _section("pictures", "Pictures", pictures or _note("No pictures in this directory.")),
-        grids,
-        _section("checkpoints", "Checkpoints", _checkpoints_html(run_dir)),
-    ])
+    body = "".join(
+        [
+            _missing_box(missing),
+            section("config", "Configuration", _config_html(options) if options else note("No config.")),
+            section("metrics", "Final metrics", metrics_table(metrics, dataset) if metrics else note(f"No {METRICS_FILE}.")),
+            section("curves", "Training curves", _curves_html(rows, events, skipped, options.get("steps"))),
+            section(
+                "pictures",
+                "Pictures",
+                f'<div class="pics">{pictures}</div>' if pictures else note("No pictures in this directory."),
+            ),
+            grids,
+            section("checkpoints", "Checkpoints", _checkpoints_html(run_dir)),
+        ]
+    )
     nav = [("config", "Config"), ("metrics", "Metrics"), ("curves", "Curves"), ("pictures", "Pictures")]
     nav += [("over-training", "Over training")] * bool(grids) + [("checkpoints", "Checkpoints")]
-    facts = " · ".join(f"{k} <b>{_e(fmt(options[k]))}</b>" for k in ("dataset", "method", "arch", "steps", "seed") if k in options)
-    return _document(f"Run {run_dir.resolve().name}", facts or _e(run_dir), nav, body)
+    facts = " · ".join(
+        f"{k} <b>{esc(fmt(options[k]))}</b>" for k in ("dataset", "method", "arch", "steps", "seed") if k in options
+    )
+    return document(f"Run {run_dir.resolve().name}", facts or esc(run_dir), nav, body)
 
 
 # ---------------------------------------------------------------- study page
@@ -367,21 +290,24 @@ def _per_seed_metrics(results: dict[str, Any], runs: dict[str, list[tuple[int, P
 def _summary_cell(summary: Any) -> str:
     if not (isinstance(summary, dict) and {"mean", "std", "min", "max"} <= summary.keys()):
         return "—"
-    spread = f'<br><span class="pub">[{_e(fmt(summary["min"]))}, {_e(fmt(summary["max"]))}]</span>'
-    return f"{_e(fmt(summary['mean']))} ± {_e(fmt(summary['std']))}{spread}"
+    spread = f'<br><span class="pub">[{esc(fmt(summary["min"]))}, {esc(fmt(summary["max"]))}]</span>'
+    return f"{esc(fmt(summary['mean']))} ± {esc(fmt(summary['std']))}{spread}"
 
 
-def _run_cards(runs: dict[str, list[tuple[int, Path]]], per_method: dict[str, list[dict[str, Any]]]) -> str:
+def _run_cards(runs: dict[str, list[tuple[int, Path]]]) -> str:
     """Per method, each seed's picture with a link to that run's report (relative: opens from disk)."""
     out = []
     for method, seeds in runs.items():
-        cards = []
+        cards, wide = [], False
         for seed, run_dir in seeds:
             pic = next((run_dir / n for n in (COMPARISON_FILE, "samples.png") if (run_dir / n).is_file()), None)
-            link = f'<a href="{_e(method)}/{_e(run_dir.name)}/{REPORT_FILE}">seed {seed}: report</a>'
-            cards.append(f"<figure>{picture(pic, f'{method} seed {seed}') if pic else _note('no picture yet')}"
-                         f"<figcaption>{link}</figcaption></figure>")
-        out.append(f'<h3>{_e(method)}</h3><div class="grid">{"".join(cards)}</div>')
+            wide |= pic is not None and pic.name == COMPARISON_FILE  # five panels in a row need the width
+            link = f'<a href="{esc(method)}/{esc(run_dir.name)}/{REPORT_FILE}">seed {seed}: report</a>'
+            cards.append(
+                f"<figure>{picture(pic, f'{method} seed {seed}') if pic else note('no picture yet')}"
+                f"<figcaption>{link}</figcaption></figure>"
+            )
+        out.append(f'<h3>{esc(method)}</h3><div class="grid{" wide" * wide}">{"".join(cards)}</div>')
     return "".join(out)
 
 
@@ -393,7 +319,9 @@ def study_page(study: Path) -> str:
     runs = study_runs(study)
     per_method = _per_seed_metrics(results, runs)
     methods = list(per_method)
-    configs = data.get("configs") or ({m: data["base_config"] for m in methods} if isinstance(data.get("base_config"), dict) else {})
+    configs = data.get("configs") or (
+        {m: data["base_config"] for m in methods} if isinstance(data.get("base_config"), dict) else {}
+    )
     first = next(iter(configs.values()), None) if isinstance(configs, dict) else None
     if not isinstance(first, dict) and runs:
         first = read_json(next(iter(runs.values()))[0][1] / OPTIONS_FILE)[0]
@@ -408,36 +336,48 @@ def study_page(study: Path) -> str:
         entries = {m: results[m] if isinstance(results.get(m), dict) else {} for m in methods}
         summaries = {m: e["summary"] if isinstance(e.get("summary"), dict) else {} for m, e in entries.items()}
         titles = [str(entries[m].get("title", m)) for m in methods]
-        rows = [[_code(k), *[_summary_cell(summaries[m].get(k)) for m in methods], _published_cell(dataset, k)] for k in metrics]
-        summary = _table(["metric", *titles, "published"], rows, numeric=tuple(range(1, len(methods) + 1)))
+        rows = [[code(k), *[_summary_cell(summaries[m].get(k)) for m in methods], _published_cell(dataset, k)] for k in metrics]
+        summary = table(["metric", *titles, "published"], rows, numeric=tuple(range(1, len(methods) + 1)))
     else:
-        summary = _note(f"No summary ({STUDY_FILE} is missing); the per-seed table below is read from the runs' {METRICS_FILE}.")
+        summary = note(f"No summary ({STUDY_FILE} is missing); the per-seed table below is read from the runs' {METRICS_FILE}.")
     figures = ""
     if (study / STUDY_FIGURE).is_file():
-        figures += (f"<figure>{picture(study / STUDY_FIGURE, 'study figure')}<figcaption>The paper's comparison: seed 0 of "
-                    "each method, one row of five panels per method.</figcaption></figure>")
+        figures += (
+            f"<figure>{picture(study / STUDY_FIGURE, 'study figure')}<figcaption>The paper's comparison: seed 0 of "
+            "each method, one row of five panels per method.</figcaption></figure>"
+        )
     plotted = [k for k in metrics if any(math.isfinite(number(r.get(k))) for rs in per_method.values() for r in rs)]
     if plotted:
-        figures += (f"<figure>{_img(metric_spread(per_method, plotted), 'metrics per method and seed')}"
-                    "<figcaption>Each dot is one seed; the bar is the mean over seeds.</figcaption></figure>")
-    seed_rows = [[_e(m), str(i), *[_e(fmt(r.get(k))) for k in metrics]] for m in methods for i, r in enumerate(per_method[m])]
-    seed_table = _table(["method", "seed", *metrics], seed_rows, numeric=tuple(range(1, len(metrics) + 2)))
+        figures += (
+            f"<figure>{img(metric_spread(per_method, plotted), 'metrics per method and seed')}"
+            "<figcaption>Each dot is one seed; the bar is the mean over seeds.</figcaption></figure>"
+        )
+    seed_rows = [[esc(m), str(i), *[esc(fmt(r.get(k))) for k in metrics]] for m in methods for i, r in enumerate(per_method[m])]
+    seed_table = table(["method", "seed", *metrics], seed_rows, numeric=tuple(range(1, len(metrics) + 2)))
     md = (study / "study.md").read_text(errors="replace") if (study / "study.md").is_file() else ""
-    config = f"<details><summary>config of each method</summary><pre>{_e(json.dumps(configs, indent=2, default=str))}</pre></details>"
-    config += f"<details><summary>study.md</summary><pre>{_e(md)}</pre></details>" if md else ""
+    config = (
+        f"<details><summary>config of each method</summary><pre>{esc(json.dumps(configs, indent=2, default=str))}</pre></details>"
+        if configs
+        else note(f"No config recorded ({STUDY_FILE} is missing); each run's report shows its own.")
+    )
+    config += f"<details><summary>study.md</summary><pre>{esc(md)}</pre></details>" if md else ""
 
-    body = "".join([
-        _missing_box(missing),
-        _section("summary", f"Methods compared: mean ± std [min, max] over {fmt(seeds)} seed(s)", summary),
-        _section("figures", "Figures", figures or _note("No figures.")),
-        _section("seeds", "Per seed", seed_table if seed_rows else _note("No finished runs.")),
-        _section("runs", "Runs", _run_cards(runs, per_method) or _note("No run directories (<method>/seed-<n>/).")),
-        _section("config", "Configuration", config),
-    ])
+    body = "".join(
+        [
+            _missing_box(missing),
+            section("summary", f"Methods compared: mean ± std [min, max] over {fmt(seeds)} seed(s)", summary),
+            section("figures", "Figures", figures or note("No figures.")),
+            section("seeds", "Per seed", seed_table if seed_rows else note("No finished runs.")),
+            section("runs", "Runs", _run_cards(runs) or note("No run directories (<method>/seed-<n>/).")),
+            section("config", "Configuration", config),
+        ]
+    )
     nav = [("summary", "Summary"), ("figures", "Figures"), ("seeds", "Per seed"), ("runs", "Runs"), ("config", "Config")]
-    subtitle = (f"dataset <b>{_e(dataset or '?')}</b> · methods <b>{_e(', '.join(methods) or 'none')}</b> · "
-                f"seeds <b>{_e(fmt(seeds))}</b>")
-    return _document(f"Study {study.resolve().name}", subtitle, nav, body)
+    subtitle = (
+        f"dataset <b>{esc(dataset or '?')}</b> · methods <b>{esc(', '.join(methods) or 'none')}</b> · "
+        f"seeds <b>{esc(fmt(seeds))}</b>"
+    )
+    return document(f"Study {study.resolve().name}", subtitle, nav, body)
 
 
 # ---------------------------------------------------------------- entry point
@@ -459,8 +399,10 @@ def write_report(path: Path, sub_runs: bool = True) -> Path:
     elif is_run_dir(path):
         page = run_page(path)
     else:
-        raise AliError(f"{path} is neither a run directory (no {OPTIONS_FILE}, {STATS_FILE}, {METRICS_FILE} or checkpoint) "
-                       f"nor a study directory (no {STUDY_FILE} or <method>/seed-<n>/ runs); {usage}")
+        raise AliError(
+            f"{path} is neither a run directory (no {OPTIONS_FILE}, {STATS_FILE}, {METRICS_FILE} or checkpoint) "
+            f"nor a study directory (no {STUDY_FILE} or <method>/seed-<n>/ runs); {usage}"
+        )
     out = path / REPORT_FILE
     try:
         atomic_write_bytes(out, page.encode())

@@ -27,6 +27,7 @@ STATS_FILE = "stats.jsonl"
 METRICS_FILE = "metrics.json"
 COMPARISON_FILE = "comparison.png"
 REPORT_FILE = "report.html"
+CONDITIONS_FILE = "conditions.json"
 RESOLVED_KEY = "resolved"  # in OPTIONS_FILE: what "auto" values became on the machine that started the run
 
 
@@ -86,3 +87,17 @@ def load_trained(run_dir: Path | str) -> tuple[TrainConfig, Model, int]:
     config = load_run_config(run_dir)
     model, step = restore_trained(run_dir, config)
     return config, model, step
+
+
+def write_condition_names(run_dir: Path, names: tuple[str, ...]) -> None:
+    """What a conditional run's condition vector means, so `ali generate` needs no dataset load."""
+    with ckpt.run_dir_writes(run_dir, CONDITIONS_FILE):
+        ckpt.atomic_write_json(run_dir / CONDITIONS_FILE, {"label_names": list(names)})
+
+
+def read_condition_names(run_dir: Path) -> tuple[str, ...]:
+    try:
+        names = json.loads((run_dir / CONDITIONS_FILE).read_text()).get("label_names", [])
+    except (OSError, ValueError, AttributeError):
+        return ()
+    return tuple(str(n) for n in names) if isinstance(names, list) else ()

@@ -20,6 +20,7 @@ from ali.errors import AliError
 from ali.evaluation.figures import comparison_rows, save_png
 from ali.evaluation.toy_eval import data_extent, toy_panels
 from ali.methods import get_method, method_keys
+from ali.report import write_report
 from ali.rundir import METRICS_FILE, OPTIONS_FILE, load_trained
 from ali.training.checkpoint import atomic_write_json
 from ali.training.loop import train
@@ -130,6 +131,7 @@ def run_study(
     (out / "study.md").write_text(f"# Study: {source.get('dataset')}\n\n{table}")
     if _is_toy(configs):  # the paper's four-panel figure is for 2-D data
         _figure(methods, out)
+    write_report(out)
     return table
 
 

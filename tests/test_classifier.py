@@ -29,7 +29,7 @@ from ali.evaluation.classifier import (
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def mnist_dir() -> Path:
     if not (SHARED / "mnist").is_dir():
         message = f"shared data missing: {SHARED / 'mnist'}"
@@ -37,6 +37,21 @@ def mnist_dir() -> Path:
             pytest.fail(message)
         pytest.skip(message)
     return SHARED
+
+
+@pytest.fixture(scope="module")
+def mnist_train(mnist_dir) -> tuple[torch.Tensor, torch.Tensor]:
+    return load_split("mnist", mnist_dir, "train")
+
+
+@pytest.fixture
+def one_thread():
+    # On a shared 2-core machine, two OpenMP threads contending with other jobs made these
+    # small-batch steps several times slower than one thread.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture
@@ -129,17 +144,17 @@ def test_zero_augmentation_is_the_identity_and_augmentation_is_seeded():
     assert torch.equal(a, random_affine(x, torch.Generator().manual_seed(1))) and not torch.allclose(a, x)
 
 
-def test_training_smoke_on_real_mnist(mnist_dir):
-    images, labels = load_split("mnist", mnist_dir, "train")
+def test_training_smoke_on_real_mnist(mnist_dir, mnist_train, one_thread):
+    images, labels = mnist_train
     test_images, test_labels = load_split("mnist", mnist_dir, "test")
     state = torch.random.get_rng_state()
-    model = fit_classifier(images[:400], labels[:400], seed=0, epochs=4, batch_size=32, progress=False)
+    model = fit_classifier(images[:256], labels[:256], seed=0, epochs=4, batch_size=64, progress=False)
     assert torch.equal(torch.random.get_rng_state(), state)  # training leaves the global RNG alone
-    assert accuracy(model, test_images[:500], test_labels[:500]) > 0.6
+    assert accuracy(model, test_images[:500], test_labels[:500]) > 0.4  # 16 steps; chance is 0.1
 
 
-def test_training_is_reproducible(mnist_dir):
-    images, labels = load_split("mnist", mnist_dir, "train")
+def test_training_is_reproducible(mnist_train, one_thread):
+    images, labels = mnist_train
     a, b, c = (fit_classifier(images[:64], labels[:64], seed=s, epochs=1, batch_size=32, progress=False) for s in (1, 1, 2))
     assert all(torch.equal(a.state_dict()[k], b.state_dict()[k]) for k in a.state_dict())
     assert not torch.equal(a.fc2.weight, c.fc2.weight)

@@ -133,3 +133,11 @@ def test_tensorboard_logs_the_stats_lines_or_says_how_to_install_it(tmp_path, mo
     monkeypatch.setitem(__import__("sys").modules, "torch.utils.tensorboard", None)  # as if not installed
     with pytest.raises(AliError, match=r"pip install 'ali\[tensorboard\]'"):
         tensorboard.TensorBoardLog(tmp_path)
+
+
+@pytest.mark.report
+def test_a_finished_run_has_its_report(tmp_path):
+    run = tmp_path / "run"
+    train(make_config({**TINY, "steps": 4, "log_every": 2}), run, progress=False)
+    page = (run / "report.html").read_text()
+    assert "<img" in page and "Training curves" in page and "http://" not in page

@@ -7,9 +7,11 @@ the one behind ALICE's MNIST scores (ChunyuanLI/MNIST_Inception_Score, the Tenso
 net): conv 5x5x32 'same' + ReLU -> maxpool 2 -> conv 5x5x64 'same' + ReLU -> maxpool 2 ->
 FC 1024 + ReLU -> dropout 0.5 -> FC 10, on pixels in [0, 1].
 
-Training uses small random rotations and shifts so the classifier is not thrown by the slight
-misalignments generated digits have; Adam with a cosine-decayed learning rate reaches the target
-accuracy in a few CPU epochs. Every random draw (initialisation, order, augmentation, dropout)
+Training (`RECIPES`, measured settings per dataset) uses Adam with a cosine-decayed learning
+rate and random shifts, plus small rotations for MNIST, so the classifier is not thrown by the
+slight misalignments generated digits have. Fashion-MNIST gets shifts of one pixel and no
+rotation: clothes are photographed upright, and rotating them cost accuracy for the same number
+of epochs while the network was still underfitting. Every random draw (initialisation, order, augmentation, dropout)
 comes from the seed, inside a forked RNG, so the same seed gives the same classifier on the same
 machine and thread count, and training leaves the caller's global RNG untouched.
 
@@ -63,7 +65,7 @@ class Recipe:
 
 RECIPES: dict[str, Recipe] = {
     "mnist": Recipe(epochs=3, max_degrees=MAX_DEGREES, max_shift=MAX_SHIFT),
-    "fashion-mnist": Recipe(epochs=6, max_degrees=0.0, max_shift=1.0, batch_size=64, lr=1e-3),
+    "fashion-mnist": Recipe(epochs=10, max_degrees=0.0, max_shift=1.0, batch_size=64, lr=1e-3),
 }
 
 

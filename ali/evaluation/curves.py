@@ -28,7 +28,11 @@ def number(value: Any) -> float:
 
 def curve_groups(rows: list[dict[str, Any]]) -> dict[str, list[str]]:
     """The logged keys by figure: losses (every other number), learning rates, throughput."""
-    keys = [k for k in dict.fromkeys(k for r in rows for k in r) if k != "step" and any(not math.isnan(number(r.get(k))) for r in rows)]
+    keys = [
+        k
+        for k in dict.fromkeys(k for r in rows for k in r)
+        if k != "step" and any(not math.isnan(number(r.get(k))) for r in rows)
+    ]
     lr = [k for k in keys if k == "lr" or k.endswith("_lr")]
     rate = [k for k in keys if k.endswith("_per_s")]
     return {"losses": [k for k in keys if k not in lr and k not in rate], "lr": lr, "throughput": rate}
@@ -57,7 +61,7 @@ def training_curves(rows: list[dict[str, Any]], events: list[dict[str, Any]]) ->
         if not keys:
             continue
         panels = [[k] for k in keys] if group == "losses" else [keys]
-        ncol = min(3, len(panels))
+        ncol = 2 if len(panels) == 4 else min(3, len(panels))  # four panels read better as 2 x 2 than 3 + 1
         nrow = math.ceil(len(panels) / ncol)
         # lr and throughput sit side by side on the page, so they are drawn half as wide
         width = 10.5 if group == "losses" else 5.2
@@ -70,7 +74,9 @@ def training_curves(rows: list[dict[str, Any]], events: list[dict[str, Any]]) ->
                 ax.plot(steps, [y if math.isfinite(y) else math.nan for y in ys], lw=1.4, label=name)
             labelled: set[str] = set()
             for s, kind in marks:
-                ax.axvline(s, ls="--", lw=1, color=_EVENT_COLOURS.get(kind, _OTHER_EVENT), label=None if kind in labelled else kind)
+                ax.axvline(
+                    s, ls="--", lw=1, color=_EVENT_COLOURS.get(kind, _OTHER_EVENT), label=None if kind in labelled else kind
+                )
                 labelled.add(kind)
             values = [v for r in rows for n in names if math.isfinite(v := number(r.get(n)))]
             if group == "lr" and values and min(values) > 0 and max(values) > 10 * min(values):

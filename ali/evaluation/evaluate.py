@@ -7,7 +7,9 @@ Metric groups (`--metrics`, comma-separated):
 - "recon": pixel MSE of reconstructions Gx(Gz(x)) of the test set, and the classifier's accuracy
   on them against the true labels (the protocol of MINE's table: ALI 45.95%, ALICE 98.17%).
 - "svm": the authors' semi-supervised L2-SVM protocol (ali.evaluation.semisupervised) with 10
-  and 100 labels per class (100 and 1,000 labels), test error in percent.
+  and 100 labels per class (svm_error_100, svm_error_1000: test error as a fraction).
+- "kplus1": test error of a K+1 semi-supervised run's D classifier on (x, Gz(x)), named by its
+  number of labels (kplus1_error_100 for 10 per class).
 - "stacked": Stacked MNIST mode count and KL over 26,000 samples, each channel classified.
 - "inception": standard Inception IS / FID through torch-fidelity and weights on disk.
 
@@ -36,9 +38,10 @@ from ali.evaluation.sample_quality import (
     stacked_mnist_modes,
 )
 from ali.evaluation.semisupervised import encoder_features, mnist_svm_splits, svm_protocol
+from ali.methods.ali_kplus1 import class_predictions
 from ali.nets.model import Model
 
-METRIC_GROUPS = ("samples", "recon", "svm", "stacked", "inception")
+METRIC_GROUPS = ("samples", "recon", "svm", "kplus1", "stacked", "inception")
 DEFAULT_METRICS = ("samples", "recon")
 SAMPLES = 10_000
 STACKED_SAMPLES = 26_000
@@ -78,54 +81,64 @@ def evaluate_model(
     classifier_path: Path | str | None = None,
     inception_weights: Path | str | None = None,
     progress: bool = True,
+    samples: int = SAMPLES,
+    test_images: int | None = None,
 ) -> dict[str, Any]:
-    """The requested metric groups as one flat dict (errors in percent, fractions in [0, 1])."""
+    """The requested metric groups as one flat dict (accuracies and errors as fractions in [0, 1]),
+    from `samples` generated images and the first `test_images` held-out images (all of them by
+    default)."""
     model.eval()
     out: dict[str, Any] = {}
     needs_classifier = {"samples", "recon", "stacked"} & set(metrics)
     net = clf.load_classifier(clf.find_classifier(classifier_dataset(dataset.name), classifier_path))[0] if needs_classifier else None
-    x_test = dataset.to_float(dataset.heldout)
-    c_test, c_samples = _conditions(condition_dim, dataset, dataset.heldout_labels, SAMPLES)
+    x_test = dataset.to_float(dataset.heldout[:test_images])
+    y_test = None if dataset.heldout_labels is None else dataset.heldout_labels[:test_images]
+    c_test, c_samples = _conditions(condition_dim, dataset, y_test, samples)
+    real = clf.predict(net, x_test, progress=progress) if {"samples", "recon"} & set(metrics) else None
     with torch.random.fork_rng():
         torch.manual_seed(EVAL_SEED)
         if "samples" in metrics:
-            samples = decode(model, model.sample_prior(SAMPLES), c_samples)
-            probs, feats = clf.predict(net, samples, progress=progress)
-            real_probs, real_feats = clf.predict(net, x_test, progress=progress)
+            generated = decode(model, model.sample_prior(samples), c_samples)
+            probs, feats = clf.predict(net, generated, progress=progress)
             hist = class_histogram(probs, clf.NUM_CLASSES)
             is_mean, is_std = inception_score(probs.numpy())
             out.update(
                 classifier_is=is_mean,
                 classifier_is_std=is_std,
-                classifier_is_real_test=inception_score(real_probs.numpy())[0],
-                classifier_fid=frechet_distance(feats.numpy(), real_feats.numpy()),
+                classifier_is_real_test=inception_score(real[0].numpy())[0],
+                classifier_fid=frechet_distance(feats.numpy(), real[1].numpy()),
                 class_fractions=[round(float(h), 4) for h in hist / hist.sum()],
                 class_kl_to_uniform=kl_to_uniform(hist),
             )
-            if c_samples is not None and dataset.heldout_labels.dim() == 1:
+            if c_samples is not None and y_test is not None and y_test.dim() == 1:
                 out["condition_accuracy"] = float((probs.argmax(1) == c_samples.argmax(1)).float().mean())
         if "recon" in metrics:
             recon = decode(model, encode(model, x_test, conditions=c_test), c_test)
             out["recon_mse"] = float((recon - x_test).pow(2).mean())
-            if net is not None and dataset.heldout_labels is not None and dataset.heldout_labels.dim() == 1:
-                out["recon_class_accuracy"] = clf.accuracy(net, recon, dataset.heldout_labels)
-                out["test_class_accuracy"] = clf.accuracy(net, x_test, dataset.heldout_labels)
+            if y_test is not None and y_test.dim() == 1:
+                out["recon_class_accuracy"] = float((clf.predict(net, recon, progress=progress)[0].argmax(1) == y_test).float().mean())
+                out["test_class_accuracy"] = float((real[0].argmax(1) == y_test).float().mean())
         if "stacked" in metrics:
-            samples = decode(model, model.sample_prior(STACKED_SAMPLES))
-            channels = [clf.predict(net, samples[:, c : c + 1], progress=progress)[0].numpy() for c in range(3)]
+            generated = decode(model, model.sample_prior(STACKED_SAMPLES))
+            channels = [clf.predict(net, generated[:, c : c + 1], progress=progress)[0].numpy() for c in range(3)]
             stacked = stacked_mnist_modes(channels)
             out.update(stacked_modes=stacked["modes_covered"], stacked_kl=stacked["kl_to_uniform"])
         if "inception" in metrics:
-            samples = decode(model, model.sample_prior(SAMPLES), c_samples)
+            generated = decode(model, model.sample_prior(samples), c_samples)
             as_uint8 = lambda t: (t.clamp(0, 1) * 255).round().to(torch.uint8)  # noqa: E731
-            out.update(inception_metrics(as_uint8(samples), dataset.heldout, inception_weights))
+            out.update(inception_metrics(as_uint8(generated), dataset.heldout[:test_images], inception_weights))
+    if "kplus1" in metrics:
+        if model.method != "ali-kplus1":
+            raise AliError(f"the kplus1 metric is the classifier of an ali-kplus1 run; this run's method is {model.method!r}")
+        labels = model.config.labels_per_class * model.config.num_classes if model.config is not None else 0
+        out[f"kplus1_error_{labels}"] = float((class_predictions(model, x_test) != y_test).float().mean())
     if "svm" in metrics:
         out.update(svm_metrics(model, dataset.name, data_dir))
     return round_metrics(out)
 
 
 def svm_metrics(model: Model, dataset_name: str, data_dir: Path | str) -> dict[str, Any]:
-    """L2-SVM test error (percent) with 10 and 100 labels per class, on encoder features."""
+    """L2-SVM test error (a fraction) with 10 and 100 labels per class, on encoder features."""
     if dataset_name not in clf.DATASETS:
         raise AliError(f"the L2-SVM protocol is set up for {', '.join(clf.DATASETS)} here (SVHN needs its files); this run trained on {dataset_name!r}")
     train_x, train_y = load_split(dataset_name, data_dir, "train")
@@ -136,8 +149,8 @@ def svm_metrics(model: Model, dataset_name: str, data_dir: Path | str) -> dict[s
     for per_class in SVM_LABELS_PER_CLASS:
         result = svm_protocol(**splits, per_class=per_class)
         labels = result["n_labels"]
-        out[f"svm_error_{labels}"] = 100 * result["test_error_mean"]
-        out[f"svm_error_{labels}_std"] = 100 * result["test_error_std"]
+        out[f"svm_error_{labels}"] = result["test_error_mean"]
+        out[f"svm_error_{labels}_std"] = result["test_error_std"]
         out[f"svm_best_C_{labels}"] = result["best_C"]
     return out
 
@@ -147,11 +160,14 @@ def round_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
 
 
 def end_of_training_metrics(model: Model, dataset: Dataset, data_dir: Path | str, condition_dim: int = 0) -> dict[str, Any]:
-    """DEFAULT_METRICS for a dataset with a domain classifier; without the classifier, a note that
-    says how to make one (training never fails for want of it)."""
-    if dataset.name not in clf.DATASETS:
-        return {}
-    try:
-        return evaluate_model(model, dataset, data_dir, DEFAULT_METRICS, condition_dim, progress=False)
-    except AliError as exc:
-        return {"classifier_metrics": f"not computed: {exc}"}
+    """DEFAULT_METRICS for a dataset with a domain classifier (without the classifier, a note that
+    says how to make one: training never fails for want of it), and a K+1 run's test error."""
+    out: dict[str, Any] = {}
+    if model.method == "ali-kplus1":
+        out.update(evaluate_model(model, dataset, data_dir, ("kplus1",), progress=False))
+    if dataset.name in clf.DATASETS:
+        try:
+            out.update(evaluate_model(model, dataset, data_dir, DEFAULT_METRICS, condition_dim, progress=False))
+        except AliError as exc:
+            out["classifier_metrics"] = f"not computed: {exc}"
+    return out

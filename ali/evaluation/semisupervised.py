@@ -189,7 +189,7 @@ def svm_protocol(pool_feats: torch.Tensor | np.ndarray, pool_labels: torch.Tenso
             scores = projected @ coef.T.astype(np.float32) if projected is not None else val.x @ sample.weights(coef)
             val_errors[i, j] = _error(scores + intercept, classes, val.y)
     mean_val = val_errors.mean(1)
-    best = int(np.argmin(mean_val))  # first of equals: the smallest such C, as the authors' strict '<'
+    best = int(np.argmin(mean_val))  # first of equals in Cs (the smallest C when ascending), as the authors' strict "<"
     best_C = float(Cs[best])
 
     test_errors = []

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from ali.errors import AliError
 from ali.keys import Key
-from ali.methods import ali, ali_conditional, alice, bigan, gan_inverse, gan_posthoc, vae
+from ali.methods import ali, ali_conditional, ali_kplus1, alice, bigan, gan_inverse, gan_posthoc, vae
 from ali.methods.base import Method
 
 METHODS: dict[str, Method] = {
@@ -13,6 +13,7 @@ METHODS: dict[str, Method] = {
     for m in (
         ali.METHOD,
         ali_conditional.METHOD,
+        ali_kplus1.METHOD,
         alice.METHOD,
         bigan.METHOD,
         gan_inverse.METHOD,

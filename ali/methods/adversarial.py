@@ -75,8 +75,10 @@ def adversarial_update(
     mode: str,
     extra_generator_loss: torch.Tensor | None = None,
     runtime: StepRuntime | None = None,
+    extra_discriminator_loss: torch.Tensor | None = None,
 ) -> Losses:
-    """Update D on L_D and the generators on L_G (+ extra) from real and fake D inputs.
+    """Update D on L_D (+ extra_discriminator_loss, a term of D's parameters only) and the
+    generators on L_G (+ extra_generator_loss) from real and fake D inputs.
 
     `real` and `fake` are the D inputs of each side: (x, Gz(x)) and (Gx(z), z) for ALI, (x,) and
     (Gx(z),) for a GAN. Whatever requires grad in them leads back to the generators.
@@ -88,6 +90,7 @@ def adversarial_update(
     opt_d.zero_grad(set_to_none=True)
     opt_g.zero_grad(set_to_none=True)
     extra = extra_generator_loss if extra_generator_loss is not None else 0.0
+    extra_d = extra_discriminator_loss if extra_discriminator_loss is not None else 0.0
     d_params, g_params = _params(opt_d), _params(opt_g)
     scale = rt.scaler.scale if rt.scaler is not None else (lambda loss: loss)
 
@@ -98,7 +101,7 @@ def adversarial_update(
 
     if mode == "alternating":
         loss_d, _ = ali_losses(*logits(*[j.detach() for j in joined]))
-        _backward_into(scale(loss_d), d_params)
+        _backward_into(scale(loss_d + extra_d), d_params)
         optimizer_step([opt_d], rt)
         _, loss_g = ali_losses(*logits(*joined))
         _backward_into(scale(loss_g + extra), g_params)
@@ -113,15 +116,15 @@ def adversarial_update(
         # One host read per step (free on a CPU, where ops run synchronously anyway).
         if bool(torch.cat([real_logits, -fake_logits]).detach().max() > SATURATED_LOGIT):
             holder.scale = torch.ones(2 * batch)
-            _backward_into(loss_d, d_params, retain_graph=True)
+            _backward_into(loss_d + extra_d, d_params, retain_graph=True)
             _backward_into(loss_g + extra, g_params)
         else:
             holder.scale = generator_to_discriminator_grad_ratio(real_logits, fake_logits)
-            (loss_d + extra).backward()
+            (loss_d + extra_d + extra).backward()
         optimizer_step([opt_d, opt_g], rt)
     elif mode == "two-pass":
         loss_d, loss_g = ali_losses(*logits(*joined))
-        _backward_into(scale(loss_d), d_params, retain_graph=True)
+        _backward_into(scale(loss_d + extra_d), d_params, retain_graph=True)
         _backward_into(scale(loss_g + extra), g_params)
         optimizer_step([opt_d, opt_g], rt)
     else:

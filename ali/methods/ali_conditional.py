@@ -33,8 +33,14 @@ from ali.nets.networks import Decoder, JointDiscriminator, _as_latent_map
 
 KEYS = {
     **ADVERSARIAL_KEYS,
-    "condition_dim": Key(10, in_range(1), "size of the condition vector y: classes (one-hot; 10 for the MNIST family) or binary attributes (40 for CelebA)"),
-    "embed_dim": Key(64, in_range(1), "channels of each network's linear embedding of y (the paper: 256 for CelebA's attributes)"),
+    "condition_dim": Key(
+        10,
+        in_range(1),
+        "size of the condition vector y: classes (one-hot; 10 for the MNIST family) or binary attributes (40 for CelebA)",
+    ),
+    "embed_dim": Key(
+        64, in_range(1), "channels of each network's linear embedding of y (the paper: 256 for CelebA's attributes)"
+    ),
 }
 
 
@@ -51,12 +57,16 @@ class _Embedding(nn.Module):
         return e.view(*e.shape, 1, 1)
 
 
-def _spatial_size(table: list[Layer], in_width: int, in_size: int) -> tuple[int, ...]:
-    """The (H, W) a table's stack leaves, from a copy built on the meta device: build_stack stays
-    the one place that knows how layers change the size, and no real weights or data are made."""
-    with torch.device("meta"):
-        probe = build_stack(table, in_width, in_size).eval()
-        return tuple(probe(torch.empty(1, in_width, in_size, in_size)).shape[2:])
+@torch.no_grad()
+def _spatial_size(stack: nn.Sequential, x_shape: tuple[int, ...]) -> tuple[int, ...]:
+    """The (H, W) a freshly built stack leaves, from one zero image in evaluation mode (no batch
+    statistics or dropout masks are touched), so build_stack stays the one place that knows how
+    a table's layers change the size. Not the meta device: its first use costs seconds."""
+    stack.eval()
+    try:
+        return tuple(stack(torch.zeros(1, *x_shape)).shape[2:])
+    finally:
+        stack.train()
 
 
 class ConditionalEncoder(nn.Module):
@@ -69,14 +79,16 @@ class ConditionalEncoder(nn.Module):
         super().__init__()
         *body, last = table
         if not body or last.op != "conv" or last.k != 1:
-            raise AliError("conditional ALI needs an encoder table whose last layer is a 1x1 conv; choose an image architecture (--set arch=...)")
+            raise AliError(
+                "conditional ALI needs an encoder table whose last layer is a 1x1 conv; choose an image architecture (--set arch=...)"
+            )
         self.condition_dim = condition_dim
         self.net = build_stack(body, x_shape[0], x_shape[-1])
-        size = _spatial_size(body, x_shape[0], x_shape[-1])
+        size = _spatial_size(self.net, x_shape)
         if size != (1, 1):
             raise AliError(
                 f"conditional ALI joins y to the encoder's 1x1 features, but this architecture's encoder layers before the last "
-                f"leave a {size[0]}x{size[1]} map; choose an architecture whose encoder reaches 1x1 (mnist, cifar10, svhn, celeba64, imagenet64)"
+                f"leave a {size[0]}x{size[1]} map; choose an architecture whose encoder reaches 1x1 ({_image_architectures()})"
             )
         self.embed = _Embedding(condition_dim, embed_dim)
         self.head = build_stack([last], out_width(body[-1]) + embed_dim, 1)
@@ -97,7 +109,14 @@ class ConditionalDecoder(Decoder):
 
     INPUTS = ("z", "y")
 
-    def __init__(self, table: list[Layer], latent_dim: int, condition_dim: int, embed_dim: int, untied_bias_shape: tuple[int, ...] | None = None):
+    def __init__(
+        self,
+        table: list[Layer],
+        latent_dim: int,
+        condition_dim: int,
+        embed_dim: int,
+        untied_bias_shape: tuple[int, ...] | None = None,
+    ):
         super().__init__(table, latent_dim + embed_dim, untied_bias_shape)
         self.condition_dim = condition_dim
         self.embed = _Embedding(condition_dim, embed_dim)

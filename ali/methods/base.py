@@ -20,6 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ali.data.dataset import Dataset
 from ali.data.prior import PriorSampler
 from ali.keys import Key, in_range, one_of
 from ali.nets.architectures import Architecture
@@ -54,6 +55,7 @@ class StepInputs:
     prior: PriorSampler | None
     settings: dict[str, Any]  # the values of the config keys the method owns
     phase_steps: int  # the config's `steps`: the length of each of the method's phases
+    data: Dataset | None = None  # the training set (on the device), for methods that draw their own batches
 
 
 @dataclass(frozen=True)

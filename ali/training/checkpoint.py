@@ -212,6 +212,7 @@ def restore(
         model.load_state_dict(net_state)
         for name, optimizer in (optimizers or {}).items():
             optimizer.load_state_dict(_unflatten_optimizer(name, tensors, header))
+            _match_parameter_layout(optimizer)
         if restore_rng:
             torch.set_rng_state(tensors["rng/torch"])
             if torch.cuda.is_available():
@@ -221,6 +222,20 @@ def restore(
     except (KeyError, ValueError, TypeError, RuntimeError, IndexError) as exc:
         raise AliError(f"checkpoint optimizer or RNG state does not fit this run ({type(exc).__name__}: {exc})") from None
     return int(header["step"])
+
+
+def _match_parameter_layout(optimizer: torch.optim.Optimizer) -> None:
+    """Give each restored per-parameter state tensor its parameter's memory layout.
+
+    load_state_dict leaves Adam's moments contiguous while conv weights are channels_last, and
+    fused Adam then pairs the wrong elements: a resumed image run drifted from the uninterrupted
+    one. Same values, the parameter's strides."""
+    for group in optimizer.param_groups:
+        for p in group["params"]:
+            state = optimizer.state.get(p, {})
+            for key, value in state.items():
+                if torch.is_tensor(value) and value.shape == p.shape and value.stride() != p.stride():
+                    state[key] = torch.empty_like(p).copy_(value)
 
 
 def aux_tensors(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -29,7 +29,8 @@ from ali.evaluation.toy_eval import data_extent, evaluate_toy
 from ali.methods import get_method
 from ali.methods.base import Score
 from ali.nets.model import Model
-from ali.rundir import COMPARISON_FILE, METRICS_FILE, STATS_FILE, prepare_run_dir
+from ali.report import write_report
+from ali.rundir import COMPARISON_FILE, METRICS_FILE, STATS_FILE, prepare_run_dir, write_condition_names
 from ali.training import checkpoint as ckpt
 from ali.training import distributed
 from ali.training.guard import DivergenceGuard
@@ -142,7 +143,7 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False, progress: bo
     distributed.reseed(dist_ctx, config.seed, start)
     distributed.prepare_replica(model, dist_ctx, config.sync_bn)
     runtime = make_runtime(precision, dist_ctx.device, dist_ctx.all_reduce_mean if dist_ctx.active else None)
-    train_step = build_step(config, model, optimizers, runtime)
+    train_step = build_step(config, model, optimizers, runtime, dataset)
     score = get_method(config.method).score
     total = total_steps(config)
     # Reliability (docs/RELIABILITY.md): checks at log lines and before checkpoints, rollback.
@@ -150,6 +151,8 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False, progress: bo
     guard.remember(start, model, optimizers, stats.sums, stats.count)
     board = TensorBoardLog(run_dir) if config.tensorboard and dist_ctx.is_main else None
     conditions, grid_conditions = _conditions(config, dataset, dist_ctx.device)
+    if conditions is not None and dist_ctx.is_main and not resume:
+        write_condition_names(run_dir, dataset.label_names)
     sampler = EpochSampler(len(dataset.train), config.batch_size, config.seed)
     bar = tqdm(total=total, initial=start, disable=not progress or not dist_ctx.is_main, dynamic_ncols=True, desc=config.method)
     began = time.perf_counter()
@@ -199,7 +202,10 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False, progress: bo
         return {}
     dataset.train = dataset.train.cpu()
     with on_cpu(model), torch.inference_mode():
-        return evaluate_run(model, dataset, config, run_dir, seconds)
+        metrics = evaluate_run(model, dataset, config, run_dir, seconds)
+    with ckpt.run_dir_writes(run_dir, "report.html"):
+        write_report(run_dir)
+    return metrics
 
 
 def _conditions(config: TrainConfig, dataset: Dataset, device: torch.device) -> tuple[torch.Tensor | None, torch.Tensor | None]:

@@ -7,6 +7,7 @@ from typing import Any
 import torch
 
 from ali.config import TrainConfig
+from ali.data.dataset import Dataset
 from ali.data.prior import PriorSampler
 from ali.methods import get_method
 from ali.methods.base import Optimizers, StepFn, StepInputs
@@ -48,11 +49,11 @@ def total_steps(config: TrainConfig) -> int:
     return config.steps * get_method(config.method).phases
 
 
-def build_step(config: TrainConfig, model: Model, optimizers: Optimizers, runtime: StepRuntime) -> StepFn:
+def build_step(config: TrainConfig, model: Model, optimizers: Optimizers, runtime: StepRuntime, data: Dataset | None = None) -> StepFn:
     """The method's step with its inputs fixed: call it as step(x, index[, y]) -> losses."""
     method = get_method(config.method)
     prior = PriorSampler(config.prior_sampling, model.arch.latent_dim, config.seed) if method.draws_prior else None
-    inputs = StepInputs(model, optimizers, runtime, prior, settings(config), config.steps)
+    inputs = StepInputs(model, optimizers, runtime, prior, settings(config), config.steps, data)
     inner = method.make_step(inputs)
 
     def step(x: torch.Tensor, index: int, y: torch.Tensor | None = None) -> dict[str, torch.Tensor]:

@@ -1,0 +1,30 @@
+"""Suite-wide settings.
+
+- No test reads or writes the user's cache of trained classifiers.
+- Training runs in tests skip the HTML report (matplotlib drawing is a second per run, and the
+  suite trains dozens of tiny runs); tests marked `report` keep it (tests/test_report*.py call
+  ali.report directly).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+import pytest
+
+os.environ["ALI_CACHE_DIR"] = tempfile.mkdtemp(prefix="ali-test-cache-")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "report: let training runs in this test write report.html")
+
+
+@pytest.fixture(autouse=True)
+def _no_report_after_training(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    if request.node.get_closest_marker("report") is None:
+        from ali import study
+        from ali.training import loop
+
+        monkeypatch.setattr(loop, "write_report", lambda run_dir: run_dir / "report.html")
+        monkeypatch.setattr(study, "write_report", lambda out: out / "report.html")
