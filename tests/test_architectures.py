@@ -102,9 +102,9 @@ def test_every_layer_matches_the_table(name: str) -> None:
 
 @pytest.mark.parametrize(
     "name,method",
-    # every architecture once; every method on the small conv net and on CIFAR-10 (maxout, untied bias)
-    [(name, "ali") for name in EXPECTED if name not in ("mnist", "cifar10")]
-    + [(name, m) for name in ("mnist", "cifar10") for m in METHODS],
+    # every architecture once; every method on the small conv net; on CIFAR-10 (maxout) the
+    # VAE, whose likelihood once failed on 3-channel images
+    [(name, "ali") for name in EXPECTED if name != "mnist"] + [("mnist", m) for m in METHODS] + [("cifar10", "vae")],
 )
 def test_training_steps_change_every_network(name: str, method: str) -> None:
     torch.manual_seed(0)

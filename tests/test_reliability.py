@@ -59,8 +59,8 @@ def _wrap_step(monkeypatch, after) -> None:
     """Make the loop's step call after(model, step, losses) and return what that returns."""
     real = loop.build_step
 
-    def build(config, model, optimizers, runtime):
-        inner = real(config, model, optimizers, runtime)
+    def build(config, model, optimizers, runtime, data=None):
+        inner = real(config, model, optimizers, runtime, data)
         return lambda x, step: after(model, step, inner(x, step))
 
     monkeypatch.setattr(loop, "build_step", build)

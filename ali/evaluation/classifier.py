@@ -64,8 +64,8 @@ class Recipe:
 
 
 RECIPES: dict[str, Recipe] = {
-    "mnist": Recipe(epochs=3, max_degrees=MAX_DEGREES, max_shift=MAX_SHIFT),
-    "fashion-mnist": Recipe(epochs=10, max_degrees=0.0, max_shift=1.0, batch_size=64, lr=1e-3),
+    "mnist": Recipe(epochs=3, max_degrees=MAX_DEGREES, max_shift=MAX_SHIFT),  # 99.45% test, ~3 min, 1 thread
+    "fashion-mnist": Recipe(epochs=10, max_degrees=0.0, max_shift=1.0, batch_size=64, lr=1e-3),  # 92.44%, ~10 min
 }
 
 

@@ -113,7 +113,7 @@ def backward_into_grads(params: list[torch.Tensor], grads: tuple[torch.Tensor, .
 
 METHOD = Method(
     name="alice",
-    title="ALICE (ALI + cycle)",
+    title="ALI + cycle (ALICE)",
     networks=networks,
     optimizers={"generator": ("encoder", "decoder"), "discriminator": ("discriminator",), "discriminator_xx": ("xx_discriminator",)},
     make_step=make_step,
