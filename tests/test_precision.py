@@ -67,3 +67,16 @@ def test_resume_keeps_the_runs_resolved_precision_on_another_machine(tmp_path, n
 
 def test_fp16_stays_an_explicit_gpu_choice():
     assert "fp16" in hardware.PRECISIONS and hardware.resolve_precision("auto", CPU) in ("fp32", "bf16")
+
+
+def test_an_isa_cap_below_bf16_means_no_native_bf16(monkeypatch):
+    monkeypatch.setattr(hardware, "cpu_flags", lambda: {"avx2", "avx512f", "avx512_bf16"})
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+    assert hardware.cpu_native_bf16()
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    assert not hardware.cpu_native_bf16()
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX512_CORE_BF16")
+    assert hardware.cpu_native_bf16()
+    monkeypatch.setattr(hardware, "cpu_flags", lambda: {"avx2"})
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA")
+    assert not hardware.cpu_native_bf16()

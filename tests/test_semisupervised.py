@@ -115,19 +115,22 @@ def test_protocol_is_seeded():
     assert runs[0]["test_errors"] == runs[1]["test_errors"] and runs[0]["test_errors"] != runs[2]["test_errors"]
 
 
-def test_the_span_basis_gives_the_same_svm_as_raw_features():
+@pytest.mark.parametrize("duplicates", [0, 15])  # full-rank rows, and rows of rank 45
+def test_the_span_basis_gives_the_same_svm_as_raw_features(duplicates):
     rng = np.random.default_rng(4)
     x = rng.normal(size=(60, 400)).astype(np.float32)
+    x[:duplicates] = x[30:30 + duplicates]
     y = rng.integers(0, 4, size=60)
-    data = _SvmData(x, y, "pool")
-    sample = _Labelled(data, np.arange(60))
-    assert sample.z.shape == (60, 60)
+    y[:duplicates] = y[30:30 + duplicates]
+    sample = _Labelled(_SvmData(x, y, "pool"), np.arange(60))
+    assert sample.z.shape == (60, 60 - duplicates)
     svm = LinearSVC(C=0.01, dual=True, random_state=0).fit(x.astype(np.float64), y)
     reduced = LinearSVC(C=0.01, dual=True, random_state=0).fit(sample.z, y)
     probe = rng.normal(size=(200, 400)).astype(np.float32)
     raw_scores = svm.decision_function(probe)
-    span_scores = probe @ sample.weights(reduced.coef_) + reduced.intercept_
-    assert np.allclose(raw_scores, span_scores, atol=1e-3 * np.abs(raw_scores).max())
+    tol = 1e-3 * np.abs(raw_scores).max()
+    assert np.allclose(raw_scores, probe @ sample.weights(reduced.coef_) + reduced.intercept_, atol=tol)
+    assert np.allclose(raw_scores, sample.project(probe) @ reduced.coef_.T + reduced.intercept_, atol=tol)
 
 
 def test_protocol_refuses_bad_inputs():

@@ -63,9 +63,12 @@ class Recipe:
     lr: float = LEARNING_RATE
 
 
+# Measured on one CPU thread (seed 0): MNIST 99.56% test accuracy in ~5 min, inception score of
+# the real test images 9.82 (3 epochs: 99.45%, 9.75 — less confident, so a lower score than the
+# ~9.88 published for the reference classifier); Fashion-MNIST 92.44% in ~10 min.
 RECIPES: dict[str, Recipe] = {
-    "mnist": Recipe(epochs=3, max_degrees=MAX_DEGREES, max_shift=MAX_SHIFT),  # 99.45% test, ~3 min, 1 thread
-    "fashion-mnist": Recipe(epochs=10, max_degrees=0.0, max_shift=1.0, batch_size=64, lr=1e-3),  # 92.44%, ~10 min
+    "mnist": Recipe(epochs=6, max_degrees=MAX_DEGREES, max_shift=MAX_SHIFT),
+    "fashion-mnist": Recipe(epochs=10, max_degrees=0.0, max_shift=1.0, batch_size=64, lr=1e-3),
 }
 
 

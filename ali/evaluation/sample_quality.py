@@ -141,7 +141,8 @@ def kl_to_uniform(hist: ArrayLike) -> float:
 
 def stacked_mnist_modes(channel_probs: Sequence[ArrayLike]) -> dict[str, float]:
     """Mode coverage of Stacked MNIST samples from the domain classifier's probabilities for each
-    of the three channels (each (N, 10)): mode = 100 d0 + 10 d1 + d2 of the predicted digits.
+    of the three channels (each (N, 10), e.g. `predict(model, samples[:, c:c + 1])[0]` for c = 0,
+    1, 2 with the MNIST classifier): mode = 100 d0 + 10 d1 + d2 of the predicted digits.
 
     Returns modes_covered (modes with at least one sample, out of 1000) and kl_to_uniform.
     """

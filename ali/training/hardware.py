@@ -15,6 +15,7 @@ stay interchangeable between fp32/bf16, CPU/GPU and any world size.
 from __future__ import annotations
 
 import contextlib
+import os
 import platform
 import sys
 from collections.abc import Callable, Iterator
@@ -73,7 +74,11 @@ def cpu_flags() -> set[str]:
 
 
 def cpu_native_bf16() -> bool:
-    """True when this CPU computes bf16 matmuls in hardware (AMX or AVX-512-BF16)."""
+    """True when this CPU computes bf16 matmuls in hardware (AMX or AVX-512-BF16) and oneDNN may
+    use those instructions (ONEDNN_MAX_CPU_ISA, when set, caps the instruction sets it uses)."""
+    cap = os.environ.get("ONEDNN_MAX_CPU_ISA", "").upper()
+    if cap and cap not in ("ALL", "DEFAULT") and "BF16" not in cap and "AMX" not in cap:
+        return False
     return bool(cpu_flags() & set(NATIVE_BF16_FLAGS))
 
 
