@@ -135,8 +135,10 @@ def load(run_dir: str | Path, device: str | torch.device = "cpu", allow_unfinish
     if not allow_unfinished and not (run_dir / METRICS_FILE).is_file():
         if not ckpt.list_checkpoints(run_dir):
             raise AliError(f"{run_dir} holds no checkpoint: train it first (ali train --out {run_dir})")
-        raise AliError(f"{run_dir} has not finished training (no {METRICS_FILE}); finish it with "
-                       f"`ali train --out {run_dir} --resume`, or pass allow_unfinished=True for its newest checkpoint")
+        raise AliError(
+            f"{run_dir} has not finished training (no {METRICS_FILE}); finish it with "
+            f"`ali train --out {run_dir} --resume`, or pass allow_unfinished=True for its newest checkpoint"
+        )
     config, model, step = load_trained(run_dir)
     if len(model.arch.x_shape) != 3:
         raise AliError(f"{run_dir} trained on 2-D data ({config.dataset}); ali.load is for image runs")

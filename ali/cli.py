@@ -114,7 +114,9 @@ def cmd_pictures(args: argparse.Namespace) -> int:
     """`ali sample | reconstruct | interpolate`: one PNG grid from a trained image run."""
     config, model, step = generate.load_image_run(Path(args.run))
     if condition_dim(config):
-        raise AliError(f"{args.run} is a conditional run: draw its samples with `ali generate --run {args.run} --conditions SPEC`")
+        raise AliError(
+            f"{args.run} is a conditional run: draw its samples with `ali generate --run {args.run} --conditions SPEC`"
+        )
     if args.command == "sample":
         image = generate.sample_image(model, args.n, args.seed)
     else:
@@ -148,9 +150,18 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         raise AliError(f"{run} trained on 2-D data ({config.dataset}); its metrics are in {run / METRICS_FILE}")
     data_dir = args.data_dir or config.data_dir
     dataset = load_dataset(config.dataset, data_dir)
-    metrics = evaluate_model(model, dataset, data_dir, parse_metrics(args.metrics), condition_dim(config),
-                             args.classifier, args.inception_weights, progress=not args.no_progress,
-                             samples=args.samples, test_images=args.test_images)
+    metrics = evaluate_model(
+        model,
+        dataset,
+        data_dir,
+        parse_metrics(args.metrics),
+        condition_dim(config),
+        args.classifier,
+        args.inception_weights,
+        progress=not args.no_progress,
+        samples=args.samples,
+        test_images=args.test_images,
+    )
     out = Path(args.out) if args.out else run / "evaluation.json"
     with ckpt.run_dir_writes(out.parent, out.name):
         ckpt.atomic_write_json(out, {"run": str(run), "checkpoint_step": step, **metrics})
@@ -161,8 +172,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_classifier(args: argparse.Namespace) -> int:
     """`ali classifier train --dataset NAME`: the domain classifier the sample metrics use."""
-    model, test_accuracy = train_classifier(args.dataset, args.data_dir or TrainConfig.data_dir, seed=args.seed,
-                                            epochs=args.epochs, progress=not args.no_progress)
+    model, test_accuracy = train_classifier(
+        args.dataset, args.data_dir or TrainConfig.data_dir, seed=args.seed, epochs=args.epochs, progress=not args.no_progress
+    )
     path = Path(args.out) if args.out else default_classifier_path(args.dataset)
     save_classifier(model, path, {"dataset": args.dataset, "seed": args.seed, "test_accuracy": test_accuracy})
     print(json.dumps({"dataset": args.dataset, "test_accuracy": round(test_accuracy, 5), "path": str(path)}))
@@ -219,7 +231,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", required=True, help="run directory (must not hold a run unless --resume)")
     train.add_argument("--resume", action="store_true", help="continue the run in --out from its newest checkpoint")
     train.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
-    train.add_argument("--tensorboard", action="store_true", help="also write TensorBoard events (pip install 'ali[tensorboard]')")
+    train.add_argument(
+        "--tensorboard", action="store_true", help="also write TensorBoard events (pip install 'ali[tensorboard]')"
+    )
     train.set_defaults(func=cmd_train)
 
     study = add("study", "several methods x seeds; writes study.json, study.md, a figure")
@@ -251,18 +265,26 @@ def build_parser() -> argparse.ArgumentParser:
 
     gen = add("generate", "a conditional run's samples: rows of fixed z, columns of conditions (the paper's §5 figure)")
     gen.add_argument("--run", required=True, help="run directory of a conditional run (method ali-conditional)")
-    gen.add_argument("--conditions", required=True, help='classes "0-9" or "0,3,7"; attributes "Male,Young;-Male,Young|Black_Hair;Smiling"')
+    gen.add_argument(
+        "--conditions", required=True, help='classes "0-9" or "0,3,7"; attributes "Male,Young;-Male,Young|Black_Hair;Smiling"'
+    )
     gen.add_argument("--z-seed", type=_nonnegative_int, default=0, help="the fixed z of the grid")
     gen.add_argument("--rows", type=_positive_int, help="class grids: rows of different z (default 8)")
     gen.add_argument("--out", required=True, help="PNG file to write")
     gen.set_defaults(func=cmd_generate)
 
-    evaluate = add("evaluate", "the paper's metrics of a trained image run (classifier IS / FID, reconstruction accuracy, L2-SVM, ...)")
+    evaluate = add(
+        "evaluate", "the paper's metrics of a trained image run (classifier IS / FID, reconstruction accuracy, L2-SVM, ...)"
+    )
     evaluate.add_argument("--run", required=True, help="run directory of an image run (newest valid checkpoint)")
-    evaluate.add_argument("--metrics", default=",".join(DEFAULT_METRICS), help=f"comma-separated groups of {', '.join(METRIC_GROUPS)}")
+    evaluate.add_argument(
+        "--metrics", default=",".join(DEFAULT_METRICS), help=f"comma-separated groups of {', '.join(METRIC_GROUPS)}"
+    )
     evaluate.add_argument("--out", help="JSON file to write (default RUN/evaluation.json)")
     evaluate.add_argument("--classifier", help="domain classifier file (default: the cache of `ali classifier train`)")
-    evaluate.add_argument("--inception-weights", help="Inception weights file for the 'inception' group (torch-fidelity's pt_inception)")
+    evaluate.add_argument(
+        "--inception-weights", help="Inception weights file for the 'inception' group (torch-fidelity's pt_inception)"
+    )
     evaluate.add_argument("--data-dir", help="folder holding the datasets (default: the run's data_dir)")
     evaluate.add_argument("--samples", type=_positive_int, default=SAMPLES, help="generated images to score")
     evaluate.add_argument("--test-images", type=_positive_int, help="score on the first N held-out images (default: all)")
@@ -271,8 +293,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     classifier = add("classifier", "domain classifiers for the sample-quality metrics")
     classifier_sub = classifier.add_subparsers(dest="classifier_command", required=True)
-    p = classifier_sub.add_parser("train", help="train and cache the classifier of a dataset", description="train and cache the classifier of a dataset",
-                                  formatter_class=_Help)
+    p = classifier_sub.add_parser(
+        "train",
+        help="train and cache the classifier of a dataset",
+        description="train and cache the classifier of a dataset",
+        formatter_class=_Help,
+    )
     p.add_argument("--dataset", required=True, choices=CLASSIFIER_DATASETS)
     p.add_argument("--seed", type=_nonnegative_int, default=0, help="initialisation, order, augmentation and dropout")
     p.add_argument("--epochs", type=_positive_int, help="training epochs (default: the dataset's recipe)")
@@ -291,9 +317,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("download", "fetch the official files, verify checksums, extract safely"),
         ("info", "load a dataset and print its split shapes as JSON"),
     ):
-        p = data_sub.add_parser(
-            name, help=help_text, description=help_text, formatter_class=_Help
-        )
+        p = data_sub.add_parser(name, help=help_text, description=help_text, formatter_class=_Help)
         p.add_argument(
             "name",
             help="mnist, fashion-mnist, cifar10, svhn, celeba64, imagenet64" + ("" if name == "download" else ", folder:PATH"),

@@ -77,7 +77,6 @@ TrainConfig.__doc__ = "A run's full config: CommonConfig's keys plus every metho
 TrainConfig.__module__ = __name__
 
 
-
 RULES: dict[str, Rule] = {
     "method": one_of(*METHODS),
     "latent_dim": in_range(1),

@@ -1,6 +1,7 @@
 """Suite-wide settings.
 
 - No test reads or writes the user's cache of trained classifiers.
+- Tests that need ../shared/data ask for it with require_shared or the mnist_dir fixture.
 - Training runs in tests skip the HTML report (matplotlib drawing is a second per run, and the
   suite trains dozens of tiny runs); tests marked `report` keep it (tests/test_report*.py call
   ali.report directly).
@@ -10,10 +11,18 @@ from __future__ import annotations
 
 import os
 import tempfile
+from pathlib import Path
 
 import pytest
 
+from tests.shared_data import require_shared
+
 os.environ["ALI_CACHE_DIR"] = tempfile.mkdtemp(prefix="ali-test-cache-")
+
+
+@pytest.fixture(scope="session")
+def mnist_dir() -> Path:
+    return require_shared("mnist")
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import torch
 
+from ali.data.dataset import Dataset
 from ali.nets.model import Model
 from ali.training.hardware import make_runtime
-from ali.data.dataset import Dataset
 from ali.training.model import build_step, condition_dim
 
 
@@ -14,7 +14,9 @@ def train_step(model: Model, optimizers: dict, x: torch.Tensor, index: int, prec
     """A conditional model gets every class in turn; a K+1 model a small labelled set of random images."""
     data = None
     if model.method == "ali-kplus1":
-        data = Dataset("random", torch.randint(0, 256, (100, *x.shape[1:]), dtype=torch.uint8), x[:2], labels=torch.arange(100) % 10)
+        data = Dataset(
+            "random", torch.randint(0, 256, (100, *x.shape[1:]), dtype=torch.uint8), x[:2], labels=torch.arange(100) % 10
+        )
     step = build_step(model.config, model, optimizers, make_runtime(precision, torch.device("cpu")), data)
     size = condition_dim(model.config)
     if not size:

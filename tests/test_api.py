@@ -70,6 +70,8 @@ def test_a_toy_run_is_not_an_image_run(tmp_path: Path) -> None:
     from ali.config import make_config
     from ali.training.loop import train
 
-    train(make_config({"steps": 2, "batch_size": 8, "checkpoint_every": 2, "eval_samples": 100}), tmp_path / "toy", progress=False)
+    train(
+        make_config({"steps": 2, "batch_size": 8, "checkpoint_every": 2, "eval_samples": 100}), tmp_path / "toy", progress=False
+    )
     with pytest.raises(AliError, match="ali.load is for image runs"):
         ali.load(tmp_path / "toy")

@@ -4,9 +4,7 @@ The training smoke test reads the real MNIST files in ../shared/data: under CI=t
 is a failure, not a skip.
 """
 
-import os
 import pickle
-from pathlib import Path
 
 import pytest
 import torch
@@ -25,18 +23,6 @@ from ali.evaluation.classifier import (
     random_affine,
     save_classifier,
 )
-
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
-
-
-@pytest.fixture(scope="module")
-def mnist_dir() -> Path:
-    if not (SHARED / "mnist").is_dir():
-        message = f"shared data missing: {SHARED / 'mnist'}"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-    return SHARED
 
 
 @pytest.fixture(scope="module")

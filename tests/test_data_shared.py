@@ -2,7 +2,6 @@
 Tiny-ImageNet samples). Under CI=true missing data is a failure, not a skip."""
 
 import hashlib
-import os
 from pathlib import Path
 
 import pytest
@@ -10,25 +9,12 @@ import torch
 from data_writers import idx_bytes
 
 from ali.data import load_image_dataset
-
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+from tests.shared_data import require_shared
 
 
 @pytest.fixture
 def shared_data() -> Path:
-    needed = [
-        SHARED / "mnist",
-        SHARED / "fashion-mnist",
-        SHARED / "celeba" / "img_align_celeba",
-        SHARED / "tiny-imagenet-200" / "train",
-    ]
-    missing = [str(p) for p in needed if not p.is_dir()]
-    if missing:
-        message = f"shared data missing: {', '.join(missing)}"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-    return SHARED
+    return require_shared("mnist", "fashion-mnist", "celeba/img_align_celeba", "tiny-imagenet-200/train")
 
 
 def test_mnist_real(shared_data):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
 
 import pytest
@@ -15,23 +14,25 @@ from ali.data import load_split
 from ali.evaluation.classifier import fit_classifier, save_classifier
 from ali.methods.ali_kplus1 import ClassDiscriminator
 from ali.training.objective import ali_losses
-
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+from tests.shared_data import require_shared
 
 
 @pytest.fixture(scope="module")
 def mnist_run(tmp_path_factory) -> tuple[Path, Path]:
-    if not (SHARED / "mnist").is_dir():
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"shared data missing: {SHARED / 'mnist'}")
-        pytest.skip("shared data missing")
+    SHARED = require_shared("mnist")
     tmp = tmp_path_factory.mktemp("evaluate")
     images, labels = load_split("mnist", SHARED, "train")
-    classifier = save_classifier(fit_classifier(images[:300], labels[:300], epochs=1, batch_size=32, progress=False),
-                                 tmp / "mnist.safetensors", {"dataset": "mnist"})
+    classifier = save_classifier(
+        fit_classifier(images[:300], labels[:300], epochs=1, batch_size=32, progress=False),
+        tmp / "mnist.safetensors",
+        {"dataset": "mnist"},
+    )
     run = tmp / "run"
     sets = ["batch_size=8", "log_every=1", "checkpoint_every=2", "grid_every=0", "eval_samples=100", f"data_dir={SHARED}"]
-    assert main(["train", "--config", "mnist", "--steps", "2", "--out", str(run), "--no-progress", *[f"--set={s}" for s in sets]]) == 0
+    assert (
+        main(["train", "--config", "mnist", "--steps", "2", "--out", str(run), "--no-progress", *[f"--set={s}" for s in sets]])
+        == 0
+    )
     return run, classifier
 
 
@@ -41,7 +42,19 @@ def test_evaluate_writes_the_sample_and_reconstruction_metrics(mnist_run, capsys
     assert metrics["classifier_metrics"].startswith("not computed: no classifier for mnist")  # says how to make one
     assert "ali classifier train --dataset mnist" in metrics["classifier_metrics"]
     out = run / "eval.json"
-    argv = ["evaluate", "--run", str(run), "--classifier", str(classifier), "--out", str(out), "--samples", "500", "--test-images", "500"]
+    argv = [
+        "evaluate",
+        "--run",
+        str(run),
+        "--classifier",
+        str(classifier),
+        "--out",
+        str(out),
+        "--samples",
+        "500",
+        "--test-images",
+        "500",
+    ]
     assert main([*argv, "--no-progress"]) == 0
     result = json.loads(out.read_text())
     assert 1 <= result["classifier_is"] <= 10 and result["classifier_fid"] >= 0

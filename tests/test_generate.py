@@ -7,7 +7,6 @@ squares at random places), so the test needs no dataset files and stays fast.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +19,7 @@ from ali import generate
 from ali.cli import main
 from ali.config import make_config
 from ali.data.dataset import Dataset
+from tests.shared_data import require_shared
 
 H = W = 28
 PAD = 2
@@ -121,16 +121,9 @@ def test_pictures_need_an_image_run(tmp_path: Path, capsys) -> None:
     assert main(["sample", "--run", str(tmp_path / "none"), "--out", str(tmp_path / "x.png")]) == 2
 
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-
-
 def test_commands_end_to_end_on_real_mnist(tmp_path: Path) -> None:
     """`ali train --config mnist` for two steps, then reconstruct and interpolate through the CLI."""
-    if not (SHARED / "mnist").is_dir():
-        message = f"shared data missing: {SHARED / 'mnist'}"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+    SHARED = require_shared("mnist")
     run = tmp_path / "mnist"
     sets = ["batch_size=8", "log_every=1", "checkpoint_every=2", "grid_every=0", "eval_samples=100", f"data_dir={SHARED}"]
     argv = ["train", "--config", "mnist", "--steps", "2", "--out", str(run), "--no-progress"]

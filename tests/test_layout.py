@@ -63,7 +63,9 @@ def test_every_method_is_one_module_registered_by_name():
     assert modules == set(METHODS)
     for name, method in METHODS.items():
         assert isinstance(method, Method) and method.name == name and method.title
-        assert "generator" in method.optimizers and all(n == "generator" or n.startswith("discriminator") for n in method.optimizers)
+        assert "generator" in method.optimizers and all(
+            n == "generator" or n.startswith("discriminator") for n in method.optimizers
+        )
 
 
 def test_a_key_the_method_does_not_use_is_an_error():

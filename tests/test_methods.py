@@ -10,7 +10,6 @@ from ali.presets import PRESETS
 from ali.training.model import build_model
 from tests.stepping import train_step
 
-
 IMAGE_ONLY = ("ali-conditional", "ali-kplus1")  # tested on image nets: tests/test_architectures.py, test_conditional.py
 
 

@@ -40,7 +40,7 @@ def test_shifted_means_give_the_squared_shift():
 def test_isotropic_gaussians_have_the_closed_form():
     d, sa, sb = 8, 1.5, 0.5
     mu_a, mu_b = np.zeros(d), np.full(d, 2.0)
-    value = frechet_distance_from_stats(mu_a, sa ** 2 * np.eye(d), mu_b, sb ** 2 * np.eye(d))
+    value = frechet_distance_from_stats(mu_a, sa**2 * np.eye(d), mu_b, sb**2 * np.eye(d))
     assert value == pytest.approx(4.0 * d + d * (sa - sb) ** 2)
 
 

@@ -110,8 +110,10 @@ def test_protocol_on_separable_features_has_no_error(dim):
 def test_protocol_is_seeded():
     pool, val, test = (separable(30, 40, s) for s in range(3))
     noisy = [(x + np.random.default_rng(9).normal(scale=3, size=x.shape).astype(np.float32), y) for x, y in (pool, val, test)]
-    runs = [svm_protocol(*noisy[0], *noisy[1], *noisy[2], per_class=3, n_val_svms=2, n_test_svms=4, Cs=[0.01, 1.0], seed=s)
-            for s in (0, 0, 1)]
+    runs = [
+        svm_protocol(*noisy[0], *noisy[1], *noisy[2], per_class=3, n_val_svms=2, n_test_svms=4, Cs=[0.01, 1.0], seed=s)
+        for s in (0, 0, 1)
+    ]
     assert runs[0]["test_errors"] == runs[1]["test_errors"] and runs[0]["test_errors"] != runs[2]["test_errors"]
 
 
@@ -119,9 +121,9 @@ def test_protocol_is_seeded():
 def test_the_span_basis_gives_the_same_svm_as_raw_features(duplicates):
     rng = np.random.default_rng(4)
     x = rng.normal(size=(60, 400)).astype(np.float32)
-    x[:duplicates] = x[30:30 + duplicates]
+    x[:duplicates] = x[30 : 30 + duplicates]
     y = rng.integers(0, 4, size=60)
-    y[:duplicates] = y[30:30 + duplicates]
+    y[:duplicates] = y[30 : 30 + duplicates]
     sample = _Labelled(_SvmData(x, y, "pool"), np.arange(60))
     assert sample.z.shape == (60, 60 - duplicates)
     svm = LinearSVC(C=0.01, dual=True, random_state=0).fit(x.astype(np.float64), y)
@@ -145,7 +147,11 @@ def test_protocol_refuses_bad_inputs():
 
 def test_mnist_splits_are_the_protocol_ranges_and_disjoint():
     train = torch.arange(60_000).view(-1, 1)  # each row's feature is its index in train
-    train_labels, test, test_labels = torch.arange(60_000) % 10, torch.arange(10_000).view(-1, 1) + 10**6, torch.arange(10_000) % 10
+    train_labels, test, test_labels = (
+        torch.arange(60_000) % 10,
+        torch.arange(10_000).view(-1, 1) + 10**6,
+        torch.arange(10_000) % 10,
+    )
     splits = mnist_svm_splits(train, train_labels, test, test_labels)
     pool_ids, val_ids = splits["pool_feats"].ravel(), splits["val_feats"].ravel()
     assert pool_ids.tolist() == list(range(50_000)) and val_ids.tolist() == list(range(50_000, 60_000))

@@ -4,17 +4,12 @@ The loader test reads the real MNIST files in ../shared/data: under CI=true miss
 failure, not a skip.
 """
 
-import os
-from pathlib import Path
-
 import pytest
 import torch
 
 from ali.data import load_split
 from ali.data.stacked_mnist import decode_modes, load_stacked_mnist, stack_mnist
 from ali.errors import AliError
-
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 def numbered_digits(n: int = 50):
@@ -52,16 +47,6 @@ def test_stacking_refuses_bad_inputs():
         stack_mnist(images.expand(-1, 3, -1, -1), labels, 10, 0)
     with pytest.raises(AliError, match="0..9"):
         stack_mnist(images, labels + 10, 10, 0)
-
-
-@pytest.fixture
-def mnist_dir() -> Path:
-    if not (SHARED / "mnist").is_dir():
-        message = f"shared data missing: {SHARED / 'mnist'}"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-    return SHARED
 
 
 def test_load_stacked_mnist_from_real_files(mnist_dir):

@@ -4,7 +4,6 @@ import pytest
 
 from ali.errors import AliError
 from ali.presets import PRESETS
-
 from ali.study import markdown_table, study_configs, summarise
 
 

@@ -38,10 +38,14 @@ def as_conditions(labels: torch.Tensor, size: int, name: str = "the dataset") ->
     attribute vectors (N, size) as floats. A size the labels do not have is an AliError."""
     if labels.dim() == 1:
         if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= size):
-            raise AliError(f"{name} has class labels up to {int(labels.max())}, but the run conditions on {size} classes; set condition_dim={int(labels.max()) + 1}")
+            raise AliError(
+                f"{name} has class labels up to {int(labels.max())}, but the run conditions on {size} classes; set condition_dim={int(labels.max()) + 1}"
+            )
         return torch.nn.functional.one_hot(labels.long(), size).float()
     if labels.dim() != 2 or labels.shape[1] != size:
-        raise AliError(f"{name} has condition vectors of size {labels.shape[-1]}, but the run conditions on {size}; set condition_dim={labels.shape[-1]}")
+        raise AliError(
+            f"{name} has condition vectors of size {labels.shape[-1]}, but the run conditions on {size}; set condition_dim={labels.shape[-1]}"
+        )
     return labels.float()
 
 

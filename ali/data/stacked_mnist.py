@@ -18,7 +18,7 @@ from ali.data.idx import load_idx_split
 from ali.errors import AliError
 
 CHANNELS = 3
-NUM_MODES = 10 ** CHANNELS
+NUM_MODES = 10**CHANNELS
 # Papers differ in size (25,600 to 240,000 training images); set n_train to match the one followed.
 N_TRAIN = 128_000
 N_HELDOUT = 10_000
@@ -28,8 +28,10 @@ def stack_mnist(images: torch.Tensor, labels: torch.Tensor, n: int, seed: int) -
     """n images (n, 3, 28, 28) uint8 whose channels are MNIST digits drawn uniformly with
     replacement from `images` (N, 1, 28, 28), and their modes (n,) int64 in 0..999."""
     if images.dim() != 4 or images.shape[1] != 1 or len(images) != len(labels) or len(images) == 0:
-        raise AliError(f"Stacked MNIST is built from one-channel images (N, 1, H, W) with one label each; "
-                       f"got images {tuple(images.shape)} and {len(labels)} labels")
+        raise AliError(
+            f"Stacked MNIST is built from one-channel images (N, 1, H, W) with one label each; "
+            f"got images {tuple(images.shape)} and {len(labels)} labels"
+        )
     if n < 0:
         raise AliError(f"the number of stacked images must be >= 0; got {n}")
     if len(labels) and (labels.min() < 0 or labels.max() > 9):
@@ -55,13 +57,14 @@ def _mnist(data_dir: Path, split: str) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.from_numpy(np.array(images)), torch.from_numpy(np.array(labels))
 
 
-def load_stacked_mnist(data_dir: Path | str, n_train: int = N_TRAIN, n_heldout: int = N_HELDOUT,
-                       seed: int = 0) -> dict[str, torch.Tensor]:
+def load_stacked_mnist(
+    data_dir: Path | str, n_train: int = N_TRAIN, n_heldout: int = N_HELDOUT, seed: int = 0
+) -> dict[str, torch.Tensor]:
     """Stacked MNIST from the MNIST files under data_dir: the dict of `train`, `labels`,
     `heldout`, `heldout_labels` the other image loaders return (labels are modes 0..999)."""
     data_dir = Path(data_dir).expanduser().resolve()
     # Two seeds from one: the held-out set does not change with n_train.
-    train_seed, heldout_seed = torch.randint(2 ** 62, (2,), generator=torch.Generator().manual_seed(seed)).tolist()
+    train_seed, heldout_seed = torch.randint(2**62, (2,), generator=torch.Generator().manual_seed(seed)).tolist()
     train, labels = stack_mnist(*_mnist(data_dir, "train"), n_train, train_seed)
     heldout, heldout_labels = stack_mnist(*_mnist(data_dir, "test"), n_heldout, heldout_seed)
     return {"train": train, "labels": labels, "heldout": heldout, "heldout_labels": heldout_labels}

@@ -92,8 +92,9 @@ class DomainClassifier(nn.Module):
         return self.fc2(self.dropout(self.features(x)))
 
 
-def random_affine(x: torch.Tensor, generator: torch.Generator, max_degrees: float = MAX_DEGREES,
-                  max_shift: float = MAX_SHIFT) -> torch.Tensor:
+def random_affine(
+    x: torch.Tensor, generator: torch.Generator, max_degrees: float = MAX_DEGREES, max_shift: float = MAX_SHIFT
+) -> torch.Tensor:
     """x rotated by U(-max_degrees, max_degrees) and shifted by U(-max_shift, max_shift) pixels per
     axis, independently per image; the uncovered border is background (0)."""
     n, _, height, width = x.shape
@@ -123,14 +124,24 @@ def _as_float_images(x: torch.Tensor) -> torch.Tensor:
     x = x.float()
     if x.numel() and (not torch.isfinite(x).all() or x.min() < -1e-3 or x.max() > 1 + 1e-3):
         # Samples in [-1, 1] (tanh decoders) would be scored silently wrong; say so instead.
-        raise AliError(f"float images must lie in [0, 1]; got values in [{x.min().item():.3g}, {x.max().item():.3g}] "
-                       "(rescale them, e.g. (x + 1) / 2 for tanh outputs)")
+        raise AliError(
+            f"float images must lie in [0, 1]; got values in [{x.min().item():.3g}, {x.max().item():.3g}] "
+            "(rescale them, e.g. (x + 1) / 2 for tanh outputs)"
+        )
     return x
 
 
-def fit_classifier(images: torch.Tensor, labels: torch.Tensor, seed: int = 0, epochs: int = 3,
-                   batch_size: int = BATCH_SIZE, lr: float = LEARNING_RATE, max_degrees: float = MAX_DEGREES,
-                   max_shift: float = MAX_SHIFT, progress: bool = True) -> DomainClassifier:
+def fit_classifier(
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    seed: int = 0,
+    epochs: int = 3,
+    batch_size: int = BATCH_SIZE,
+    lr: float = LEARNING_RATE,
+    max_degrees: float = MAX_DEGREES,
+    max_shift: float = MAX_SHIFT,
+    progress: bool = True,
+) -> DomainClassifier:
     """Train a DomainClassifier on uint8 (or [0, 1] float) images and int64 labels 0..9, with
     random rotations and shifts up to max_degrees and max_shift pixels (both 0: none)."""
     x = _as_float_images(images)
@@ -166,8 +177,9 @@ def fit_classifier(images: torch.Tensor, labels: torch.Tensor, seed: int = 0, ep
 
 
 @torch.inference_mode()
-def predict(model: DomainClassifier, x: torch.Tensor, batch: int = PREDICT_BATCH,
-            progress: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+def predict(
+    model: DomainClassifier, x: torch.Tensor, batch: int = PREDICT_BATCH, progress: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Class probabilities (N, 10) and penultimate features (N, 1024) of images (N, 1, 28, 28),
     uint8 or float in [0, 1], in evaluation mode (no dropout)."""
     x = _as_float_images(x)
@@ -192,8 +204,14 @@ def accuracy(model: DomainClassifier, images: torch.Tensor, labels: torch.Tensor
     return (probs.argmax(1) == labels.long()).float().mean().item()
 
 
-def train_classifier(dataset: str, data_dir: Path | str, seed: int = 0, epochs: int | None = None,
-                     progress: bool = True, n_train: int | None = None) -> tuple[DomainClassifier, float]:
+def train_classifier(
+    dataset: str,
+    data_dir: Path | str,
+    seed: int = 0,
+    epochs: int | None = None,
+    progress: bool = True,
+    n_train: int | None = None,
+) -> tuple[DomainClassifier, float]:
     """Train with the dataset's recipe (RECIPES; `epochs` overrides its epochs) on the official
     training split (its first n_train images, if given) and return the classifier with its
     accuracy on the official test split."""
@@ -202,9 +220,17 @@ def train_classifier(dataset: str, data_dir: Path | str, seed: int = 0, epochs: 
     images, labels = load_split(dataset, data_dir, "train")
     if n_train is not None:
         images, labels = images[:n_train], labels[:n_train]
-    model = fit_classifier(images, labels, seed=seed, epochs=recipe.epochs if epochs is None else epochs,
-                           batch_size=recipe.batch_size, lr=recipe.lr, max_degrees=recipe.max_degrees,
-                           max_shift=recipe.max_shift, progress=progress)
+    model = fit_classifier(
+        images,
+        labels,
+        seed=seed,
+        epochs=recipe.epochs if epochs is None else epochs,
+        batch_size=recipe.batch_size,
+        lr=recipe.lr,
+        max_degrees=recipe.max_degrees,
+        max_shift=recipe.max_shift,
+        progress=progress,
+    )
     test_images, test_labels = load_split(dataset, data_dir, "test")
     return model, accuracy(model, test_images, test_labels)
 
@@ -267,8 +293,10 @@ def load_classifier(path: Path | str, dataset: str | None = None) -> tuple[Domai
     if metadata.get("format") != FORMAT:
         raise AliError(f"{path}: not an ali domain classifier (metadata format {metadata.get('format')!r})")
     if metadata.get("version") != FORMAT_VERSION:
-        raise AliError(f"{path}: classifier format version {metadata.get('version')!r}, this ali reads "
-                       f"{FORMAT_VERSION!r}; retrain it with `ali classifier train`")
+        raise AliError(
+            f"{path}: classifier format version {metadata.get('version')!r}, this ali reads "
+            f"{FORMAT_VERSION!r}; retrain it with `ali classifier train`"
+        )
     try:
         info = json.loads(metadata.get("info", "{}"))
     except json.JSONDecodeError as exc:

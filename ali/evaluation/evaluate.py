@@ -65,7 +65,9 @@ def classifier_dataset(dataset: str) -> str:
     raise AliError(f"classifier metrics exist for {', '.join(clf.DATASETS)} and stacked-mnist; this run trained on {dataset!r}")
 
 
-def _conditions(condition_dim: int, dataset: Dataset, labels: torch.Tensor | None, n: int) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+def _conditions(
+    condition_dim: int, dataset: Dataset, labels: torch.Tensor | None, n: int
+) -> tuple[torch.Tensor | None, torch.Tensor | None]:
     """A conditional model's conditions for the test images and for n samples (None otherwise)."""
     if not condition_dim:
         return None, None
@@ -90,7 +92,11 @@ def evaluate_model(
     model.eval()
     out: dict[str, Any] = {}
     needs_classifier = {"samples", "recon", "stacked"} & set(metrics)
-    net = clf.load_classifier(clf.find_classifier(classifier_dataset(dataset.name), classifier_path))[0] if needs_classifier else None
+    net = (
+        clf.load_classifier(clf.find_classifier(classifier_dataset(dataset.name), classifier_path))[0]
+        if needs_classifier
+        else None
+    )
     x_test = dataset.to_float(dataset.heldout[:test_images])
     y_test = None if dataset.heldout_labels is None else dataset.heldout_labels[:test_images]
     c_test, c_samples = _conditions(condition_dim, dataset, y_test, samples)
@@ -116,7 +122,9 @@ def evaluate_model(
             recon = decode(model, encode(model, x_test, conditions=c_test), c_test)
             out["recon_mse"] = float((recon - x_test).pow(2).mean())
             if y_test is not None and y_test.dim() == 1:
-                out["recon_class_accuracy"] = float((clf.predict(net, recon, progress=progress)[0].argmax(1) == y_test).float().mean())
+                out["recon_class_accuracy"] = float(
+                    (clf.predict(net, recon, progress=progress)[0].argmax(1) == y_test).float().mean()
+                )
                 out["test_class_accuracy"] = float((real[0].argmax(1) == y_test).float().mean())
         if "stacked" in metrics:
             generated = decode(model, model.sample_prior(STACKED_SAMPLES))
@@ -140,7 +148,9 @@ def evaluate_model(
 def svm_metrics(model: Model, dataset_name: str, data_dir: Path | str) -> dict[str, Any]:
     """L2-SVM test error (a fraction) with 10 and 100 labels per class, on encoder features."""
     if dataset_name not in clf.DATASETS:
-        raise AliError(f"the L2-SVM protocol is set up for {', '.join(clf.DATASETS)} here (SVHN needs its files); this run trained on {dataset_name!r}")
+        raise AliError(
+            f"the L2-SVM protocol is set up for {', '.join(clf.DATASETS)} here (SVHN needs its files); this run trained on {dataset_name!r}"
+        )
     train_x, train_y = load_split(dataset_name, data_dir, "train")
     test_x, test_y = load_split(dataset_name, data_dir, "test")
     feats = encoder_features(model["encoder"], train_x), encoder_features(model["encoder"], test_x)

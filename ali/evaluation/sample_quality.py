@@ -27,8 +27,7 @@ from ali.errors import AliError
 
 ArrayLike = torch.Tensor | np.ndarray
 STACKED_MNIST_MODES = 1000
-INCEPTION_WEIGHTS_HINT = ("pt_inception-2015-12-05-6726825d.pth, the file torch-fidelity's "
-                          "inception-v3-compat extractor uses")
+INCEPTION_WEIGHTS_HINT = "pt_inception-2015-12-05-6726825d.pth, the file torch-fidelity's inception-v3-compat extractor uses"
 
 
 def _float64(a: ArrayLike, name: str) -> np.ndarray:
@@ -64,7 +63,7 @@ def inception_score(probs: ArrayLike, splits: int = 10) -> tuple[float, float]:
     if not 1 <= splits <= len(p):
         raise AliError(f"inception score over {splits} splits needs at least {splits} samples; got {len(p)}")
     n = len(p)
-    scores = [math.exp(_mean_kl_to_marginal(p[i * n // splits:(i + 1) * n // splits])) for i in range(splits)]
+    scores = [math.exp(_mean_kl_to_marginal(p[i * n // splits : (i + 1) * n // splits])) for i in range(splits)]
     return float(np.mean(scores)), float(np.std(scores))
 
 
@@ -166,8 +165,9 @@ def _predicted_digits(probs: ArrayLike) -> np.ndarray:
 
 def _rgb_uint8(images: torch.Tensor, name: str) -> torch.Tensor:
     if images.dtype != torch.uint8 or images.dim() != 4 or images.shape[1] not in (1, 3):
-        raise AliError(f"{name}: standard Inception metrics take uint8 images (N, 1 or 3, H, W); "
-                       f"got {images.dtype} {tuple(images.shape)}")
+        raise AliError(
+            f"{name}: standard Inception metrics take uint8 images (N, 1 or 3, H, W); got {images.dtype} {tuple(images.shape)}"
+        )
     # The Inception network sees RGB; grey images are repeated over the three channels.
     return images.expand(-1, 3, -1, -1).contiguous() if images.shape[1] == 1 else images
 
@@ -185,15 +185,18 @@ class _ImageSet(torch.utils.data.Dataset):
         return self.images[i]
 
 
-def inception_metrics(samples_uint8: torch.Tensor, real_uint8: torch.Tensor,
-                      weights_path: Path | str | None, splits: int = 10) -> dict[str, float]:
+def inception_metrics(
+    samples_uint8: torch.Tensor, real_uint8: torch.Tensor, weights_path: Path | str | None, splits: int = 10
+) -> dict[str, float]:
     """Standard Inception score of the samples and Inception FID against the real images, through
     torch-fidelity with Inception weights from a local file (nothing is downloaded).
 
     Returns inception_score_mean, inception_score_std and inception_fid.
     """
-    missing = ("standard Inception metrics need torch-fidelity (pip install 'ali[inception]') and Inception "
-               f"weights on disk: pass --inception-weights FILE ({INCEPTION_WEIGHTS_HINT})")
+    missing = (
+        "standard Inception metrics need torch-fidelity (pip install 'ali[inception]') and Inception "
+        f"weights on disk: pass --inception-weights FILE ({INCEPTION_WEIGHTS_HINT})"
+    )
     if weights_path is None or not Path(weights_path).expanduser().is_file():
         raise AliError(missing if weights_path is None else f"{missing}; {weights_path} is not a file")
     try:
@@ -206,9 +209,19 @@ def inception_metrics(samples_uint8: torch.Tensor, real_uint8: torch.Tensor,
     if len(samples) < splits or len(real) < 2:
         raise AliError(f"need at least {splits} samples and 2 real images; got {len(samples)} and {len(real)}")
     result = torch_fidelity.calculate_metrics(
-        input1=_ImageSet(samples), input2=_ImageSet(real), isc=True, fid=True, isc_splits=splits,
+        input1=_ImageSet(samples),
+        input2=_ImageSet(real),
+        isc=True,
+        fid=True,
+        isc_splits=splits,
         feature_extractor_weights_path=str(Path(weights_path).expanduser()),
-        cuda=torch.cuda.is_available(), cache=False, datasets_download=False, verbose=False)
-    return {"inception_score_mean": float(result["inception_score_mean"]),
-            "inception_score_std": float(result["inception_score_std"]),
-            "inception_fid": float(result["frechet_inception_distance"])}
+        cuda=torch.cuda.is_available(),
+        cache=False,
+        datasets_download=False,
+        verbose=False,
+    )
+    return {
+        "inception_score_mean": float(result["inception_score_mean"]),
+        "inception_score_std": float(result["inception_score_std"]),
+        "inception_fid": float(result["frechet_inception_distance"]),
+    }

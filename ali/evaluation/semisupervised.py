@@ -55,15 +55,19 @@ def encoder_features(encoder: nn.Module, x: torch.Tensor, hidden_layers: int = 3
     """Features (N, D) of images x (uint8, or float as the encoder takes them): mu concatenated
     with the flattened outputs of the last `hidden_layers` batch-norm layers of `encoder.net`."""
     if not hasattr(encoder, "moments") or not isinstance(getattr(encoder, "net", None), nn.Module):
-        raise AliError("the L2-SVM features need a Gaussian encoder (with `moments` and a layer stack `net`); "
-                       "this model's encoder has none (the toy and BiGAN-style encoders have no mu)")
+        raise AliError(
+            "the L2-SVM features need a Gaussian encoder (with `moments` and a layer stack `net`); "
+            "this model's encoder has none (the toy and BiGAN-style encoders have no mu)"
+        )
     norms = [m for m in encoder.net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     if hidden_layers < 0 or len(norms) < hidden_layers:
         raise AliError(f"asked for the last {hidden_layers} batch-norm layers but the encoder has {len(norms)}")
     captured: list[torch.Tensor] = []
     # clone: an in-place activation after the batch norm would otherwise overwrite what was kept.
-    hooks = [m.register_forward_hook(lambda _m, _i, out: captured.append(out.flatten(1).clone()))
-             for m in norms[len(norms) - hidden_layers:]]
+    hooks = [
+        m.register_forward_hook(lambda _m, _i, out: captured.append(out.flatten(1).clone()))
+        for m in norms[len(norms) - hidden_layers :]
+    ]
     was_training = encoder.training
     encoder.eval()
     device = next(encoder.parameters()).device
@@ -84,8 +88,12 @@ def encoder_features(encoder: nn.Module, x: torch.Tensor, hidden_layers: int = 3
     return torch.cat(out)
 
 
-def balanced_subset(labels: torch.Tensor | np.ndarray, per_class: int, generator: np.random.Generator | int,
-                    exclude: torch.Tensor | np.ndarray | Sequence[int] | None = None) -> np.ndarray:
+def balanced_subset(
+    labels: torch.Tensor | np.ndarray,
+    per_class: int,
+    generator: np.random.Generator | int,
+    exclude: torch.Tensor | np.ndarray | Sequence[int] | None = None,
+) -> np.ndarray:
     """Sorted indices of `per_class` examples of every class in `labels`, drawn without
     replacement and never from `exclude`; the same generator state gives the same subset."""
     y = _numpy(labels).ravel()
@@ -140,11 +148,11 @@ def _errors(x: np.ndarray, fits: list[tuple[np.ndarray, np.ndarray, np.ndarray]]
     """
     errors = []
     for start in range(0, len(fits), SCORE_CHUNK):
-        chunk = fits[start:start + SCORE_CHUNK]
+        chunk = fits[start : start + SCORE_CHUNK]
         scores = x @ np.concatenate([w for w, _, _ in chunk], axis=1)
         col = 0
         for w, intercept, classes in chunk:
-            errors.append(_error(scores[:, col:col + w.shape[1]] + intercept, classes, y))
+            errors.append(_error(scores[:, col : col + w.shape[1]] + intercept, classes, y))
             col += w.shape[1]
     return errors
 
@@ -184,11 +192,19 @@ class _Labelled:
         return x if self.to_rows is None else (x @ self.x.T) @ self.to_rows
 
 
-def svm_protocol(pool_feats: torch.Tensor | np.ndarray, pool_labels: torch.Tensor | np.ndarray,
-                 val_feats: torch.Tensor | np.ndarray, val_labels: torch.Tensor | np.ndarray,
-                 test_feats: torch.Tensor | np.ndarray, test_labels: torch.Tensor | np.ndarray,
-                 per_class: int, n_val_svms: int = 10, n_test_svms: int = 100,
-                 Cs: Sequence[float] | np.ndarray = DEFAULT_CS, seed: int = 0) -> dict:
+def svm_protocol(
+    pool_feats: torch.Tensor | np.ndarray,
+    pool_labels: torch.Tensor | np.ndarray,
+    val_feats: torch.Tensor | np.ndarray,
+    val_labels: torch.Tensor | np.ndarray,
+    test_feats: torch.Tensor | np.ndarray,
+    test_labels: torch.Tensor | np.ndarray,
+    per_class: int,
+    n_val_svms: int = 10,
+    n_test_svms: int = 100,
+    Cs: Sequence[float] | np.ndarray = DEFAULT_CS,
+    seed: int = 0,
+) -> dict:
     """Select C on validation, then report test error (fractions in [0, 1]) over fresh SVMs.
 
     Returns best_C, val_error / val_error_std (at best_C, over the n_val_svms SVMs), val_errors
@@ -199,15 +215,30 @@ def svm_protocol(pool_feats: torch.Tensor | np.ndarray, pool_labels: torch.Tenso
     # barrier per call cost more than a second core gave (MNIST, 100 labels: 9-10 s on one
     # thread, 14 s on two, up to 50 s on two when the machine was busy).
     with threadpool_limits(limits=1, user_api="blas"):
-        return _svm_protocol(pool_feats, pool_labels, val_feats, val_labels, test_feats, test_labels,
-                             per_class, n_val_svms, n_test_svms, Cs, seed)
+        return _svm_protocol(
+            pool_feats, pool_labels, val_feats, val_labels, test_feats, test_labels, per_class, n_val_svms, n_test_svms, Cs, seed
+        )
 
 
-def _svm_protocol(pool_feats, pool_labels, val_feats, val_labels, test_feats, test_labels,
-                  per_class: int, n_val_svms: int, n_test_svms: int, Cs, seed: int) -> dict:
+def _svm_protocol(
+    pool_feats,
+    pool_labels,
+    val_feats,
+    val_labels,
+    test_feats,
+    test_labels,
+    per_class: int,
+    n_val_svms: int,
+    n_test_svms: int,
+    Cs,
+    seed: int,
+) -> dict:
     start = time.perf_counter()
-    pool, val, test = _SvmData(pool_feats, pool_labels, "pool"), _SvmData(val_feats, val_labels, "validation"), \
-        _SvmData(test_feats, test_labels, "test")
+    pool, val, test = (
+        _SvmData(pool_feats, pool_labels, "pool"),
+        _SvmData(val_feats, val_labels, "validation"),
+        _SvmData(test_feats, test_labels, "test"),
+    )
     if not pool.x.shape[1] == val.x.shape[1] == test.x.shape[1]:
         raise AliError(f"feature dimensions differ: pool {pool.x.shape[1]}, validation {val.x.shape[1]}, test {test.x.shape[1]}")
     Cs = np.asarray(Cs, dtype=np.float64).ravel()
@@ -243,37 +274,65 @@ def _svm_protocol(pool_feats, pool_labels, val_feats, val_labels, test_feats, te
         fits.append((sample.weights(coef), intercept, classes))
     test_errors = _errors(test.x, fits, test.y)
     return {
-        "best_C": best_C, "log_best_C": float(np.log(best_C)),
-        "val_error": float(mean_val[best]), "val_error_std": float(val_errors[best].std()),
-        "val_errors": mean_val.tolist(), "Cs": Cs.tolist(),
-        "test_error_mean": float(np.mean(test_errors)), "test_error_std": float(np.std(test_errors)),
-        "test_errors": test_errors, "per_class": per_class, "n_labels": per_class * len(np.unique(pool.y)),
-        "n_val_svms": n_val_svms, "n_test_svms": n_test_svms, "unconverged": unconverged,
+        "best_C": best_C,
+        "log_best_C": float(np.log(best_C)),
+        "val_error": float(mean_val[best]),
+        "val_error_std": float(val_errors[best].std()),
+        "val_errors": mean_val.tolist(),
+        "Cs": Cs.tolist(),
+        "test_error_mean": float(np.mean(test_errors)),
+        "test_error_std": float(np.std(test_errors)),
+        "test_errors": test_errors,
+        "per_class": per_class,
+        "n_labels": per_class * len(np.unique(pool.y)),
+        "n_val_svms": n_val_svms,
+        "n_test_svms": n_test_svms,
+        "unconverged": unconverged,
         "seconds": time.perf_counter() - start,
     }
 
 
-def _splits(train_feats: torch.Tensor | np.ndarray, train_labels: torch.Tensor | np.ndarray,
-            test_feats: torch.Tensor | np.ndarray, test_labels: torch.Tensor | np.ndarray,
-            bounds: tuple[int, int], name: str) -> dict:
+def _splits(
+    train_feats: torch.Tensor | np.ndarray,
+    train_labels: torch.Tensor | np.ndarray,
+    test_feats: torch.Tensor | np.ndarray,
+    test_labels: torch.Tensor | np.ndarray,
+    bounds: tuple[int, int],
+    name: str,
+) -> dict:
     pool_end, val_end = bounds
     if len(train_feats) < val_end or len(train_labels) != len(train_feats) or len(test_labels) != len(test_feats):
-        raise AliError(f"{name} L2-SVM splits need the full training split ({val_end} rows, with one label each) "
-                       f"and labelled test rows; got {len(train_feats)} training rows and {len(train_labels)} labels")
-    return {"pool_feats": train_feats[:pool_end], "pool_labels": train_labels[:pool_end],
-            "val_feats": train_feats[pool_end:val_end], "val_labels": train_labels[pool_end:val_end],
-            "test_feats": test_feats, "test_labels": test_labels}
+        raise AliError(
+            f"{name} L2-SVM splits need the full training split ({val_end} rows, with one label each) "
+            f"and labelled test rows; got {len(train_feats)} training rows and {len(train_labels)} labels"
+        )
+    return {
+        "pool_feats": train_feats[:pool_end],
+        "pool_labels": train_labels[:pool_end],
+        "val_feats": train_feats[pool_end:val_end],
+        "val_labels": train_labels[pool_end:val_end],
+        "test_feats": test_feats,
+        "test_labels": test_labels,
+    }
 
 
-def mnist_svm_splits(train_feats: torch.Tensor | np.ndarray, train_labels: torch.Tensor | np.ndarray,
-                     test_feats: torch.Tensor | np.ndarray, test_labels: torch.Tensor | np.ndarray) -> dict:
+def mnist_svm_splits(
+    train_feats: torch.Tensor | np.ndarray,
+    train_labels: torch.Tensor | np.ndarray,
+    test_feats: torch.Tensor | np.ndarray,
+    test_labels: torch.Tensor | np.ndarray,
+) -> dict:
     """svm_protocol's data arguments for MNIST / Fashion-MNIST: pool = train[0:50000],
     validation = train[50000:60000], test = the official test split. Use as svm_protocol(**splits, per_class=...)."""
     return _splits(train_feats, train_labels, test_feats, test_labels, MNIST_SPLIT, "MNIST")
 
 
-def svhn_svm_splits(train_feats: torch.Tensor | np.ndarray, train_labels: torch.Tensor | np.ndarray,
-                    test_feats: torch.Tensor | np.ndarray, test_labels: torch.Tensor | np.ndarray) -> dict:
+def svhn_svm_splits(
+    train_feats: torch.Tensor | np.ndarray,
+    train_labels: torch.Tensor | np.ndarray,
+    test_feats: torch.Tensor | np.ndarray,
+    test_labels: torch.Tensor | np.ndarray,
+) -> dict:
     """The authors' SVHN splits (NOTES §4): pool = train[0:63257], validation = train[63257:73257],
     test = the 26,032 test images."""
     return _splits(train_feats, train_labels, test_feats, test_labels, SVHN_SPLIT, "SVHN")

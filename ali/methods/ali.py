@@ -35,7 +35,11 @@ def make_step(inputs: StepInputs) -> StepFn:
 METHOD = Method(
     name="ali",
     title="ALI",
-    networks=lambda arch, settings: {"encoder": encoder(arch), "decoder": decoder(arch), "discriminator": joint_discriminator(arch)},
+    networks=lambda arch, settings: {
+        "encoder": encoder(arch),
+        "decoder": decoder(arch),
+        "discriminator": joint_discriminator(arch),
+    },
     optimizers={"generator": ("encoder", "decoder"), "discriminator": ("discriminator",)},
     make_step=make_step,
     score=balance_score,

@@ -70,7 +70,9 @@ def make_step(inputs: StepInputs) -> StepFn:
 
     def step(x: torch.Tensor, index: int) -> Losses:
         # The labelled batch of step `index`: a function of (label_seed, index), so resume is exact.
-        pick = torch.randint(len(chosen), (x.shape[0],), generator=torch.Generator().manual_seed(cfg["label_seed"] * 1_000_003 + index))
+        pick = torch.randint(
+            len(chosen), (x.shape[0],), generator=torch.Generator().manual_seed(cfg["label_seed"] * 1_000_003 + index)
+        )
         rows = chosen[pick.to(chosen.device)]
         x_l = to_model_layout(data.to_float(data.train[rows]))
         y_l = labels[rows]
@@ -80,7 +82,9 @@ def make_step(inputs: StepInputs) -> StepFn:
             x_tilde = model["decoder"](z)
             # Labelled pairs train D only: their codes are detached, the classifier is D's.
             supervised = F.cross_entropy(d.class_logits(x_l, model["encoder"](x_l).detach()).float(), y_l)
-        out = adversarial_update(d, (x, z_hat), (x_tilde, z), inputs.optimizers, mode, runtime=rt, extra_discriminator_loss=weight * supervised)
+        out = adversarial_update(
+            d, (x, z_hat), (x_tilde, z), inputs.optimizers, mode, runtime=rt, extra_discriminator_loss=weight * supervised
+        )
         return {"supervised": supervised.detach(), **out}
 
     return step

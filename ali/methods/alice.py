@@ -43,12 +43,21 @@ from ali.training.objective import ali_losses
 
 KEYS = {
     **ADVERSARIAL_KEYS,
-    "alice_form": Key("explicit", one_of("explicit", "adversarial"), "ALICE's term: an explicit cycle loss, or a discriminator on (x, x) pairs"),
-    "recon_weight": Key(1.0, in_range(0, lo_open=True), "weight of the x-cycle term (explicit) or of D_xx's generator loss (adversarial)"),
+    "alice_form": Key(
+        "explicit", one_of("explicit", "adversarial"), "ALICE's term: an explicit cycle loss, or a discriminator on (x, x) pairs"
+    ),
+    "recon_weight": Key(
+        1.0, in_range(0, lo_open=True), "weight of the x-cycle term (explicit) or of D_xx's generator loss (adversarial)"
+    ),
     "z_cycle_weight": Key(0.0, in_range(0), "explicit form: weight of the z-cycle term ||z - Gz(Gx(z))||^2 (0 = off)"),
-    "recon_trains": Key("both", one_of("both", "decoder"), "explicit form: which nets the x-cycle trains, both (ALICE) or the decoder only"),
-    "decoder_bn_stats": Key("prior", one_of("prior", "all"),
-                            "which decoder passes update its batch-norm running averages: the prior batch's only, or the cycle pass's too (torch's default)"),
+    "recon_trains": Key(
+        "both", one_of("both", "decoder"), "explicit form: which nets the x-cycle trains, both (ALICE) or the decoder only"
+    ),
+    "decoder_bn_stats": Key(
+        "prior",
+        one_of("prior", "all"),
+        "which decoder passes update its batch-norm running averages: the prior batch's only, or the cycle pass's too (torch's default)",
+    ),
 }
 
 
@@ -115,7 +124,11 @@ METHOD = Method(
     name="alice",
     title="ALI + cycle (ALICE)",
     networks=networks,
-    optimizers={"generator": ("encoder", "decoder"), "discriminator": ("discriminator",), "discriminator_xx": ("xx_discriminator",)},
+    optimizers={
+        "generator": ("encoder", "decoder"),
+        "discriminator": ("discriminator",),
+        "discriminator_xx": ("xx_discriminator",),
+    },
     make_step=make_step,
     score=balance_score,
     keys=KEYS,

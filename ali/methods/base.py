@@ -35,11 +35,21 @@ Score = Callable[[list[dict[str, float]]], tuple[float | None, str]]
 
 # Keys every method with a discriminator reads.
 ADVERSARIAL_KEYS: dict[str, Key] = {
-    "d_lr_factor": Key(1.0, in_range(0, 100, lo_open=True), "two time-scale rule (Heusel et al. 2017): D's Adam runs at lr * d_lr_factor; 1 = the paper"),
-    "update": Key("simultaneous", one_of("simultaneous", "two-pass", "alternating"),
-                  "simultaneous: the authors' one-forward update (fused or two-pass backward, whichever is exact and faster); two-pass forces the second; alternating: D then G"),
-    "prior_sampling": Key("random", one_of("random", "sobol"),
-                          "each step's prior batch: i.i.d. normals (the paper) or scrambled Sobol points (a stratified sample of the prior; ali.data.prior)"),
+    "d_lr_factor": Key(
+        1.0,
+        in_range(0, 100, lo_open=True),
+        "two time-scale rule (Heusel et al. 2017): D's Adam runs at lr * d_lr_factor; 1 = the paper",
+    ),
+    "update": Key(
+        "simultaneous",
+        one_of("simultaneous", "two-pass", "alternating"),
+        "simultaneous: the authors' one-forward update (fused or two-pass backward, whichever is exact and faster); two-pass forces the second; alternating: D then G",
+    ),
+    "prior_sampling": Key(
+        "random",
+        one_of("random", "sobol"),
+        "each step's prior batch: i.i.d. normals (the paper) or scrambled Sobol points (a stratified sample of the prior; ali.data.prior)",
+    ),
     "guard_d_win_loss": Key(0.01, in_range(0, 1.386), "warn when loss_d stays below this (D wins completely) ..."),
     "guard_d_win_logs": Key(5, in_range(1), "... for this many consecutive log lines"),
 }

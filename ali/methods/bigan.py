@@ -39,7 +39,11 @@ def deterministic_encoder(arch: Architecture) -> nn.Module:
 METHOD = Method(
     name="bigan",
     title="BiGAN",
-    networks=lambda arch, settings: {"encoder": deterministic_encoder(arch), "decoder": decoder(arch), "discriminator": joint_discriminator(arch)},
+    networks=lambda arch, settings: {
+        "encoder": deterministic_encoder(arch),
+        "decoder": decoder(arch),
+        "discriminator": joint_discriminator(arch),
+    },
     optimizers={"generator": ("encoder", "decoder"), "discriminator": ("discriminator",)},
     make_step=ali.make_step,
     score=balance_score,

@@ -42,7 +42,11 @@ def make_gan_step(inputs: StepInputs, train_inverse: bool) -> StepFn:
 METHOD = Method(
     name="gan-inverse",
     title="GAN + inverse mapping",
-    networks=lambda arch, settings: {"encoder": encoder(arch), "decoder": decoder(arch), "x_discriminator": marginal_discriminator(arch)},
+    networks=lambda arch, settings: {
+        "encoder": encoder(arch),
+        "decoder": decoder(arch),
+        "x_discriminator": marginal_discriminator(arch),
+    },
     optimizers={"generator": ("encoder", "decoder"), "discriminator": ("x_discriminator",)},
     make_step=lambda inputs: make_gan_step(inputs, train_inverse=True),
     score=balance_score,

@@ -214,7 +214,9 @@ def _conditions(config: TrainConfig, dataset: Dataset, device: torch.device) -> 
     if not size:
         return None, None
     if dataset.labels is None or not dataset.is_image:
-        raise AliError(f"method {config.method!r} conditions on labels, and dataset {dataset.name!r} has none; choose a labelled image dataset")
+        raise AliError(
+            f"method {config.method!r} conditions on labels, and dataset {dataset.name!r} has none; choose a labelled image dataset"
+        )
     return as_conditions(dataset.labels, size, dataset.name).to(device), evaluation_conditions(dataset, 64, size)
 
 

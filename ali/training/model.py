@@ -49,7 +49,9 @@ def total_steps(config: TrainConfig) -> int:
     return config.steps * get_method(config.method).phases
 
 
-def build_step(config: TrainConfig, model: Model, optimizers: Optimizers, runtime: StepRuntime, data: Dataset | None = None) -> StepFn:
+def build_step(
+    config: TrainConfig, model: Model, optimizers: Optimizers, runtime: StepRuntime, data: Dataset | None = None
+) -> StepFn:
     """The method's step with its inputs fixed: call it as step(x, index[, y]) -> losses."""
     method = get_method(config.method)
     prior = PriorSampler(config.prior_sampling, model.arch.latent_dim, config.seed) if method.draws_prior else None

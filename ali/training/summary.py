@@ -41,7 +41,11 @@ def describe(model: Model) -> str:
     """A readable listing of every network, run on a dummy batch of 2 in evaluation mode."""
     model.eval()
     conditions = getattr(model.config, "condition_dim", 1)
-    dummy = {"x": torch.zeros(2, *model.arch.x_shape), "z": torch.zeros(2, model.arch.latent_dim), "y": torch.zeros(2, conditions)}
+    dummy = {
+        "x": torch.zeros(2, *model.arch.x_shape),
+        "z": torch.zeros(2, model.arch.latent_dim),
+        "y": torch.zeros(2, conditions),
+    }
     lines = []
     for name, net in model.items():
         inputs = [dummy[key] for key in getattr(net, "INPUTS", ())]

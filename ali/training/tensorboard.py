@@ -17,7 +17,9 @@ def _summary_writer(log_dir: Path) -> Any:
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:
-        raise AliError("--tensorboard needs the tensorboard package: pip install 'ali[tensorboard]' (stats.jsonl is written either way)") from None
+        raise AliError(
+            "--tensorboard needs the tensorboard package: pip install 'ali[tensorboard]' (stats.jsonl is written either way)"
+        ) from None
     return SummaryWriter(log_dir=str(log_dir))
 
 
