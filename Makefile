@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	$(VENV)/bin/ali train --config toy25 --out $(RUN)
-	@echo "figure: $(RUN)/comparison.png   metrics: $(RUN)/metrics.json"
+	@echo "figure: $(RUN)/comparison.png   metrics: $(RUN)/metrics.json   report: $(RUN)/report.html"
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check ali tests benchmarks

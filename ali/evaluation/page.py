@@ -32,7 +32,7 @@ tr:nth-child(even) td{background:#fafbfc}td.num{text-align:right;font-variant-nu
 .pub{color:#444;font-size:13px}.pub span{color:#6e7781}.missing{background:#fff8e1;border:1px solid #f0c36d;
 border-radius:6px;padding:8px 14px;margin:12px 0}.missing li{margin:2px 0}.none{color:#6e7781;font-style:italic}
 figure{margin:10px 0 22px}figcaption{color:#57606a;font-size:13px;margin-top:4px}
-img{max-width:100%;height:auto;border:1px solid #e1e4e8}img.px{image-rendering:pixelated}
+td:last-child .pub{display:block;min-width:18em}img{max-width:100%;height:auto;border:1px solid #e1e4e8}img.px{image-rendering:pixelated}
 .row{display:flex;flex-wrap:wrap;gap:10px}.row img{max-width:540px}
 .pics{display:flex;flex-wrap:wrap;gap:0 22px}.pics figure{margin:0 0 14px;max-width:520px}.pics figure.wide{max-width:100%}
 .grid{display:flex;flex-wrap:wrap;gap:14px}.grid figure{margin:0;width:250px}.grid.wide figure{width:530px}
