@@ -7,14 +7,13 @@ import torch
 from ali.methods.adversarial import adversarial_update, update_mode
 from ali.methods.base import (
     ADVERSARIAL_KEYS,
+    JOINT_OPTIMIZERS,
     Losses,
     Method,
     StepFn,
     StepInputs,
     balance_score,
-    decoder,
-    encoder,
-    joint_discriminator,
+    joint_networks,
 )
 
 
@@ -35,12 +34,8 @@ def make_step(inputs: StepInputs) -> StepFn:
 METHOD = Method(
     name="ali",
     title="ALI",
-    networks=lambda arch, settings: {
-        "encoder": encoder(arch),
-        "decoder": decoder(arch),
-        "discriminator": joint_discriminator(arch),
-    },
-    optimizers={"generator": ("encoder", "decoder"), "discriminator": ("discriminator",)},
+    networks=joint_networks,
+    optimizers=JOINT_OPTIMIZERS,
     make_step=make_step,
     score=balance_score,
     keys=ADVERSARIAL_KEYS,

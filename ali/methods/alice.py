@@ -26,14 +26,13 @@ from ali.keys import Key, in_range, one_of
 from ali.methods.adversarial import adversarial_update, optimizer_step, update_mode
 from ali.methods.base import (
     ADVERSARIAL_KEYS,
+    JOINT_OPTIMIZERS,
     Losses,
     Method,
     StepFn,
     StepInputs,
     balance_score,
-    decoder,
-    encoder,
-    joint_discriminator,
+    joint_networks,
     reconstruction_error,
 )
 from ali.nets.architectures import Architecture
@@ -62,7 +61,7 @@ KEYS = {
 
 
 def networks(arch: Architecture, settings: dict) -> dict[str, nn.Module]:
-    nets = {"encoder": encoder(arch), "decoder": decoder(arch), "discriminator": joint_discriminator(arch)}
+    nets = joint_networks(arch)
     if settings["alice_form"] == "adversarial":
         pair_shape = (2 * arch.x_shape[0], *arch.x_shape[1:])
         nets["xx_discriminator"] = MarginalDiscriminator(arch.d_x, arch.d_joint, pair_shape)
@@ -124,11 +123,7 @@ METHOD = Method(
     name="alice",
     title="ALI + cycle (ALICE)",
     networks=networks,
-    optimizers={
-        "generator": ("encoder", "decoder"),
-        "discriminator": ("discriminator",),
-        "discriminator_xx": ("xx_discriminator",),
-    },
+    optimizers={**JOINT_OPTIMIZERS, "discriminator_xx": ("xx_discriminator",)},
     make_step=make_step,
     score=balance_score,
     keys=KEYS,

@@ -120,6 +120,15 @@ def marginal_discriminator(arch: Architecture) -> MarginalDiscriminator:
     return MarginalDiscriminator(arch.d_x, arch.d_joint, arch.x_shape)
 
 
+# ALI's networks and optimizer groups, shared by the methods built on its joint game.
+JOINT_OPTIMIZERS: dict[str, tuple[str, ...]] = {"generator": ("encoder", "decoder"), "discriminator": ("discriminator",)}
+
+
+def joint_networks(arch: Architecture, settings: dict[str, Any] | None = None) -> dict[str, nn.Module]:
+    """Encoder, decoder and joint discriminator D(x, z) of the architecture."""
+    return {"encoder": encoder(arch), "decoder": decoder(arch), "discriminator": joint_discriminator(arch)}
+
+
 def reconstruction_error(target: torch.Tensor, output: torch.Tensor) -> torch.Tensor:
     """Mean over the batch of the squared error summed over each example's elements."""
     return (target - output).pow(2).flatten(1).sum(1).mean()

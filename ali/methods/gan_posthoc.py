@@ -17,9 +17,7 @@ from ali.methods.base import (
     StepFn,
     StepInputs,
     balance_score,
-    decoder,
-    encoder,
-    joint_discriminator,
+    joint_networks,
     marginal_discriminator,
 )
 from ali.methods.gan_inverse import make_gan_step
@@ -47,12 +45,7 @@ def make_step(inputs: StepInputs) -> StepFn:
 METHOD = Method(
     name="gan-posthoc",
     title="GAN + post-hoc encoder",
-    networks=lambda arch, settings: {
-        "encoder": encoder(arch),
-        "decoder": decoder(arch),
-        "discriminator": joint_discriminator(arch),
-        "x_discriminator": marginal_discriminator(arch),
-    },
+    networks=lambda arch, settings: {**joint_networks(arch), "x_discriminator": marginal_discriminator(arch)},
     optimizers={"generator": ("encoder", "decoder"), "discriminator": ("discriminator", "x_discriminator")},
     make_step=make_step,
     score=balance_score,
