@@ -25,8 +25,9 @@ from ali.config import TrainConfig
 from ali.data.dataset import as_conditions
 from ali.errors import AliError
 from ali.evaluation.image_eval import decode, encode
+from ali.generate import load_image_run
 from ali.nets.model import Model
-from ali.rundir import METRICS_FILE, load_trained
+from ali.rundir import METRICS_FILE
 from ali.training import checkpoint as ckpt
 from ali.training.model import condition_dim
 
@@ -139,7 +140,5 @@ def load(run_dir: str | Path, device: str | torch.device = "cpu", allow_unfinish
             f"{run_dir} has not finished training (no {METRICS_FILE}); finish it with "
             f"`ali train --out {run_dir} --resume`, or pass allow_unfinished=True for its newest checkpoint"
         )
-    config, model, step = load_trained(run_dir)
-    if len(model.arch.x_shape) != 3:
-        raise AliError(f"{run_dir} trained on 2-D data ({config.dataset}); ali.load is for image runs")
+    config, model, step = load_image_run(run_dir, "ali.load is for image runs")
     return TrainedModel(model, config, step, torch.device(device))

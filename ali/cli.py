@@ -21,7 +21,7 @@ from ali.generate_conditional import conditional_grid
 from ali.methods import METHODS
 from ali.presets import PRESETS
 from ali.report import write_report
-from ali.rundir import METRICS_FILE, load_run_config, load_trained, read_condition_names
+from ali.rundir import METRICS_FILE, load_run_config, read_condition_names
 from ali.study import run_study
 from ali.training import checkpoint as ckpt
 from ali.training.hardware import resolve_device, resolve_precision
@@ -145,9 +145,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     """`ali evaluate --run DIR`: the paper's metrics of a trained image run, as one JSON object."""
     run = Path(args.run)
-    config, model, step = load_trained(run)
-    if not model.arch.x_shape or len(model.arch.x_shape) != 3:
-        raise AliError(f"{run} trained on 2-D data ({config.dataset}); its metrics are in {run / METRICS_FILE}")
+    config, model, step = generate.load_image_run(run, f"its metrics are in {run / METRICS_FILE}")
     data_dir = args.data_dir or config.data_dir
     dataset = load_dataset(config.dataset, data_dir)
     metrics = evaluate_model(

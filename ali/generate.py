@@ -21,11 +21,12 @@ from ali.nets.model import Model
 from ali.rundir import load_trained
 
 
-def load_image_run(run_dir: Path) -> tuple[TrainConfig, Model, int]:
-    """An image run's config, its model restored from the newest valid checkpoint, and that step."""
+def load_image_run(run_dir: Path, refusal: str = "pictures need an image run") -> tuple[TrainConfig, Model, int]:
+    """An image run's config, its model restored from the newest valid checkpoint, and that step;
+    a 2-D run is an AliError ending in `refusal`."""
     config, model, step = load_trained(Path(run_dir))
     if len(model.arch.x_shape) != 3:
-        raise AliError(f"run {run_dir} trained on 2-D data ({config.dataset}); pictures need an image run")
+        raise AliError(f"run {run_dir} trained on 2-D data ({config.dataset}); {refusal}")
     return config, model, step
 
 

@@ -61,7 +61,7 @@ def _wrap_step(monkeypatch, after) -> None:
 
     def build(config, model, optimizers, runtime, data=None):
         inner = real(config, model, optimizers, runtime, data)
-        return lambda x, step: after(model, step, inner(x, step))
+        return lambda x, step, y=None: after(model, step, inner(x, step, y))
 
     monkeypatch.setattr(loop, "build_step", build)
 

@@ -25,10 +25,10 @@ from typing import Any
 import torch
 
 from ali.data import load_split
-from ali.data.dataset import Dataset, as_conditions, evaluation_conditions
+from ali.data.dataset import Dataset
 from ali.errors import AliError
 from ali.evaluation import classifier as clf
-from ali.evaluation.image_eval import EVAL_SEED, decode, encode
+from ali.evaluation.image_eval import EVAL_SEED, decode, encode, heldout_and_sample_conditions
 from ali.evaluation.sample_quality import (
     class_histogram,
     frechet_distance,
@@ -65,15 +65,6 @@ def classifier_dataset(dataset: str) -> str:
     raise AliError(f"classifier metrics exist for {', '.join(clf.DATASETS)} and stacked-mnist; this run trained on {dataset!r}")
 
 
-def _conditions(
-    condition_dim: int, dataset: Dataset, labels: torch.Tensor | None, n: int
-) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-    """A conditional model's conditions for the test images and for n samples (None otherwise)."""
-    if not condition_dim:
-        return None, None
-    return as_conditions(labels, condition_dim, dataset.name), evaluation_conditions(dataset, n, condition_dim)
-
-
 def evaluate_model(
     model: Model,
     dataset: Dataset,
@@ -99,7 +90,7 @@ def evaluate_model(
     )
     x_test = dataset.to_float(dataset.heldout[:test_images])
     y_test = None if dataset.heldout_labels is None else dataset.heldout_labels[:test_images]
-    c_test, c_samples = _conditions(condition_dim, dataset, y_test, samples)
+    c_test, c_samples = heldout_and_sample_conditions(dataset, condition_dim, len(x_test), samples)
     real = clf.predict(net, x_test, progress=progress) if {"samples", "recon"} & set(metrics) else None
     with torch.random.fork_rng():
         torch.manual_seed(EVAL_SEED)

@@ -62,15 +62,23 @@ def write_sample_grid(model: Model, path: Path, n: int = 64, conditions: torch.T
     model.train(was_training)
 
 
+def heldout_and_sample_conditions(
+    dataset: Dataset, condition_dim: int, heldout: int, samples: int
+) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """A conditional model's conditions for the first `heldout` held-out images (their own) and
+    for `samples` generated ones (ali.data.dataset.evaluation_conditions); None, None otherwise."""
+    if not condition_dim:
+        return None, None
+    own = as_conditions(dataset.heldout_labels[:heldout], condition_dim, dataset.name)
+    return own, evaluation_conditions(dataset, samples, condition_dim)
+
+
 def evaluate_images(model: Model, dataset: Dataset, n: int, run_dir: Path, condition_dim: int = 0) -> dict[str, float]:
     """Metrics on up to n held-out images; writes samples.png and reconstructions.png. A
     conditional model (condition_dim > 0) encodes and decodes with the images' own conditions
     and samples every class in turn (or the held-out attribute vectors)."""
     x = dataset.to_float(dataset.heldout[:n])
-    c_x = c_sample = None
-    if condition_dim:
-        c_x = as_conditions(dataset.heldout_labels[:n], condition_dim, dataset.name)
-        c_sample = evaluation_conditions(dataset, len(x), condition_dim)
+    c_x, c_sample = heldout_and_sample_conditions(dataset, condition_dim, len(x), len(x))
     with torch.random.fork_rng():
         torch.manual_seed(EVAL_SEED)
         z_hat = encode(model, x, conditions=c_x)

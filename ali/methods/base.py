@@ -23,13 +23,12 @@ from torch import nn
 from ali.data.dataset import Dataset
 from ali.data.prior import PriorSampler
 from ali.keys import Key, in_range, one_of
+from ali.methods.adversarial import Losses, Optimizers
 from ali.nets.architectures import Architecture
 from ali.nets.model import Model
 from ali.nets.networks import Decoder, GaussianEncoder, JointDiscriminator, MarginalDiscriminator, NoiseEncoder
 from ali.training.hardware import StepRuntime
 
-Losses = dict[str, torch.Tensor]
-Optimizers = dict[str, torch.optim.Optimizer]
 StepFn = Callable[..., Losses]  # step(x, index) -> losses; conditional methods: step(x, index, y)
 Score = Callable[[list[dict[str, float]]], tuple[float | None, str]]
 

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from ali.methods import ali
-from ali.methods.base import ADVERSARIAL_KEYS, JOINT_OPTIMIZERS, Method, balance_score, joint_networks
+from ali.methods.base import ADVERSARIAL_KEYS, JOINT_OPTIMIZERS, Method, balance_score, decoder, joint_discriminator
 from ali.nets.architectures import Architecture
 from ali.nets.networks import GaussianEncoder, NoiseEncoder
 
@@ -39,7 +39,11 @@ def deterministic_encoder(arch: Architecture) -> nn.Module:
 METHOD = Method(
     name="bigan",
     title="BiGAN",
-    networks=lambda arch, settings: {**joint_networks(arch), "encoder": deterministic_encoder(arch)},
+    networks=lambda arch, settings: {
+        "encoder": deterministic_encoder(arch),
+        "decoder": decoder(arch),
+        "discriminator": joint_discriminator(arch),
+    },
     optimizers=JOINT_OPTIMIZERS,
     make_step=ali.make_step,
     score=balance_score,

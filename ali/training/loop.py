@@ -101,17 +101,14 @@ def _resume_state(run_dir: Path, model: Model, optimizers: dict, stats: StatsLog
 
     A run killed before its first checkpoint has its options and nothing else worth keeping: it
     starts again from step 0 with its saved config (nothing was lost, nothing had been saved)."""
-    if not ckpt.list_checkpoints(run_dir):
-        if is_main:
-            print(f"{run_dir} has no checkpoint yet (stopped before the first): starting it from step 0 with its saved config")
-            with ckpt.run_dir_writes(run_dir, STATS_FILE):
-                ckpt.remove_stale_temp_files(run_dir)
-                ckpt.truncate_stats(run_dir / STATS_FILE, 0)
-        return 0, {}
-    _, tensors, header = ckpt.newest_valid_checkpoint(run_dir)
-    start = ckpt.restore(tensors, header, model, optimizers)
-    extra = header.get("extra", {})
-    stats.load_pending(ckpt.aux_tensors(tensors), int(extra.get("stats_count", 0)))
+    start, extra = 0, {}
+    if ckpt.list_checkpoints(run_dir):
+        _, tensors, header = ckpt.newest_valid_checkpoint(run_dir)
+        start = ckpt.restore(tensors, header, model, optimizers)
+        extra = header.get("extra", {})
+        stats.load_pending(ckpt.aux_tensors(tensors), int(extra.get("stats_count", 0)))
+    elif is_main:
+        print(f"{run_dir} has no checkpoint yet (stopped before the first): starting it from step 0 with its saved config")
     if is_main:  # other ranks only read the checkpoint
         with ckpt.run_dir_writes(run_dir, STATS_FILE):
             ckpt.remove_stale_temp_files(run_dir)
@@ -162,7 +159,7 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False, progress: bo
         set_learning_rates(optimizers, lr, config.d_lr_factor)
         batch = dist_ctx.local_indices(sampler.indices(step))
         x = to_model_layout(dataset.to_float(dataset.train[batch]))
-        stats.add(train_step(x, step) if conditions is None else train_step(x, step, conditions[batch]))
+        stats.add(train_step(x, step, None if conditions is None else conditions[batch]))
         done = step + 1
         at_log = done % config.log_every == 0 or done == total
         at_checkpoint = done % config.checkpoint_every == 0 or done == total
