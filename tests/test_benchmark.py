@@ -60,3 +60,22 @@ def test_batchnorm_jitter_on_a_short_toy_run(tmp_path):
     assert result["rms_ratio_sobol_to_random"] == pytest.approx(
         result["sobol"]["rms_train_vs_eval"] / result["random"]["rms_train_vs_eval"], abs=1e-3
     )
+
+
+def test_conv_layout_times_every_real_convolution_in_both_layouts():
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "conv_layout.py"), "--arch", "mnist", "--batch", "2"]
+    cmd += ["--repeats", "1", "--rounds", "1", "--threads", "1", "--json"]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=True).stdout
+    result = json.loads(out.strip().splitlines()[-1])
+    assert MACHINE <= set(result) and result["sgemm_gflops"] > 0
+    # mnist: two strided convs in the encoder and in D(x), two transposed convs in the decoder;
+    # the layers that run as GEMMs (kernel covering the input, 1x1 inputs) are not listed.
+    kinds = sorted(row["kind"] for row in result["layers"])
+    assert kinds == ["Conv2d"] * 4 + ["ConvTranspose2d"] * 2
+    for row in result["layers"]:
+        assert row["nchw_ms"] > 0 and row["channels_last_ms"] > 0
+        other = "nchw" if row["faster"] == "channels_last" else "channels_last"
+        assert row[f"{row['faster']}_ms"] <= row[f"{other}_ms"]
+    best = sum(min(r["nchw_ms"], r["channels_last_ms"]) for r in result["layers"])
+    assert result["total_best_per_layer_ms"] == pytest.approx(best, abs=0.02)
+    assert result["total_best_per_layer_ms"] <= min(result["total_nchw_ms"], result["total_channels_last_ms"]) + 0.02

@@ -40,6 +40,22 @@ def _cli_error(capsys, argv: list[str]) -> str:
     return err
 
 
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_every_preset_is_a_valid_config(name: str) -> None:
+    config = make_config(PRESETS[name])  # validates every key, the method's own keys included
+    assert config.method == PRESETS[name].get("method", "ali") and config.steps == PRESETS[name]["steps"]
+
+
+def test_kplus1_presets_use_the_published_label_counts() -> None:
+    labels = {name: make_config(PRESETS[name]).labels_per_class * 10 for name in PRESETS if name.endswith("-kplus1")}
+    assert labels == {"mnist-kplus1": 100, "fashion-mnist-kplus1": 100, "svhn-kplus1": 1000, "cifar10-kplus1": 4000}
+    for name in labels:  # each keeps its dataset's schedule and drops the cycle term of the MNIST recipe
+        base = PRESETS[name.removesuffix("-kplus1")]
+        config = make_config(PRESETS[name])
+        assert (config.method, config.steps, config.lr, config.arch) == ("ali-kplus1", base["steps"], base["lr"], base["arch"])
+        assert "recon_weight" not in PRESETS[name]
+
+
 @pytest.mark.parametrize("key", sorted(RULES))
 def test_every_out_of_range_key_is_named_by_the_cli(tmp_path: Path, capsys, key: str) -> None:
     value = _bad_value(key)
