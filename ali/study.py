@@ -1,7 +1,13 @@
-"""`ali study`: every method x seed on one config; summary tables and the paper's four-panel figure.
+"""`ali study`: every method x seed on one config; summary tables and a figure of the methods.
 
 Layout: OUT/<method>/seed-<n>/ is an ordinary run directory. A run that already finished (it has
 metrics.json) is reused, so an interrupted study continues where it stopped.
+
+The table holds every number of the runs' metrics.json (for image data with a domain classifier:
+classifier IS and FID, class histogram KL, reconstruction class accuracy; ali.evaluation);
+`svm=True` adds the L2-SVM test error with 10 labels per class to each run's metrics. The figure
+is the paper's four-panel comparison for 2-D data, and samples beside reconstructions for images
+(seed 0 of each method).
 """
 
 from __future__ import annotations
@@ -17,22 +23,31 @@ from typing import Any
 from ali.config import for_method, make_config, to_dict
 from ali.data import load_dataset
 from ali.errors import AliError
-from ali.evaluation.figures import comparison_rows, save_png
+from ali.evaluation.evaluate import svm_metrics
+from ali.evaluation.figures import comparison_rows, picture_rows, save_png
 from ali.evaluation.toy_eval import data_extent, toy_panels
+from ali.generate import reconstruct_image, sample_image
 from ali.methods import get_method, method_keys
 from ali.report import write_report
 from ali.rundir import METRICS_FILE, OPTIONS_FILE, load_trained
 from ali.training.checkpoint import atomic_write_json
 from ali.training.loop import train
 
+SVM_KEY = "svm_error_100"  # the L2-SVM column: 10 labels per class
 
-def _run_one(values: dict[str, Any], run_dir: str, progress: bool) -> dict[str, Any]:
+
+def _run_one(values: dict[str, Any], run_dir: str, progress: bool, svm: bool = False) -> dict[str, Any]:
     path = Path(run_dir)
     if (path / METRICS_FILE).is_file():
-        return json.loads((path / METRICS_FILE).read_text())
-    config = make_config(values)
-    resume = (path / OPTIONS_FILE).is_file()  # a run cut off mid-way continues
-    return train(config, path, resume=resume, progress=progress)
+        metrics = json.loads((path / METRICS_FILE).read_text())
+    else:
+        resume = (path / OPTIONS_FILE).is_file()  # a run cut off mid-way continues
+        metrics = train(make_config(values), path, resume=resume, progress=progress)
+    if svm and SVM_KEY not in metrics:
+        config, model, _ = load_trained(path)
+        metrics.update(svm_metrics(model, config.dataset, config.data_dir, labels_per_class=(10,)))
+        atomic_write_json(path / METRICS_FILE, metrics)
+    return metrics
 
 
 def summarise(runs: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
@@ -100,11 +115,15 @@ def run_study(
     out: Path,
     progress: bool = True,
     workers: int = 1,
+    svm: bool = False,
 ) -> str:
     """Train every (method, seed), write study.json, study.md and study.png; return the table."""
     if (out / "study.json").exists():
         raise AliError(f"{out} already holds a study (study.json); choose another --out")
     configs = study_configs(source, overrides, methods)  # validated before any run starts
+    toy = _is_toy(configs)
+    if svm and toy:
+        raise AliError("--svm classifies images from their codes; this study trains on 2-D data")
     jobs = []
     for method in methods:
         for seed in range(seeds):
@@ -118,9 +137,9 @@ def run_study(
         raise AliError(f"cannot create study directory {out}: {exc.strerror}") from None
     if workers > 1:
         with ProcessPoolExecutor(workers) as pool:
-            metrics = list(pool.map(_run_one, *zip(*[(v, d, False) for _, v, d in jobs])))
+            metrics = list(pool.map(_run_one, *zip(*[(v, d, False, svm) for _, v, d in jobs])))
     else:
-        metrics = [_run_one(v, d, progress) for _, v, d in jobs]
+        metrics = [_run_one(v, d, progress, svm) for _, v, d in jobs]
     results: dict[str, dict[str, Any]] = {}
     for (method, _, _), m in zip(jobs, metrics):
         results.setdefault(method, {"title": get_method(method).title, "runs": []})["runs"].append(m)
@@ -129,8 +148,7 @@ def run_study(
     table = markdown_table(results, seeds)
     atomic_write_json(out / "study.json", {"configs": configs, "seeds": seeds, "methods": results})
     (out / "study.md").write_text(f"# Study: {source.get('dataset')}\n\n{table}")
-    if _is_toy(configs):  # the paper's four-panel figure is for 2-D data
-        _figure(methods, out)
+    (_toy_figure if toy else _image_figure)(methods, out)
     write_report(out)
     return table
 
@@ -139,7 +157,7 @@ def _is_toy(configs: dict[str, dict[str, Any]]) -> bool:
     return all(make_config(v).arch == "toy" for v in configs.values())
 
 
-def _figure(methods: list[str], out: Path) -> None:
+def _toy_figure(methods: list[str], out: Path) -> None:
     """The paper's comparison: one row per method (seed 0), five panels each."""
     rows = []
     for method in methods:
@@ -148,3 +166,19 @@ def _figure(methods: list[str], out: Path) -> None:
         rows.append((get_method(method).title, toy_panels(model, dataset, config.eval_samples)))
     image = comparison_rows(rows, len(dataset.mixture.means), data_extent(dataset))
     save_png(image, out / "study.png")
+
+
+def _image_figure(methods: list[str], out: Path) -> None:
+    """Samples (z ~ N(0, I), the same z for every method) beside reconstructions of the same
+    held-out images, one row per unconditional method (seed 0)."""
+    rows = []
+    for method in methods:
+        if get_method(method).conditional:  # its samples need conditions: `ali generate` draws those
+            continue
+        config, model, _ = load_trained(out / method / "seed-0")
+        dataset = load_dataset(config.dataset, config.data_dir)
+        pairs = min(32, len(dataset.heldout))
+        pictures = [sample_image(model, 64), reconstruct_image(model, dataset, pairs, pairs_per_row=4)]
+        rows.append((get_method(method).title, pictures))
+    if rows:
+        save_png(picture_rows(rows, ("samples Gx(z)", "x | Gx(Gz(x))")), out / "study.png")

@@ -1,10 +1,11 @@
+import json
 import math
 
 import pytest
 
 from ali.errors import AliError
 from ali.presets import PRESETS
-from ali.study import markdown_table, study_configs, summarise
+from ali.study import markdown_table, run_study, study_configs, summarise
 
 
 def test_summarise_mean_std_min_max():
@@ -30,3 +31,34 @@ def test_study_configs_give_each_method_the_preset_schedule_and_only_its_own_key
     assert {c["steps"] for c in configs.values()} == {50} and configs["vae"]["method"] == "vae"
     with pytest.raises(AliError, match="used by none of the methods ali, vae"):
         study_configs(PRESETS["toy25"], {"recon_weight": "2"}, ["ali", "vae"])
+
+
+def test_image_study_table_has_the_svm_column_and_a_figure_of_samples_beside_reconstructions(tmp_path, monkeypatch):
+    from PIL import Image
+
+    import ali.study as study
+    from tests.data_writers import write_mnist
+
+    write_mnist(tmp_path / "data" / "mnist", n_train=12, n_test=6)
+    calls = []
+
+    def fake_svm(model, dataset, data_dir, labels_per_class):  # the protocol itself: test_semisupervised.py
+        calls.append((dataset, tuple(labels_per_class)))
+        return {"svm_error_100": 0.25, "svm_error_100_std": 0.01}
+
+    monkeypatch.setattr(study, "svm_metrics", fake_svm)
+    values = {"steps": 3, "batch_size": 4, "data_dir": str(tmp_path / "data"), "eval_samples": 100, "threads": 1}
+    table = study.run_study(PRESETS["mnist"], values, ["alice", "vae"], 1, tmp_path / "s", progress=False, svm=True)
+    assert calls == [("mnist", (10,)), ("mnist", (10,))]
+    assert "svm_error_100" in table and "0.250 ± 0.000" in table
+    for method in ("alice", "vae"):  # the SVM error is kept with the run, so a rerun reuses it
+        assert json.loads((tmp_path / "s" / method / "seed-0" / "metrics.json").read_text())["svm_error_100"] == 0.25
+    figure = Image.open(tmp_path / "s" / "study.png")
+    grid = Image.open(tmp_path / "s" / "alice" / "seed-0" / "samples.png").size  # an 8 x 8 grid, as the figure's samples
+    assert figure.height > 2 * grid[1] and figure.width > grid[0] + 6 * 28  # two rows; samples beside 6 reconstruction pairs
+
+
+def test_svm_column_refused_for_2d_studies(tmp_path):
+    with pytest.raises(AliError, match="2-D data"):
+        run_study(PRESETS["toy25"], {"steps": 2}, ["ali"], 1, tmp_path / "s", progress=False, svm=True)
+    assert not (tmp_path / "s").exists()

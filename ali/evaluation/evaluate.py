@@ -136,8 +136,10 @@ def evaluate_model(
     return round_metrics(out)
 
 
-def svm_metrics(model: Model, dataset_name: str, data_dir: Path | str) -> dict[str, Any]:
-    """L2-SVM test error (a fraction) with 10 and 100 labels per class, on encoder features."""
+def svm_metrics(
+    model: Model, dataset_name: str, data_dir: Path | str, labels_per_class: Sequence[int] = SVM_LABELS_PER_CLASS
+) -> dict[str, Any]:
+    """L2-SVM test error (a fraction) with each number of labels per class, on encoder features."""
     if dataset_name not in clf.DATASETS:
         raise AliError(
             f"the L2-SVM protocol is set up for {', '.join(clf.DATASETS)} here (SVHN needs its files); this run trained on {dataset_name!r}"
@@ -147,7 +149,7 @@ def svm_metrics(model: Model, dataset_name: str, data_dir: Path | str) -> dict[s
     feats = encoder_features(model["encoder"], train_x), encoder_features(model["encoder"], test_x)
     splits = mnist_svm_splits(feats[0], train_y, feats[1], test_y)
     out: dict[str, Any] = {}
-    for per_class in SVM_LABELS_PER_CLASS:
+    for per_class in labels_per_class:
         result = svm_protocol(**splits, per_class=per_class)
         labels = result["n_labels"]
         out[f"svm_error_{labels}"] = result["test_error_mean"]

@@ -1,8 +1,10 @@
-"""The paper's toy comparison figure, drawn with Pillow: one row of five scatter panels per method.
+"""Study figures, drawn with Pillow: one labelled row per method.
 
-Panels (NOTES §3): held-out data x, their latent codes Gz(x), reconstructions Gx(Gz(x)), prior
-samples z, generated samples Gx(z). Points are coloured by mixture component: the component of
-the held-out point for the first three, of the generated sample for the last two.
+- `comparison_rows`, the paper's toy comparison: five scatter panels per method (NOTES §3): held-out
+  data x, their latent codes Gz(x), reconstructions Gx(Gz(x)), prior samples z, generated samples
+  Gx(z). Points are coloured by mixture component: the component of the held-out point for the
+  first three, of the generated sample for the last two.
+- `picture_rows`, for image data: each method's picture grids (samples, reconstructions) side by side.
 """
 
 from __future__ import annotations
@@ -56,6 +58,23 @@ def comparison_rows(rows: list[tuple[str, dict[str, torch.Tensor]]], n_component
             left = MARGIN + c * (PANEL + MARGIN)
             draw.text((left, top + PANEL + 3), title, fill=(0, 0, 0))
             _scatter(draw, (left, top), points, colours, extent, palette)
+    return image
+
+
+def picture_rows(rows: list[tuple[str, list[Image.Image]]], titles: tuple[str, ...]) -> Image.Image:
+    """rows: (label, pictures), one picture per title, laid out left to right under the label."""
+    widths = [max(p[c].width for _, p in rows) for c in range(len(titles))]
+    row_height = max(pic.height for _, pics in rows for pic in pics) + 2 * MARGIN
+    image = Image.new("RGB", (sum(widths) + MARGIN * (len(titles) + 1), len(rows) * row_height + MARGIN), "white")
+    draw = ImageDraw.Draw(image)
+    for r, (label, pictures) in enumerate(rows):
+        top = MARGIN + r * row_height
+        draw.text((MARGIN, top - 18), label, fill=(0, 0, 0))
+        left = MARGIN
+        for picture, title, width in zip(pictures, titles, widths):
+            image.paste(picture.convert("RGB"), (left, top))
+            draw.text((left, top + picture.height + 3), title, fill=(0, 0, 0))
+            left += width + MARGIN
     return image
 
 
