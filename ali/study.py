@@ -23,7 +23,7 @@ from typing import Any
 from ali.config import for_method, make_config, to_dict
 from ali.data import load_dataset
 from ali.errors import AliError
-from ali.evaluation.evaluate import svm_metrics
+from ali.evaluation.evaluate import check_svm_dataset, svm_metrics
 from ali.evaluation.figures import comparison_rows, picture_rows, save_png
 from ali.evaluation.toy_eval import data_extent, toy_panels
 from ali.generate import reconstruct_image, sample_image
@@ -124,6 +124,8 @@ def run_study(
     toy = _is_toy(configs)
     if svm and toy:
         raise AliError("--svm classifies images from their codes; this study trains on 2-D data")
+    if svm:  # before any training: a study of days should not fail at its first evaluation
+        check_svm_dataset(make_config(next(iter(configs.values()))).dataset)
     jobs = []
     for method in methods:
         for seed in range(seeds):

@@ -136,14 +136,19 @@ def evaluate_model(
     return round_metrics(out)
 
 
-def svm_metrics(
-    model: Model, dataset_name: str, data_dir: Path | str, labels_per_class: Sequence[int] = SVM_LABELS_PER_CLASS
-) -> dict[str, Any]:
-    """L2-SVM test error (a fraction) with each number of labels per class, on encoder features."""
+def check_svm_dataset(dataset_name: str) -> None:
+    """AliError unless the L2-SVM protocol can run on this dataset's splits here."""
     if dataset_name not in clf.DATASETS:
         raise AliError(
             f"the L2-SVM protocol is set up for {', '.join(clf.DATASETS)} here (SVHN needs its files); this run trained on {dataset_name!r}"
         )
+
+
+def svm_metrics(
+    model: Model, dataset_name: str, data_dir: Path | str, labels_per_class: Sequence[int] = SVM_LABELS_PER_CLASS
+) -> dict[str, Any]:
+    """L2-SVM test error (a fraction) with each number of labels per class, on encoder features."""
+    check_svm_dataset(dataset_name)
     train_x, train_y = load_split(dataset_name, data_dir, "train")
     test_x, test_y = load_split(dataset_name, data_dir, "test")
     feats = encoder_features(model["encoder"], train_x), encoder_features(model["encoder"], test_x)
