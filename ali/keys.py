@@ -22,6 +22,10 @@ def one_of(*choices: str) -> Rule:
     return (lambda v: v in choices), "one of " + ", ".join(choices)
 
 
+def boolean() -> Rule:
+    return (lambda v: isinstance(v, bool)), "true or false"
+
+
 def in_range(lo: float, hi: float | None = None, lo_open: bool = False) -> Rule:
     def check(v: float) -> bool:
         above = v > lo if lo_open else v >= lo

@@ -88,7 +88,7 @@ _IMAGE_PRESETS["fashion-mnist"] = {**_MNIST, "dataset": "fashion-mnist"}
 
 # Conditional ALI (NOTES §5) on the same data and schedules: CelebA's 40 attributes through a
 # linear layer to 256 channels, as the paper's; the MNIST family's 10 classes, one-hot. The MNIST
-# recipe's ALICE keys (recon_weight, decoder_bn_stats) are dropped by for_method.
+# recipe's x-cycle weight becomes the conditional cycle's (cycle_weight), for the same reason.
 _IMAGE_PRESETS["celeba64-conditional"] = {
     **_IMAGE_PRESETS["celeba64"],
     "method": "ali-conditional",
@@ -97,7 +97,9 @@ _IMAGE_PRESETS["celeba64-conditional"] = {
 }
 _IMAGE_PRESETS.update(
     {
-        f"{name}-conditional": for_method({**_IMAGE_PRESETS[name], "condition_dim": 10}, "ali-conditional")
+        f"{name}-conditional": for_method(
+            {**_IMAGE_PRESETS[name], "condition_dim": 10, "cycle_weight": _MNIST["recon_weight"]}, "ali-conditional"
+        )
         for name in ("mnist", "fashion-mnist")
     }
 )

@@ -35,7 +35,7 @@ H = W = 28
 PAD = 2
 CLASSES = 10
 ATTRIBUTES = ("Male", "Young", "Black_Hair", "Smiling", *(f"Attr_{i}" for i in range(36)))  # 40, as CelebA
-EMBEDDINGS = ("encoder.embed", "decoder.embed", "discriminator.embed")
+EMBEDDINGS = ("encoder.embed", "decoder.embed", "discriminator.embed", "discriminator.project")
 
 RUN = {
     **PRESETS["mnist-conditional"],
@@ -153,11 +153,48 @@ def test_a_few_steps_change_every_tensor_of_every_network() -> None:
 
 def test_celeba_nets_join_a_256_channel_embedding_where_the_paper_does() -> None:
     config = make_config(PRESETS["celeba64-conditional"])
-    nets = ali_conditional.networks(ARCHITECTURES["celeba64"], {"condition_dim": 40, "embed_dim": 256})
+    nets = ali_conditional.networks(ARCHITECTURES["celeba64"], {"condition_dim": 40, "embed_dim": 256, "projection": True})
     assert nets["encoder"].head[0].in_channels == 512 + 256  # before the last 1x1 conv
     assert nets["decoder"].net[0].in_channels == config.latent_dim + 256  # concat(z, embedding)
     assert nets["discriminator"].joint[1].in_channels == 512 + 1024 + 256  # D(x), D(z), embedding
     assert {net.embed.linear.in_features for net in nets.values()} == {40}
+    assert nets["discriminator"].project.weight.shape == (512, 40)  # <P y, D(x)>: one weight per D(x) channel
+
+
+def test_the_projection_adds_the_inner_product_of_y_s_embedding_with_d_x() -> None:
+    model, _ = _model()
+    d = model.discriminator.eval()
+    x, z = torch.rand(3, 1, H, W), torch.randn(3, 32)
+    y = as_conditions(torch.tensor([1, 4, 9]), CLASSES)
+    with torch.no_grad():
+        with_projection = d(x, z, y)
+        inner = (d.project(y) * d.dx(x).flatten(1)).sum(1)
+        d.project.weight.zero_()
+        assert torch.allclose(with_projection, d(x, z, y) + inner, atol=1e-5)
+        assert inner.abs().min() > 0
+    concat_only, _ = _model(projection=False)
+    assert concat_only.discriminator.project is None
+    assert not any("project" in name for name, _ in concat_only.named_parameters())
+
+
+def test_the_cycle_term_trains_both_generators_and_is_off_at_zero() -> None:
+    x, y = _batch()
+    model, step = _model(cycle_weight=0.0)
+    assert "recon" not in step(x, 0, y)
+    model, step = _model(cycle_weight=0.3, update="two-pass")
+    # A D without weights leaves the cycle as the generators' only gradient.
+    for p in model.discriminator.parameters():
+        p.data.zero_()
+    losses = step(x, 0, y)
+    assert losses["recon"] > 0
+    for net in ("encoder", "decoder"):
+        assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.get_submodule(net).parameters()), net
+
+
+def test_the_conditional_mnist_recipes_keep_the_recipe_s_cycle_weight() -> None:
+    for name in ("mnist", "fashion-mnist"):
+        assert PRESETS[f"{name}-conditional"]["cycle_weight"] == PRESETS[name]["recon_weight"]
+        assert make_config(PRESETS[f"{name}-conditional"]).projection
 
 
 def test_a_conditional_run_writes_its_grids_and_metrics(class_run: Path) -> None:

@@ -10,7 +10,16 @@ paper), concatenated channel-wise with its features at the 1x1 stage:
   embedding beside those features, then the table's last 1x1 conv on the wider input.
 - `ConditionalDecoder`: the decoder table on concat(z, embedding).
 - `ConditionalJointDiscriminator`: D(x) and D(z) as in the joint D, the embedding beside them,
-  then the joint layers.
+  then the joint layers; with `projection`, plus the inner product <P y, D(x)> of a second
+  embedding with D(x)'s features (the projection discriminator, Miyato & Koyama 2018).
+
+Why the projection: concatenation alone leaves D to discover the interaction of y with x
+through its joint layers, and on the MNIST nets it did not: the decoder learned to ignore y
+(docs/RESULTS.md, conditional MNIST). The inner product scores how well x's features match y
+from the first step, so a sample that ignores its condition is caught at once.
+
+`cycle_weight` adds the explicit x-cycle term of ALICE, cycle_weight * E||x - Gx(Gz(x, y), y)||^2,
+to the generators' loss: the MNIST recipe's stabiliser (ali.presets), given y on both passes.
 
 Separate embeddings keep the optimizers apart: D's embedding is trained on L_D, the generators'
 on L_G, as for every other weight of those networks.
@@ -24,9 +33,9 @@ import torch
 from torch import nn
 
 from ali.errors import AliError
-from ali.keys import Key, in_range
+from ali.keys import Key, boolean, in_range
 from ali.methods.adversarial import adversarial_update, update_mode
-from ali.methods.base import ADVERSARIAL_KEYS, Losses, Method, StepFn, StepInputs, balance_score
+from ali.methods.base import ADVERSARIAL_KEYS, Losses, Method, StepFn, StepInputs, balance_score, reconstruction_error
 from ali.nets.architectures import ARCHITECTURES, Architecture
 from ali.nets.layers import Layer, build_stack, out_width
 from ali.nets.networks import Decoder, JointDiscriminator, _as_latent_map
@@ -40,6 +49,12 @@ KEYS = {
     ),
     "embed_dim": Key(
         64, in_range(1), "channels of each network's linear embedding of y (the paper: 256 for CelebA's attributes)"
+    ),
+    "projection": Key(
+        True, boolean(), "add the projection term <P y, D(x)> to D's logit (false: concatenation only, the paper's)"
+    ),
+    "cycle_weight": Key(
+        0.0, in_range(0), "weight of the x-cycle term ||x - Gx(Gz(x, y), y)||^2 in the generators' loss (0 = off)"
     ),
 }
 
@@ -132,7 +147,7 @@ class ConditionalDecoder(Decoder):
 
 
 class ConditionalJointDiscriminator(JointDiscriminator):
-    """D(x, z, y) = joint(concat(Dx(x), Dz(z), embedding of y)): one logit per triple."""
+    """D(x, z, y) = joint(concat(Dx(x), Dz(z), embedding of y)) [+ <P y, Dx(x)>]: one logit per triple."""
 
     INPUTS = ("x", "z", "y")
 
@@ -145,17 +160,22 @@ class ConditionalJointDiscriminator(JointDiscriminator):
         latent_dim: int,
         condition_dim: int,
         embed_dim: int,
+        projection: bool = False,
     ):
         # JointDiscriminator builds Dx and Dz; its joint layers are rebuilt here on the wider input.
         super().__init__(x_table, z_table, [], x_shape, latent_dim)
         self.condition_dim = condition_dim
         self.embed = _Embedding(condition_dim, embed_dim)
-        width = out_width(x_table[-1]) + out_width(z_table[-1]) + embed_dim
-        self.joint = build_stack(joint_table, width, 1)
+        x_width = out_width(x_table[-1])
+        self.joint = build_stack(joint_table, x_width + out_width(z_table[-1]) + embed_dim, 1)
+        self.project = nn.Linear(condition_dim, x_width, bias=False) if projection else None
 
     def forward(self, x: torch.Tensor, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        hz = self.dz(_as_latent_map(z, self.conv))
-        return self.joint(torch.cat([self.dx(x), hz, self.embed(y)], dim=1)).flatten()
+        hx, hz = self.dx(x), self.dz(_as_latent_map(z, self.conv))
+        logit = self.joint(torch.cat([hx, hz, self.embed(y)], dim=1)).flatten()
+        if self.project is not None:
+            logit = logit + (self.project(y) * hx.flatten(1)).sum(1)
+        return logit
 
 
 def _image_architectures() -> str:
@@ -172,13 +192,16 @@ def networks(arch: Architecture, settings: dict[str, Any]) -> dict[str, nn.Modul
     return {
         "encoder": ConditionalEncoder(arch.encoder, arch.x_shape, c, e),
         "decoder": ConditionalDecoder(arch.decoder, arch.latent_dim, c, e, arch.x_shape if arch.untied_output_bias else None),
-        "discriminator": ConditionalJointDiscriminator(arch.d_x, arch.d_z, arch.d_joint, arch.x_shape, arch.latent_dim, c, e),
+        "discriminator": ConditionalJointDiscriminator(
+            arch.d_x, arch.d_z, arch.d_joint, arch.x_shape, arch.latent_dim, c, e, settings["projection"]
+        ),
     }
 
 
 def make_step(inputs: StepInputs) -> StepFn:
     model, rt, prior = inputs.model, inputs.runtime, inputs.prior
     mode = update_mode(inputs.settings["update"], model["discriminator"], rt.precision)
+    cycle_weight = inputs.settings["cycle_weight"]
 
     def step(x: torch.Tensor, index: int, y: torch.Tensor | None = None) -> Losses:
         if y is None:
@@ -187,12 +210,18 @@ def make_step(inputs: StepInputs) -> StepFn:
         # by the fused update's gradient scaling, for nothing).
         y = y.detach().to(x.dtype)
         z = prior(x.shape[0], index, x.device)
+        out: Losses = {}
+        extra = None
         with rt.autocast():
             z_hat = model["encoder"](x, y)
             x_tilde = model["decoder"](z, y)
+            if cycle_weight > 0:
+                recon = reconstruction_error(x, model["decoder"](z_hat, y).float())
+                extra, out["recon"] = cycle_weight * recon, recon.detach()
         # adversarial_update concatenates real and fake position by position: y is joined with
         # itself, so each real pair and its fake counterpart are judged under the same y.
-        return adversarial_update(model["discriminator"], (x, z_hat, y), (x_tilde, z, y), inputs.optimizers, mode, runtime=rt)
+        out.update(adversarial_update(model["discriminator"], (x, z_hat, y), (x_tilde, z, y), inputs.optimizers, mode, extra, rt))
+        return out
 
     return step
 
