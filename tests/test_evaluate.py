@@ -12,6 +12,7 @@ import torch
 from ali.cli import main
 from ali.data import load_split
 from ali.evaluation.classifier import fit_classifier, save_classifier
+from ali.evaluation.evaluate import code_norm_by_class
 from ali.methods.ali_kplus1 import ClassDiscriminator
 from ali.training.objective import ali_losses
 from tests.shared_data import require_shared
@@ -61,6 +62,13 @@ def test_evaluate_writes_the_sample_and_reconstruction_metrics(mnist_run, capsys
     assert len(result["class_fractions"]) == 10 and math.isclose(sum(result["class_fractions"]), 1, abs_tol=1e-3)
     assert 0 <= result["recon_class_accuracy"] <= 1 and 0 <= result["class_kl_to_uniform"] <= math.log(10) + 1e-6
     assert result["checkpoint_step"] == 2
+    assert len(result["code_norm_by_class"]) == 10 and all(math.isfinite(v) and v >= 0 for v in result["code_norm_by_class"])
+
+
+def test_code_norm_by_class_is_the_mean_squared_code_per_class():
+    codes = torch.tensor([[1.0, 1.0], [3.0, 1.0], [0.0, 2.0], [2.0, 2.0]])  # ||z||^2 / d: 1, 5, 2, 4
+    assert code_norm_by_class(codes, torch.tensor([0, 0, 1, 1])) == [3.0, 3.0]
+    assert code_norm_by_class(codes, torch.tensor([1, 0, 0, 1])) == [3.5, 2.5]
 
 
 def test_evaluate_errors_are_one_line(mnist_run, tmp_path, capsys):

@@ -2,6 +2,7 @@ import pytest
 import torch
 
 from ali.config import for_method, make_config
+from ali.errors import AliError
 from ali.methods import METHODS
 from ali.methods.adversarial import update_mode
 from ali.nets.layers import Layer
@@ -47,9 +48,12 @@ def test_one_ali_step_changes_all_three_networks(update):
         assert any(not torch.equal(state[k], after[k]) for k in state), f"{name} did not change"
 
 
-@pytest.mark.parametrize("method", [*[m for m in METHODS if m not in IMAGE_ONLY], "alice-adversarial"])
+VARIANTS = {"alice-adversarial": {"alice_form": "adversarial"}, "alice-z-adversarial": {"z_adversarial_weight": 0.5}}
+
+
+@pytest.mark.parametrize("method", [*[m for m in METHODS if m not in IMAGE_ONLY], *VARIANTS])
 def test_every_method_trains_its_networks(method):
-    model, opts = _toy("alice", alice_form="adversarial") if method == "alice-adversarial" else _toy(method)
+    model, opts = _toy("alice", **VARIANTS[method]) if method in VARIANTS else _toy(method)
     before = _snapshot(model)
     steps = model.config.steps + 1 if method == "gan-posthoc" else 1
     for step in [0, steps - 1] if method == "gan-posthoc" else [0]:  # gan-posthoc: one step of each phase
@@ -61,6 +65,7 @@ def test_every_method_trains_its_networks(method):
         "ali": {"encoder", "decoder", "discriminator"},
         "alice": {"encoder", "decoder", "discriminator"},
         "alice-adversarial": {"encoder", "decoder", "discriminator", "xx_discriminator"},
+        "alice-z-adversarial": {"encoder", "decoder", "discriminator", "z_discriminator"},
         "bigan": {"encoder", "decoder", "discriminator"},
         "gan-inverse": {"encoder", "decoder", "x_discriminator"},
         "gan-posthoc": {"encoder", "decoder", "x_discriminator", "discriminator"},
@@ -191,6 +196,32 @@ def test_alice_adversarial_discriminator_sees_x_x_against_x_and_its_reconstructi
     torch.testing.assert_close(pairs[:16], torch.cat([x, x], 1))  # real pairs (x, x)
     torch.testing.assert_close(pairs[16:, :2], x)  # fake pairs (x, Gx(Gz(x)))
     assert not torch.allclose(pairs[16:, 2:], x)
+
+
+@pytest.mark.parametrize("arch", ["toy", "mnist"])
+def test_alice_z_discriminator_tells_prior_codes_from_the_encoder_s(arch):
+    over = {"arch": "mnist", "latent_dim": 32, "dataset": "mnist"} if arch == "mnist" else {}
+    model, opts = _toy("alice", z_adversarial_weight=1.0, update="two-pass", **over)
+    seen_z, seen_joint = [], []
+    model["z_discriminator"].register_forward_hook(lambda _m, inputs, _out: seen_z.append(inputs[0].detach().clone()))
+    model["discriminator"].register_forward_hook(lambda _m, inputs, _out: seen_joint.append(inputs[1].detach().clone()))
+    x = torch.rand(16, 1, 28, 28) if arch == "mnist" else torch.randn(16, 2)
+    for net in ("discriminator", "decoder"):  # silence every term but D_z's in the encoder's gradient
+        for p in model[net].parameters():
+            p.data.zero_()
+    losses = train_step(model, opts, x, 0)
+    assert {"loss_dz", "loss_gz"} <= set(losses)
+    codes, joint = seen_z[0].flatten(1), seen_joint[0].flatten(1)  # joint D: (x, Gz(x)) then (Gx(z), z)
+    latent = 32 if arch == "mnist" else 2
+    assert codes.shape == (32, latent)
+    torch.testing.assert_close(codes[:16], joint[16:])  # real for D_z: the prior's z
+    torch.testing.assert_close(codes[16:], joint[:16])  # fake: the encoder's codes
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model["encoder"].parameters())
+
+
+def test_alice_z_discriminator_is_refused_with_the_adversarial_form():
+    with pytest.raises(AliError, match="z_adversarial_weight belongs to alice_form=explicit"):
+        _toy("alice", alice_form="adversarial", z_adversarial_weight=1.0)
 
 
 def test_bigan_encoder_is_deterministic():

@@ -5,7 +5,10 @@ Metric groups (`--metrics`, comma-separated):
   classifier against the test set: not comparable with Inception FID), the per-class histogram
   of the samples and its KL to uniform. Needs a domain classifier (ali.evaluation.classifier).
 - "recon": pixel MSE of reconstructions Gx(Gz(x)) of the test set, and the classifier's accuracy
-  on them against the true labels (the protocol of MINE's table: ALI 45.95%, ALICE 98.17%).
+  on them against the true labels (the protocol of MINE's table: ALI 45.95%, ALICE 98.17%), and
+  per class the mean ||mu||^2 / d of the encoder's means (`code_norm_by_class`; the prior's codes
+  average 1): a class whose codes sit far out in the prior's tails is one prior samples rarely
+  decode to.
 - "svm": the authors' semi-supervised L2-SVM protocol (ali.evaluation.semisupervised) with 10
   and 100 labels per class (svm_error_100, svm_error_1000: test error as a fraction).
 - "kplus1": test error of a K+1 semi-supervised run's D classifier on (x, Gz(x)), named by its
@@ -117,6 +120,7 @@ def evaluate_model(
                     (clf.predict(net, recon, progress=progress)[0].argmax(1) == y_test).float().mean()
                 )
                 out["test_class_accuracy"] = float((real[0].argmax(1) == y_test).float().mean())
+                out["code_norm_by_class"] = code_norm_by_class(encode(model, x_test, mean=True, conditions=c_test), y_test)
         if "stacked" in metrics:
             generated = decode(model, model.sample_prior(STACKED_SAMPLES))
             channels = [clf.predict(net, generated[:, c : c + 1], progress=progress)[0].numpy() for c in range(3)]
@@ -134,6 +138,12 @@ def evaluate_model(
     if "svm" in metrics:
         out.update(svm_metrics(model, dataset.name, data_dir))
     return round_metrics(out)
+
+
+def code_norm_by_class(codes: torch.Tensor, labels: torch.Tensor) -> list[float]:
+    """Per class (0..max label), the mean over its examples of ||z||^2 / d: 1 for prior samples."""
+    norms = codes.flatten(1).float().pow(2).mean(1)
+    return [round(float(norms[labels == c].mean()), 4) for c in range(int(labels.max()) + 1)]
 
 
 def check_svm_dataset(dataset_name: str) -> None:

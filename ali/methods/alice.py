@@ -6,6 +6,14 @@
   the generators add recon_weight times its non-saturating loss. D_xx has D(x)'s layers on the
   channel-wise concatenation of its two images.
 
+z_adversarial_weight > 0 (explicit form) adds a third discriminator, D_z, on the codes alone: prior
+z against Gz(x), the encoder adding z_adversarial_weight times its non-saturating loss (the
+adversarial autoencoder's prior term, Makhzani et al. 2016). Why: the cycle term rewards codes that
+tell images apart and the joint D judges a code only together with its image, so a class the
+decoder rarely draws is recognised as real by its x alone and its codes drift into the prior's
+tails, where prior samples seldom reach (docs/RESULTS.md: MNIST's ones at ||mu||^2/d = 3).
+D_z sees only z, so codes off the prior are penalised whatever their image.
+
 recon_trains="decoder" (explicit form) stops the cycle's gradient at the code: the decoder
 learns to map each code back to its x, while the encoder's codes are shaped by the adversarial
 game alone (the project's toy recipe, "ALI + cycle"; docs/RESULTS.md). "both" is ALICE's form.
@@ -22,6 +30,7 @@ from contextlib import nullcontext
 import torch
 from torch import nn
 
+from ali.errors import AliError
 from ali.keys import Key, in_range, one_of
 from ali.methods.adversarial import adversarial_update, optimizer_step, update_mode
 from ali.methods.base import (
@@ -49,6 +58,9 @@ KEYS = {
         1.0, in_range(0, lo_open=True), "weight of the x-cycle term (explicit) or of D_xx's generator loss (adversarial)"
     ),
     "z_cycle_weight": Key(0.0, in_range(0), "explicit form: weight of the z-cycle term ||z - Gz(Gx(z))||^2 (0 = off)"),
+    "z_adversarial_weight": Key(
+        0.0, in_range(0), "explicit form: weight of D_z's loss, a discriminator on the codes alone (prior z vs Gz(x); 0 = off)"
+    ),
     "recon_trains": Key(
         "both", one_of("both", "decoder"), "explicit form: which nets the x-cycle trains, both (ALICE) or the decoder only"
     ),
@@ -61,10 +73,15 @@ KEYS = {
 
 
 def networks(arch: Architecture, settings: dict) -> dict[str, nn.Module]:
+    if settings["alice_form"] == "adversarial" and settings["z_adversarial_weight"] > 0:
+        raise AliError("z_adversarial_weight belongs to alice_form=explicit; drop it or set alice_form=explicit")
     nets = joint_networks(arch)
     if settings["alice_form"] == "adversarial":
         pair_shape = (2 * arch.x_shape[0], *arch.x_shape[1:])
         nets["xx_discriminator"] = MarginalDiscriminator(arch.d_x, arch.d_joint, pair_shape)
+    elif settings["z_adversarial_weight"] > 0:  # D(z)'s layers and the joint ones, on z alone
+        latent_shape = (arch.latent_dim, 1, 1) if len(arch.x_shape) == 3 else (arch.latent_dim,)
+        nets["z_discriminator"] = MarginalDiscriminator(arch.d_z, arch.d_joint, latent_shape)
     return nets
 
 
@@ -73,6 +90,7 @@ def make_step(inputs: StepInputs) -> StepFn:
     mode = update_mode(cfg["update"], model["discriminator"], rt.precision)
     weight, z_weight = cfg["recon_weight"], cfg["z_cycle_weight"]
     adversarial = cfg["alice_form"] == "adversarial"
+    side = "xx_discriminator" if adversarial else "z_discriminator" if cfg["z_adversarial_weight"] > 0 else None
     detach_code = cfg["recon_trains"] == "decoder" and not adversarial
     frozen = cfg["decoder_bn_stats"] == "prior"
 
@@ -100,18 +118,29 @@ def make_step(inputs: StepInputs) -> StepFn:
                 z_cycle = reconstruction_error(z, model["encoder"](x_tilde).float())
                 extra = extra + z_weight * z_cycle
                 out["z_cycle"] = z_cycle.detach()
-        if adversarial:  # D_xx's own gradient (L_D), taken before the shared backward frees the graph
-            dxx_params = list(model["xx_discriminator"].parameters())
-            dxx_grads = torch.autograd.grad(loss_dxx, dxx_params, retain_graph=True)
+            if side == "z_discriminator":
+                codes = torch.cat([z, z_hat]).view(2 * x.shape[0], -1, *([1, 1] if x.dim() == 4 else []))
+                real, fake = model[side](codes).float().split(x.shape[0])
+                loss_side, loss_gz = ali_losses(real, fake)
+                extra = extra + cfg["z_adversarial_weight"] * loss_gz
+                out.update(loss_dz=loss_side.detach(), loss_gz=loss_gz.detach())
+            elif side:
+                loss_side = loss_dxx
+        if side:  # the side D's own gradient (L_D), taken before the shared backward frees the graph
+            side_params = list(model[side].parameters())
+            side_grads = torch.autograd.grad(loss_side, side_params, retain_graph=True)
         out.update(adversarial_update(model["discriminator"], (x, z_hat), (x_tilde, z), inputs.optimizers, mode, extra, rt))
-        if adversarial:
-            opt = inputs.optimizers["discriminator_xx"]
-            opt.zero_grad(set_to_none=True)  # drop what L_G's backward left in D_xx
-            backward_into_grads(dxx_params, dxx_grads)
+        if side:
+            opt = inputs.optimizers[SIDE_OPTIMIZERS[side]]
+            opt.zero_grad(set_to_none=True)  # drop what L_G's backward left in the side D
+            backward_into_grads(side_params, side_grads)
             optimizer_step([opt], rt)
         return out
 
     return step
+
+
+SIDE_OPTIMIZERS = {"xx_discriminator": "discriminator_xx", "z_discriminator": "discriminator_z"}
 
 
 def backward_into_grads(params: list[torch.Tensor], grads: tuple[torch.Tensor, ...]) -> None:
@@ -123,7 +152,7 @@ METHOD = Method(
     name="alice",
     title="ALI + cycle (ALICE)",
     networks=networks,
-    optimizers={**JOINT_OPTIMIZERS, "discriminator_xx": ("xx_discriminator",)},
+    optimizers={**JOINT_OPTIMIZERS, **{opt: (net,) for net, opt in SIDE_OPTIMIZERS.items()}},
     make_step=make_step,
     score=balance_score,
     keys=KEYS,
