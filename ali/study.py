@@ -73,11 +73,39 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
 def _fmt(value: float) -> str:
     if math.isinf(value):
         return "inf"
+    if value != 0 and abs(value) < 0.01:  # an SVM's C of 4e-4 is not 0.000
+        return f"{value:.2g}"
     return f"{value:.3f}" if abs(value) < 100 else f"{value:.1f}"
 
 
+# The measures a reader compares first, in this order, where the runs have them: samples,
+# reconstructions and the SVM for images; the mode counts of the toy protocol.
+HEADLINE = (
+    "classifier_is",
+    "classifier_fid",
+    "recon_class_accuracy",
+    SVM_KEY,
+    "class_kl_to_uniform",
+    "modes_covered_3sigma",
+    "high_quality_fraction",
+    "reverse_kl",
+    "recon_same_mode_fraction",
+    "train_seconds",
+)
+
+
 def markdown_table(results: dict[str, dict[str, Any]], seeds: int) -> str:
-    metrics = list(next(iter(results.values()))["summary"])
+    """One row per method, mean ± std [min, max]: the headline measures first, then the rest. Any
+    other measure identical in every run of every method (the real test set's IS, the step count)
+    is not a comparison: it goes on one line below the table."""
+    summaries = [res["summary"] for res in results.values()]
+    keys = [k for k in summaries[0] if all(k in s for s in summaries)]
+    several_runs = len(summaries) * seeds > 1
+    constant = [
+        k for k in keys if several_runs and k not in HEADLINE and len({s[k][b] for s in summaries for b in ("min", "max")}) == 1
+    ]
+    varying = [k for k in keys if k not in constant]
+    metrics = [k for k in HEADLINE if k in varying] + [k for k in varying if k not in HEADLINE]
     lines = [
         f"Mean ± std [min, max] over {seeds} seed(s).",
         "",
@@ -85,8 +113,11 @@ def markdown_table(results: dict[str, dict[str, Any]], seeds: int) -> str:
         "|---" * (len(metrics) + 1) + "|",
     ]
     for method, res in results.items():
-        cells = [f"{_fmt(s['mean'])} ± {_fmt(s['std'])} [{_fmt(s['min'])}, {_fmt(s['max'])}]" for s in res["summary"].values()]
+        stats = [res["summary"][k] for k in metrics]
+        cells = [f"{_fmt(t['mean'])} ± {_fmt(t['std'])} [{_fmt(t['min'])}, {_fmt(t['max'])}]" for t in stats]
         lines.append(f"| {res.get('title', method)} (`{method}`) | " + " | ".join(cells) + " |")
+    if constant:
+        lines += ["", "The same in every run: " + ", ".join(f"{k} {_fmt(summaries[0][k]['min'])}" for k in constant) + "."]
     return "\n".join(lines) + "\n"
 
 

@@ -56,6 +56,14 @@ def test_kplus1_presets_use_the_published_label_counts() -> None:
         assert "recon_weight" not in PRESETS[name]
 
 
+def test_mnist_family_recipes_carry_the_code_discriminator_and_methods_without_it_drop_it() -> None:
+    for name in ("mnist", "fashion-mnist", "stacked-mnist"):
+        config = make_config(PRESETS[name])
+        assert (config.method, config.recon_weight, config.z_adversarial_weight) == ("alice", 0.3, 1.0)
+    for name in ("mnist-conditional", "mnist-kplus1"):  # methods that have no code discriminator
+        assert "z_adversarial_weight" not in PRESETS[name]
+
+
 @pytest.mark.parametrize("key", sorted(RULES))
 def test_every_out_of_range_key_is_named_by_the_cli(tmp_path: Path, capsys, key: str) -> None:
     value = _bad_value(key)

@@ -68,3 +68,37 @@ def test_svm_column_refused_before_training_for_a_dataset_without_the_protocol(t
     with pytest.raises(AliError, match="L2-SVM protocol is set up for"):
         run_study(PRESETS["cifar10"], {"steps": 2}, ["ali"], 1, tmp_path / "s", progress=False, svm=True)
     assert not (tmp_path / "s").exists()
+
+
+def test_study_table_puts_headline_measures_first_and_constants_below():
+    def stats(*values):
+        return summarise([{"v": v} for v in values])["v"]
+
+    results = {
+        "ali": {
+            "summary": {
+                "steps": stats(10, 10),
+                "recon_mse": stats(0.1, 0.2),
+                "classifier_is": stats(5, 6),
+                "C": stats(4e-4, 4e-4),
+                "svm_error_100": stats(0.2, 0.2),
+            }
+        },
+        "vae": {
+            "summary": {
+                "steps": stats(10, 10),
+                "recon_mse": stats(0.3, 0.3),
+                "classifier_is": stats(4, 4),
+                "C": stats(4e-4, 4e-4),
+                "svm_error_100": stats(0.2, 0.2),
+            }
+        },
+    }
+    table = markdown_table(results, seeds=2)
+    header = next(line for line in table.splitlines() if line.startswith("| method"))
+    # headline first, a tied headline measure included; other constants are not columns
+    assert header == "| method | classifier_is | svm_error_100 | recon_mse |"
+    assert table.rstrip().endswith("The same in every run: steps 10.000, C 0.0004.")
+    # one run: nothing can be called constant, every measure stays a column
+    single = markdown_table({"ali": {"summary": {"steps": stats(10), "classifier_is": stats(5)}}}, seeds=1)
+    assert "| method | classifier_is | steps |" in single and "The same" not in single

@@ -53,7 +53,18 @@ def test_run_directory_contents(tmp_path):
         assert key in metrics
 
 
-@pytest.mark.parametrize("overrides", [{}, {"prior_sampling": "random"}, {"method": "gan-posthoc"}, {"method": "vae"}])
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {},
+        {"prior_sampling": "random"},
+        {"method": "gan-posthoc"},
+        {"method": "vae"},
+        {"method": "bigan"},
+        {"method": "alice", "alice_form": "adversarial"},  # the second D's state and optimizer too
+        {"method": "alice", "z_adversarial_weight": 1.0},
+    ],
+)
 def test_resumed_run_continues_exactly_like_an_uninterrupted_one(tmp_path, overrides):
     config = make_config({**for_method(TINY, overrides.get("method", TINY["method"])), **overrides})
     full, cut = tmp_path / "full", tmp_path / "cut"
