@@ -4,7 +4,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 RUN    := runs/toy25-$(shell date +%Y%m%d-%H%M%S)
 
-.PHONY: demo test clean
+.PHONY: demo test gpu-check clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -21,6 +21,11 @@ test: $(STAMP)
 	$(VENV)/bin/ruff check ali tests benchmarks
 	$(VENV)/bin/ruff format --check ali tests benchmarks
 	$(PY) -m pytest -q -p no:cacheprovider
+
+# Every method, precision and paper architecture, resume, torchrun and compile on this machine's
+# GPU (the CPU without one): a pass/fail table with steps/s and peak memory, as it goes.
+gpu-check: $(STAMP)
+	$(PY) benchmarks/gpu_check.py --out runs/gpu-check-$(shell date +%Y%m%d-%H%M%S)
 
 clean:
 	rm -rf runs

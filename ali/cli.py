@@ -18,6 +18,7 @@ from ali.evaluation.classifier import default_classifier_path, save_classifier, 
 from ali.evaluation.evaluate import DEFAULT_METRICS, METRIC_GROUPS, SAMPLES, evaluate_model, parse_metrics
 from ali.evaluation.grids import save_image
 from ali.generate_conditional import conditional_grid
+from ali.keys import DATA_DIR_ENV, default_data_dir
 from ali.methods import METHODS
 from ali.presets import PRESETS
 from ali.report import write_report
@@ -28,6 +29,9 @@ from ali.training.hardware import resolve_device, resolve_precision
 from ali.training.loop import train
 from ali.training.model import build_model, condition_dim
 from ali.training.summary import describe, parameter_counts
+
+# Help text for --data-dir where no run fixes the folder (a trained run reads from its own data_dir).
+DEFAULT_DATA_HELP = f"default: ${DATA_DIR_ENV} if set, else ./data"
 
 
 class _Help(argparse.ArgumentDefaultsHelpFormatter):
@@ -172,7 +176,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_classifier(args: argparse.Namespace) -> int:
     """`ali classifier train --dataset NAME`: the domain classifier the sample metrics use."""
     model, test_accuracy = train_classifier(
-        args.dataset, args.data_dir or TrainConfig.data_dir, seed=args.seed, epochs=args.epochs, progress=not args.no_progress
+        args.dataset, args.data_dir or default_data_dir(), seed=args.seed, epochs=args.epochs, progress=not args.no_progress
     )
     path = Path(args.out) if args.out else default_classifier_path(args.dataset)
     save_classifier(model, path, {"dataset": args.dataset, "seed": args.seed, "test_accuracy": test_accuracy})
@@ -187,7 +191,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_data(args: argparse.Namespace) -> int:
     """`ali data download|info NAME`: fetch + verify a dataset, or load it and print its shapes."""
-    data_dir = Path(args.data_dir or TrainConfig.data_dir).expanduser().resolve()
+    data_dir = Path(args.data_dir or default_data_dir()).expanduser().resolve()
     if args.data_command == "download":
         download_dataset(args.name, data_dir)
         return 0
@@ -216,7 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--config", required=config_required, help=f"preset ({', '.join(PRESETS)}) or JSON file")
         p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key (repeatable)")
         p.add_argument("--steps", type=_positive_int, help="training length in steps, per phase (overrides the config)")
-        p.add_argument("--data-dir", help="folder holding the datasets (the config's data_dir, default ../shared/data)")
+        p.add_argument("--data-dir", help=f"folder holding the datasets (the config's data_dir; {DEFAULT_DATA_HELP})")
         p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     def add(name: str, help_text: str) -> argparse.ArgumentParser:
@@ -305,7 +309,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=_nonnegative_int, default=0, help="initialisation, order, augmentation and dropout")
     p.add_argument("--epochs", type=_positive_int, help="training epochs (default: the dataset's recipe)")
     p.add_argument("--out", help="file to write (default: the cache evaluate looks in, $ALI_CACHE_DIR/classifiers)")
-    p.add_argument("--data-dir", help="folder holding the datasets (default: ../shared/data)")
+    p.add_argument("--data-dir", help=f"folder holding the datasets ({DEFAULT_DATA_HELP})")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_classifier)
 
@@ -324,7 +328,7 @@ def build_parser() -> argparse.ArgumentParser:
             "name",
             help="mnist, fashion-mnist, cifar10, svhn, celeba64, imagenet64" + ("" if name == "download" else ", folder:PATH"),
         )
-        p.add_argument("--data-dir", help="folder holding each dataset's folder (default: ../shared/data)")
+        p.add_argument("--data-dir", help=f"folder holding each dataset's folder ({DEFAULT_DATA_HELP})")
         p.set_defaults(func=cmd_data)
     return parser
 

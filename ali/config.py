@@ -16,7 +16,7 @@ from typing import Any
 
 from ali.data import DATASET_NAMES, is_known_dataset
 from ali.errors import AliError
-from ali.keys import Rule, in_range, one_of
+from ali.keys import Rule, default_data_dir, in_range, one_of
 from ali.methods import METHODS, method_keys
 from ali.nets.architectures import ARCHITECTURES
 from ali.training.hardware import PRECISIONS
@@ -55,7 +55,9 @@ class CommonConfig:
     precision: str = "auto"
     compile: bool = False  # torch.compile the networks (docs/BENCHMARKS.md: no gain on small CPUs)
     sync_bn: bool = False  # multi-GPU runs: batch norm statistics over the global batch
-    data_dir: str = "../shared/data"
+    # $ALI_DATA_DIR, else data/ under the working directory (ali.keys.default_data_dir), read
+    # when a config is built; the run saves the folder it resolved to.
+    data_dir: str = dataclasses.field(default_factory=default_data_dir)
     # Image data: write samples-<step>.png from a fixed z every grid_every steps (0 = never).
     grid_every: int = 0
     tensorboard: bool = False  # also log scalars and sample grids for TensorBoard (extra ali[tensorboard])
@@ -102,8 +104,9 @@ RULES: dict[str, Rule] = {
     **{name: key.rule for name, key in method_keys().items()},
 }
 
-FIELD_TYPES: dict[str, type] = {f.name: type(f.default) for f in dataclasses.fields(TrainConfig)}
-DEFAULTS: dict[str, Any] = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+FIELD_TYPES: dict[str, type] = {
+    f.name: type(f.default_factory() if f.default is dataclasses.MISSING else f.default) for f in dataclasses.fields(TrainConfig)
+}
 
 
 def _coerce(key: str, value: Any) -> Any:
@@ -160,7 +163,9 @@ def validate(config: TrainConfig) -> None:
             f"config key 'latent_dim' = {config.latent_dim} does not match architecture '{config.arch}' (latent {arch_latent}); set latent_dim={arch_latent}"
         )
     own = set(METHODS[config.method].keys)
-    unused = sorted(k for k in method_keys().keys() - own if getattr(config, k) != DEFAULTS[k])
+    METHODS[config.method].check_settings({k: getattr(config, k) for k in own})
+    keys = method_keys()
+    unused = sorted(k for k in keys.keys() - own if getattr(config, k) != keys[k].default)
     if unused:
         users = {k: [m for m, spec in METHODS.items() if k in spec.keys] for k in unused}
         detail = "; ".join(f"'{k}' belongs to {', '.join(users[k])}" for k in unused)

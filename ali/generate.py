@@ -1,8 +1,9 @@
 """`ali sample | reconstruct | interpolate`: picture grids from a trained image run.
 
 Each loads the run's `training_options.json` and its newest valid checkpoint and evaluates the
-networks in evaluation mode (batch-norm running averages, no dropout). Noise comes from `--seed`,
-so the same command on the same checkpoint draws the same picture.
+networks in evaluation mode (batch-norm running averages, no dropout), on the model's device
+(ali.evaluation.image_eval.decode and encode move the CPU inputs there and the results back).
+Noise comes from `--seed`, so the same command on the same checkpoint draws the same picture.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from ali.config import TrainConfig
 from ali.data.dataset import Dataset
 from ali.errors import AliError
 from ali.evaluation.grids import image_grid, interleave_columns
-from ali.evaluation.image_eval import decode, encode
+from ali.evaluation.image_eval import decode, encode, fixed_prior
 from ali.nets.model import Model
 from ali.rundir import load_trained
 
@@ -34,14 +35,13 @@ def _heldout(dataset: Dataset, n: int, seed: int) -> torch.Tensor:
     """n held-out images (float), chosen at random but reproducibly from `seed`."""
     if len(dataset.heldout) < n:
         raise AliError(f"dataset {dataset.name!r} has {len(dataset.heldout)} held-out images; asked for {n}")
-    index = torch.randperm(len(dataset.heldout), generator=torch.Generator().manual_seed(seed))[:n]
+    index = torch.randperm(len(dataset.heldout), generator=torch.Generator().manual_seed(seed), device="cpu")[:n]
     return dataset.to_float(dataset.heldout[index])
 
 
 def sample_image(model: Model, n: int, seed: int = 0) -> Image.Image:
     """n samples Gx(z), z ~ N(0, I), in a square-ish grid."""
-    z = torch.randn(n, model.arch.latent_dim, generator=torch.Generator().manual_seed(seed))
-    return image_grid(decode(model, z))
+    return image_grid(decode(model, fixed_prior(model, n, seed)))
 
 
 def reconstruct_image(model: Model, dataset: Dataset, n: int, seed: int = 0, pairs_per_row: int = 8) -> Image.Image:
@@ -63,6 +63,6 @@ def interpolate_image(model: Model, dataset: Dataset, pairs: int, steps: int, se
         torch.manual_seed(seed)
         z = encode(model, x)
     z_a, z_b = z[:pairs], z[pairs:]
-    t = torch.linspace(0, 1, steps).view(1, steps, 1)
+    t = torch.linspace(0, 1, steps, device=z.device).view(1, steps, 1)
     path = (1 - t) * z_a.unsqueeze(1) + t * z_b.unsqueeze(1)  # pairs x steps x latent
     return image_grid(decode(model, path.flatten(0, 1)), ncol=steps)

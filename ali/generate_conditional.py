@@ -59,11 +59,10 @@ def conditional_grid(
             raise AliError(f"--rows must be >= 1, got {nrow}")
         classes = parse_classes(spec, size)
         ncol = len(classes)
-        one_hot = torch.nn.functional.one_hot(torch.tensor(classes), size).float()
+        one_hot = torch.nn.functional.one_hot(torch.tensor(classes, device="cpu"), size).float()
         conditions = one_hot.repeat(nrow, 1)  # row r, column c: class c
         z = fixed_prior(model, nrow, z_seed).repeat_interleave(ncol, dim=0)  # row r: its own z
-    device = next(model.parameters()).device
-    return image_grid(decode(model, z.to(device), conditions.to(device)), ncol=ncol)
+    return image_grid(decode(model, z, conditions), ncol=ncol)  # decoded where the model is
 
 
 def parse_classes(spec: str, size: int) -> list[int]:
@@ -103,7 +102,7 @@ def _attribute_conditions(spec: str, names: tuple[str, ...], size: int, rows: in
     index = {n.lower(): i for i, n in enumerate(names)}
     vectors = []
     for base in bases:
-        row = torch.zeros(size)
+        row = torch.zeros(size, device="cpu")
         _apply(row, base, index, names, spec)
         vectors.append(row.clone())
         for add in adds:

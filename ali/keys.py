@@ -2,11 +2,24 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 Rule = tuple[Callable[[Any], bool], str]  # (check, what it requires, in words)
+
+# The data_dir key's default lives here, below both ali.config and ali.data, so the loaders'
+# "not found" messages can name the same variable the default reads.
+DATA_DIR_ENV = "ALI_DATA_DIR"
+DEFAULT_DATA_DIR = "data"
+
+
+def default_data_dir() -> str:
+    """Where datasets are read when no --data-dir or data_dir is given: $ALI_DATA_DIR if set
+    (and not empty), else data/ under the working directory. Read on every call, so a config
+    built after the variable changes sees the new value."""
+    return os.environ.get(DATA_DIR_ENV) or DEFAULT_DATA_DIR
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from typing import Any
 
 from ali.errors import AliError
 from ali.evaluation.curves import metric_spread, number, training_curves
+from ali.evaluation.image_eval import CONDITIONAL_PREFIX
 from ali.evaluation.page import code, document, esc, fmt, img, note, picture, section, table
 from ali.evaluation.reference import metrics_for, published
 from ali.rundir import COMPARISON_FILE, METRICS_FILE, OPTIONS_FILE, REPORT_FILE, RESOLVED_KEY, STATS_FILE
@@ -145,15 +146,28 @@ def _published_cell(dataset: str, metric: str) -> str:
 
 def metrics_table(metrics: dict[str, Any], dataset: str) -> str:
     """Ours beside the published figures. Metrics with published figures that this run did not
-    measure are listed too, so a reader sees what is left to compare."""
+    measure are listed too, so a reader sees what is left to compare; a conditional run's
+    `conditional_*` figure stands in for its unconditional namesake, which it is not comparable
+    with (no published figure is set beside it). The notes state the sample protocol."""
     rows = [[code(k), esc(fmt(v)), _published_cell(dataset, k)] for k, v in metrics.items()]
     rows += [
         [code(k), '<span class="none">not measured</span>', _published_cell(dataset, k)]
         for k in metrics_for(dataset)
-        if k not in metrics
+        if k not in metrics and CONDITIONAL_PREFIX + k not in metrics
     ]
-    note = '<p class="sub">Published values are in ali\'s units (fractions, not percentages).</p>'
-    return table(["metric", "this run", "published"], rows, numeric=(1,)) + note
+    notes = ["Published values are in ali's units (fractions, not percentages)."]
+    if "samples_scored" in metrics:
+        notes.append(
+            f"Sample figures (classifier IS, FID, class histogram): {fmt(metrics['samples_scored'])} samples, "
+            f"IS in {fmt(metrics.get('is_splits'))} splits, of the model at the end of training."
+        )
+    if any(k.startswith(CONDITIONAL_PREFIX) for k in metrics):
+        notes.append(
+            f"{CONDITIONAL_PREFIX}* figures come from a model given each sample's or image's condition y, so they are "
+            "not comparable with unconditional or published figures; swapped_y_* reconstruct under another "
+            "condition y' and say whether Gx(Gz(x, y'), y') follows y' or x's own class."
+        )
+    return table(["metric", "this run", "published"], rows, numeric=(1,)) + "".join(f'<p class="sub">{esc(n)}</p>' for n in notes)
 
 
 def _config_html(options: dict[str, Any]) -> str:

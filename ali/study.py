@@ -4,7 +4,11 @@ Layout: OUT/<method>/seed-<n>/ is an ordinary run directory. A run that already 
 metrics.json) is reused, so an interrupted study continues where it stopped.
 
 The table holds every number of the runs' metrics.json (for image data with a domain classifier:
-classifier IS and FID, class histogram KL, reconstruction class accuracy; ali.evaluation);
+classifier IS and FID, class histogram KL, reconstruction class accuracy; ali.evaluation), all
+from the end of training, the sample figures on 10,000 samples (the protocol's counts go on the
+line of measures that are the same in every run). A conditional method's figures are named
+`conditional_*` and its inference test `swapped_y_*`, so they never share a column with an
+unconditional method's;
 `svm=True` adds the L2-SVM test error with 10 labels per class to each run's metrics. The figure
 is the paper's four-panel comparison for 2-D data, and samples beside reconstructions for images
 (seed 0 of each method).
@@ -79,13 +83,19 @@ def _fmt(value: float) -> str:
 
 
 # The measures a reader compares first, in this order, where the runs have them: samples,
-# reconstructions and the SVM for images; the mode counts of the toy protocol.
+# reconstructions and the SVM for images; a conditional model's conditioned figures and the
+# test of its inference; the mode counts of the toy protocol.
 HEADLINE = (
     "classifier_is",
     "classifier_fid",
     "recon_class_accuracy",
     SVM_KEY,
     "class_kl_to_uniform",
+    "condition_accuracy",
+    "conditional_classifier_is",
+    "conditional_classifier_fid",
+    "swapped_y_recon_as_true_class",
+    "swapped_y_recon_as_y",
     "modes_covered_3sigma",
     "high_quality_fraction",
     "reverse_kl",

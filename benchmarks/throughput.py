@@ -13,6 +13,10 @@ dense-equivalent convs as GEMMs, autocast at the precision "auto" resolves to, u
 --precision says otherwise); the reference is benchmarks/reference_step.py (alternating D then
 G, separate D passes, NCHW, fp32). With --json the last line printed is one JSON object (keys
 in the module's JSON_KEYS).
+
+--device cuda times both steps on the GPU (synchronised before and after every timed round) and
+sets the achieved TFLOP/s beside the bf16 matrix-multiply TFLOP/s measured on that GPU in the
+same run (`matmul_tflops_bf16`), instead of the CPU's sgemm.
 """
 
 from __future__ import annotations
@@ -75,40 +79,65 @@ def count_flops(fn: Callable[[], object]) -> int:
     return counter.get_total_flops()
 
 
-def interleaved_seconds(fns: dict[str, Callable[[], object]], steps: int, rounds: int) -> dict[str, float]:
+def synchronize(device: torch.device | None) -> None:
+    """Wait for the GPU's queued work, so that a timer read after it counts that work."""
+    if device is not None and device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def matmul_tflops_bf16(device: torch.device, n: int = 8192, repeats: int = 10) -> float:
+    """Best-of bf16 matrix-multiply throughput on the GPU: the peak its steps are set beside."""
+    a, b = (torch.randn(n, n, device=device, dtype=torch.bfloat16) for _ in range(2))
+    a @ b
+    best = float("inf")
+    for _ in range(repeats):
+        synchronize(device)
+        t = time.perf_counter()
+        a @ b
+        synchronize(device)
+        best = min(best, time.perf_counter() - t)
+    return 2 * n**3 / best / 1e12
+
+
+def interleaved_seconds(
+    fns: dict[str, Callable[[], object]], steps: int, rounds: int, device: torch.device | None = None
+) -> dict[str, float]:
     """Median seconds per call of each fn, timed in alternating rounds of `steps` calls."""
     times: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(rounds):
         for name, fn in fns.items():
+            synchronize(device)
             t = time.perf_counter()
             for _ in range(steps):
                 fn()
+            synchronize(device)
             times[name].append((time.perf_counter() - t) / steps)
     return {name: statistics.median(v) for name, v in times.items()}
 
 
-def run(arch: str, batch: int, asked: str, steps: int, rounds: int, threads: int) -> dict[str, object]:
+def run(arch: str, batch: int, asked: str, steps: int, rounds: int, threads: int, device_name: str = "cpu") -> dict[str, object]:
     if threads:
         torch.set_num_threads(threads)
     spec = ARCHITECTURES[arch]
-    cpu = torch.device("cpu")
-    precision = resolve_precision(asked, cpu)
+    device = torch.device(device_name)
+    precision = resolve_precision(asked, device)
     config = make_config(
-        {"arch": arch, "latent_dim": spec.latent_dim, "batch_size": batch, "precision": precision, "device": "cpu"}
+        {"arch": arch, "latent_dim": spec.latent_dim, "batch_size": batch, "precision": precision, "device": device_name}
     )
     torch.manual_seed(0)
     ours, ours_opt = build_model(config)
     torch.manual_seed(0)
     ref, ref_opt = build_model(make_config({**config.__dict__, "precision": "fp32"}))
-    prepare_model(ours, cpu)
-    runtime = make_runtime(precision, cpu)
+    prepare_model(ours, device)
+    ref.to(device)
+    runtime = make_runtime(precision, device)
     step = build_step(config, ours, ours_opt, runtime)
     gen = torch.Generator().manual_seed(0)
     if len(spec.x_shape) == 3:  # images: uint8 batch converted per step, as the trainer does
-        data = torch.randint(0, 256, (batch, *spec.x_shape), dtype=torch.uint8, generator=gen)
+        data = torch.randint(0, 256, (batch, *spec.x_shape), dtype=torch.uint8, generator=gen).to(device)
         as_input = lambda: data.float() / 255.0  # noqa: E731
     else:
-        data = torch.randn(batch, *spec.x_shape, generator=gen)
+        data = torch.randn(batch, *spec.x_shape, generator=gen).to(device)
         as_input = lambda: data  # noqa: E731
     x_ref = as_input()
 
@@ -126,8 +155,10 @@ def run(arch: str, batch: int, asked: str, steps: int, rounds: int, threads: int
     for fn in (ours_step, ref_step, ours_infer):  # warm-up: oneDNN picks and caches its kernels
         fn()
     flops = {"ours": count_flops(ours_step), "reference": count_flops(ref_step)}
-    train = interleaved_seconds({"ours": ours_step, "reference": ref_step}, steps, rounds)
-    infer = interleaved_seconds({"ours": ours_infer, "reference": lambda: reference_reconstruct(ref, x_ref)}, steps, rounds)
+    train = interleaved_seconds({"ours": ours_step, "reference": ref_step}, steps, rounds, device)
+    infer = interleaved_seconds(
+        {"ours": ours_infer, "reference": lambda: reference_reconstruct(ref, x_ref)}, steps, rounds, device
+    )
     result = {
         "arch": arch,
         "batch": batch,
@@ -142,12 +173,21 @@ def run(arch: str, batch: int, asked: str, steps: int, rounds: int, threads: int
         "reference_gflop_per_step": round(flops["reference"] / 1e9, 3),
         "ours_gflops": round(flops["ours"] / train["ours"] / 1e9, 2),
         "reference_gflops": round(flops["reference"] / train["reference"] / 1e9, 2),
-        "sgemm_gflops": round(sgemm_gflops(), 2),
+        "sgemm_gflops": round(sgemm_gflops(), 2),  # the CPU's, on either device
         "ours_infer_img_s": round(batch / infer["ours"], 2),
         "reference_infer_img_s": round(batch / infer["reference"], 2),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
     }
     result["ours_fraction_of_sgemm"] = round(result["ours_gflops"] / result["sgemm_gflops"], 3)
+    if device.type == "cuda":
+        peak = matmul_tflops_bf16(device)
+        result.update(
+            device=torch.cuda.get_device_name(device),
+            ours_tflops=round(result["ours_gflops"] / 1e3, 3),
+            matmul_tflops_bf16=round(peak, 1),
+            ours_fraction_of_matmul_peak=round(result["ours_gflops"] / 1e3 / peak, 5),
+            peak_gpu_mb=round(torch.cuda.max_memory_allocated(device) / 2**20, 1),
+        )
     return result
 
 
@@ -164,12 +204,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=0, help="steps per timed round (default: about 2 s per round)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where both steps run")
     parser.add_argument("--json", action="store_true", help="end with one JSON line")
     args = parser.parse_args(argv)
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: this torch sees no CUDA GPU")
     if args.batch < 2:
         parser.error("--batch must be >= 2 (batch norm needs two examples)")
-    steps = args.steps or (100 if args.arch == "toy" else 3)
-    result = run(args.arch, args.batch, args.precision, steps, args.rounds, args.threads)
+    steps = args.steps or (100 if args.arch == "toy" or args.device == "cuda" else 3)
+    result = run(args.arch, args.batch, args.precision, steps, args.rounds, args.threads, args.device)
     for key, value in result.items():
         print(f"{key:>26}: {value}")
     if args.json:

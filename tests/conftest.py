@@ -1,7 +1,9 @@
 """Suite-wide settings.
 
 - No test reads or writes the user's cache of trained classifiers.
-- Tests that need ../shared/data ask for it with require_shared or the mnist_dir fixture.
+- Tests that need the real datasets ask for them with require_shared or the mnist_dir fixture.
+- ALI_DATA_DIR points at those datasets (tests/shared_data.py) for the whole session, so a
+  config's default data_dir finds them; tests of the default itself unset it.
 - Training runs in tests skip the HTML report (matplotlib drawing is a second per run, and the
   suite trains dozens of tiny runs); tests marked `report` keep it (tests/test_report*.py call
   ali.report directly).
@@ -15,9 +17,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.shared_data import require_shared
+from ali.keys import DATA_DIR_ENV
+from tests.shared_data import SHARED, require_shared
 
 os.environ["ALI_CACHE_DIR"] = tempfile.mkdtemp(prefix="ali-test-cache-")
+if not os.environ.get(DATA_DIR_ENV):  # an empty value means unset to `ali` too
+    os.environ[DATA_DIR_ENV] = str(SHARED)
 
 
 @pytest.fixture(scope="session")

@@ -33,10 +33,10 @@ def write_mnist(folder: Path, n_train: int = 12, n_test: int = 5, seed: int = 0)
     return out
 
 
-def cifar_batch_bytes(images: np.ndarray, labels: np.ndarray) -> bytes:
+def cifar_batch_bytes(images: np.ndarray, labels: np.ndarray, batch_label: bytes = b"training batch 1 of 5") -> bytes:
     """A batch as the official ones: dict with bytes keys, data (N, 3072) uint8, labels list."""
     batch = {
-        b"batch_label": b"training batch 1 of 5",
+        b"batch_label": batch_label,
         b"labels": [int(v) for v in labels],
         b"data": images.reshape(len(images), 3072),
         b"filenames": [f"img_{i}.png".encode() for i in range(len(images))],
@@ -44,18 +44,24 @@ def cifar_batch_bytes(images: np.ndarray, labels: np.ndarray) -> bytes:
     return pickle.dumps(batch, protocol=2)
 
 
-def write_cifar(folder: Path, per_batch: int = 4, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(seed)
+def write_cifar_arrays(
+    folder: Path, train_images: np.ndarray, train_labels: np.ndarray, test_images: np.ndarray, test_labels: np.ndarray
+) -> None:
+    """data_batch_1..5 (the training arrays cut into five consecutive parts) and test_batch."""
     folder.mkdir(parents=True, exist_ok=True)
-    all_images, all_labels = [], []
-    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
-        images = rng.integers(0, 256, (per_batch, 3, 32, 32), dtype=np.uint8)
-        labels = rng.integers(0, 10, per_batch)
-        (folder / name).write_bytes(cifar_batch_bytes(images, labels))
-        if name != "test_batch":
-            all_images.append(images)
-            all_labels.append(labels)
-    return np.concatenate(all_images), np.concatenate(all_labels)
+    parts = zip(np.array_split(train_images, 5), np.array_split(train_labels, 5))
+    for i, (images, labels) in enumerate(parts, 1):
+        (folder / f"data_batch_{i}").write_bytes(cifar_batch_bytes(images, labels, f"training batch {i} of 5".encode()))
+    (folder / "test_batch").write_bytes(cifar_batch_bytes(test_images, test_labels, b"testing batch 1 of 1"))
+
+
+def write_cifar(folder: Path, per_batch: int = 4, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Random batches of per_batch images; returns the training images and labels."""
+    rng = np.random.default_rng(seed)
+    batches = [(rng.integers(0, 256, (per_batch, 3, 32, 32), dtype=np.uint8), rng.integers(0, 10, per_batch)) for _ in range(6)]
+    train_images, train_labels = (np.concatenate(parts) for parts in zip(*batches[:5]))
+    write_cifar_arrays(folder, train_images, train_labels, *batches[5])
+    return train_images, train_labels
 
 
 def svhn_mat_bytes_to(path: Path, images: np.ndarray, digits: np.ndarray) -> None:
@@ -65,6 +71,24 @@ def svhn_mat_bytes_to(path: Path, images: np.ndarray, digits: np.ndarray) -> Non
     x = np.ascontiguousarray(images.transpose(2, 3, 1, 0))  # (N, C, H, W) -> (H, W, C, N) as the official X
     y = np.where(digits == 0, 10, digits).reshape(-1, 1).astype(np.uint8)
     scipy.io.savemat(str(path), {"X": x, "y": y})
+
+
+def write_svhn(folder: Path, splits: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:
+    """{split: (images (N, 3, 32, 32), digits 0..9)} as folder/<split>_32x32.mat."""
+    for split, (images, digits) in splits.items():
+        svhn_mat_bytes_to(folder / f"{split}_32x32.mat", images, digits)
+
+
+def bar_images(classes: np.ndarray, shape: tuple[int, int, int] = (3, 32, 32), seed: int = 0) -> np.ndarray:
+    """uint8 images of dim noise, each with a bright bar at the place of its class (one of 10: two
+    rows of five): classes that almost any image features tell apart linearly."""
+    channels, h, w = shape
+    images = np.random.default_rng(seed).integers(0, 40, (len(classes), channels, h, w), dtype=np.uint8)
+    for image, k in zip(images, np.asarray(classes).tolist()):
+        row, col = divmod(int(k), 5)
+        top, left = h // 8 + row * (h // 2), col * (w // 5) + 1
+        image[:, top : top + h // 4, left : left + w // 5 - 2] = 255
+    return images
 
 
 def write_jpeg(path: Path, array_hwc: np.ndarray) -> None:

@@ -2,23 +2,34 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
 from ali.data.dataset import Dataset
 from ali.nets.model import Model
-from ali.training.hardware import make_runtime
+from ali.training.hardware import StepRuntime, make_runtime
 from ali.training.model import build_step, condition_dim
 
 
-def train_step(model: Model, optimizers: dict, x: torch.Tensor, index: int, precision: str = "fp32") -> dict:
-    """A conditional model gets every class in turn; a K+1 model a small labelled set of random images."""
+def built_step(
+    model: Model, optimizers: dict, x: torch.Tensor, precision: str = "fp32", runtime: StepRuntime | None = None
+) -> Callable[[torch.Tensor, int], dict]:
+    """The step with its extra inputs made now: a conditional model gets every class in turn
+    for a batch like x; a K+1 model a small labelled set of random images. `runtime` replaces
+    the one `precision` makes."""
     data = None
     if model.method == "ali-kplus1":
         data = Dataset(
             "random", torch.randint(0, 256, (100, *x.shape[1:]), dtype=torch.uint8), x[:2], labels=torch.arange(100) % 10
         )
-    step = build_step(model.config, model, optimizers, make_runtime(precision, torch.device("cpu")), data)
+    step = build_step(model.config, model, optimizers, runtime or make_runtime(precision, torch.device("cpu")), data)
     size = condition_dim(model.config)
     if not size:
-        return step(x, index)
-    return step(x, index, torch.nn.functional.one_hot(torch.arange(len(x)) % size, size).float())
+        return step
+    y = torch.nn.functional.one_hot(torch.arange(len(x)) % size, size).float()
+    return lambda batch, index: step(batch, index, y)
+
+
+def train_step(model: Model, optimizers: dict, x: torch.Tensor, index: int, precision: str = "fp32") -> dict:
+    return built_step(model, optimizers, x, precision)(x, index)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 import sys
@@ -11,6 +12,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from benchmarks import gpu_check  # noqa: E402
 from benchmarks.throughput import JSON_KEYS  # noqa: E402
 
 KEYS = set(JSON_KEYS)
@@ -79,3 +81,27 @@ def test_conv_layout_times_every_real_convolution_in_both_layouts():
     best = sum(min(r["nchw_ms"], r["channels_last_ms"]) for r in result["layers"])
     assert result["total_best_per_layer_ms"] == pytest.approx(best, abs=0.02)
     assert result["total_best_per_layer_ms"] <= min(result["total_nchw_ms"], result["total_channels_last_ms"]) + 0.02
+
+
+def test_gpu_check_runs_its_cases_on_the_cpu_and_keeps_each_result(tmp_path):
+    """The GPU check's own code paths, on the CPU: each case in its own process and its own file,
+    and the table and JSON say how each went."""
+    assert "method-ali-bf16" in gpu_check.case_names("cpu") and "method-ali-fp16" in gpu_check.case_names("cuda")
+    assert not any(n.endswith("-fp16") for n in gpu_check.case_names("cpu"))
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "gpu_check.py"), "--device", "cpu", "--steps", "2"]
+    done = subprocess.run([*cmd, "--cases", "method-ali-fp32,resume", "--out", str(tmp_path)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    summary = json.loads((tmp_path / "gpu_check.json").read_text())
+    assert [(r["case"], r["status"]) for r in summary["cases"]] == [("method-ali-fp32", "pass"), ("resume", "pass")]
+    assert summary["cases"][0]["steps_per_s"] > 0 and summary["cases"][1]["max_weight_difference"] == 0.0
+    assert (tmp_path / "cases" / "resume.json").exists() and (tmp_path / "logs" / "resume.log").exists()
+    assert "method-ali-fp32" in done.stdout and "pass" in done.stdout
+
+
+def test_a_failing_gpu_check_case_writes_its_failure(tmp_path):
+    """No data where --data-dir points: the case's own JSON says fail, with the reason."""
+    (tmp_path / "cases").mkdir()
+    args = argparse.Namespace(out=str(tmp_path), device="cpu", steps=2, data_dir=str(tmp_path / "none"), timeout=60)
+    assert gpu_check.child("method-vae-fp32", args) == 1
+    row = json.loads((tmp_path / "cases" / "method-vae-fp32.json").read_text())
+    assert row["status"] == "fail" and "mnist" in row["error"] and row["peak_rss_mb"] > 0

@@ -177,6 +177,36 @@ def test_the_projection_adds_the_inner_product_of_y_s_embedding_with_d_x() -> No
     assert not any("project" in name for name, _ in concat_only.named_parameters())
 
 
+@pytest.mark.parametrize("update", ["simultaneous", "two-pass", "alternating"])
+def test_real_and_fake_pairs_are_judged_under_the_batch_s_own_y(update: str) -> None:
+    """D's logit is made a known function of (z, y), (v . y) * sum(z): one step's losses must be
+    the hand computation with the batch's y on both sides, the encoder's codes on the real side
+    and the prior's draws on the fake side."""
+    model, step = _model(update=update)
+    v = torch.linspace(-1.0, 1.0, CLASSES)
+    seen: dict[str, torch.Tensor] = {}
+
+    def known_logit(_module, args, out):
+        _, z, y = args
+        keep("y", y)
+        return (y @ v) * z.flatten(1).sum(1) + 0 * out  # D's own weights still get (zero) gradients
+
+    def keep(name: str, value: torch.Tensor) -> None:  # a hook that returns None leaves the call as it was
+        seen.setdefault(name, value.detach().clone())
+
+    model.encoder.register_forward_hook(lambda _m, _args, out: keep("z_hat", out))
+    model.decoder.register_forward_pre_hook(lambda _m, args: keep("z", args[0]))  # the first call decodes the prior's z
+    model.discriminator.register_forward_hook(known_logit)
+    x, y = _batch()
+    losses = step(x, 0, y)
+    real_y, fake_y = seen["y"].chunk(2)
+    assert torch.equal(real_y, y) and torch.equal(fake_y, y)
+    a, b = (y @ v) * seen["z_hat"].sum(1), (y @ v) * seen["z"].sum(1)
+    softplus = torch.nn.functional.softplus
+    torch.testing.assert_close(losses["loss_d"], softplus(-a).mean() + softplus(b).mean())
+    torch.testing.assert_close(losses["loss_g"], softplus(a).mean() + softplus(-b).mean())
+
+
 def test_the_cycle_term_trains_both_generators_and_is_off_at_zero() -> None:
     x, y = _batch()
     model, step = _model(cycle_weight=0.0)
@@ -200,6 +230,10 @@ def test_the_conditional_mnist_recipes_keep_the_recipe_s_cycle_weight() -> None:
 def test_a_conditional_run_writes_its_grids_and_metrics(class_run: Path) -> None:
     for name in ("samples-000000002.png", "samples.png", "reconstructions.png", "metrics.json"):
         assert (class_run / name).is_file(), name
+    metrics = json.loads((class_run / "metrics.json").read_text())
+    # reconstructed with each image's own y, and under another y': named so, never as recon_mse
+    assert {"conditional_recon_mse", "conditional_recon_mse_mu", "swapped_y_recon_mse"} <= set(metrics)
+    assert "recon_mse" not in metrics and metrics["heldout_images"] == 20
 
 
 def test_the_toy_architecture_is_refused() -> None:

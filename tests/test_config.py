@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from ali import cli, rundir
 from ali.config import FIELD_TYPES, RULES, load_config_source, make_config, parse_overrides
 from ali.errors import AliError
+from ali.keys import DATA_DIR_ENV
 from ali.presets import PRESETS
 from ali.training import checkpoint as ckpt
 
@@ -130,6 +131,50 @@ def test_run_directory_errors(tmp_path: Path, capsys) -> None:
 def test_debug_flag_shows_the_traceback(tmp_path: Path) -> None:
     with pytest.raises(AliError):
         cli.main(["--debug", "train", "--config", "toy25", "--set", "lr=5", "--out", str(tmp_path / "r"), "--dry-run"])
+
+
+# --- where datasets are read: --data-dir / --set data_dir, then ALI_DATA_DIR, then ./data ------
+
+
+def _dry_run_data_dir(tmp_path: Path, capsys, *args: str) -> str:
+    assert cli.main(["train", "--config", "toy25", "--out", str(tmp_path / "r"), "--dry-run", *args]) == 0
+    out = capsys.readouterr().out
+    return json.loads(out[: out.index("\nprecision:")])["data_dir"]
+
+
+def test_data_dir_defaults_to_data_under_the_working_directory(tmp_path: Path, capsys, monkeypatch) -> None:
+    monkeypatch.delenv(DATA_DIR_ENV, raising=False)  # the suite points it at the shared datasets
+    monkeypatch.chdir(tmp_path)
+    assert make_config({}).data_dir == "data"
+    assert _dry_run_data_dir(tmp_path, capsys) == "data"
+    err = _cli_error(capsys, ["data", "info", "mnist"])  # names the folder searched and the ways to change it
+    assert f"data folder {tmp_path.resolve() / 'data'}:" in err and "--data-dir" in err and DATA_DIR_ENV in err
+
+
+def test_the_environment_variable_wins_over_the_default(tmp_path: Path, capsys, monkeypatch) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    monkeypatch.setenv(DATA_DIR_ENV, str(elsewhere))
+    assert make_config({}).data_dir == str(elsewhere)
+    assert _dry_run_data_dir(tmp_path, capsys) == str(elsewhere)
+    for argv in (["data", "info", "mnist"], ["classifier", "train", "--dataset", "mnist", "--no-progress"]):
+        assert f"data folder {elsewhere}:" in _cli_error(capsys, argv)
+
+
+def test_data_dir_option_and_set_win_over_the_environment_variable(tmp_path: Path, capsys, monkeypatch) -> None:
+    monkeypatch.setenv(DATA_DIR_ENV, str(tmp_path / "from-env"))
+    given = str(tmp_path / "given")
+    assert make_config({"data_dir": given}).data_dir == given
+    assert _dry_run_data_dir(tmp_path, capsys, "--data-dir", given) == given
+    assert _dry_run_data_dir(tmp_path, capsys, "--set", f"data_dir={given}") == given
+    for argv in (["data", "info", "mnist"], ["classifier", "train", "--dataset", "mnist", "--no-progress"]):
+        err = _cli_error(capsys, [*argv, "--data-dir", given])
+        assert f"data folder {given}:" in err and "from-env" not in err
+
+
+def test_the_package_names_no_folder_of_this_workspace() -> None:
+    package = Path(cli.__file__).parent
+    named = [str(p) for p in package.rglob("*.py") if "../shared" in p.read_text() or "/work/" in p.read_text()]
+    assert named == []
 
 
 # --- fuzzing: random and mutated inputs raise AliError only -----------------------------------

@@ -16,9 +16,11 @@ from data_writers import (
     cifar_batch_bytes,
     svhn_mat_bytes_to,
     write_cifar,
+    write_cifar_arrays,
     write_idx,
     write_jpeg,
     write_mnist,
+    write_svhn,
 )
 
 from ali.config import make_config
@@ -49,10 +51,7 @@ def test_idx_uncompressed_copy_loads(tmp_path):
 
 
 def test_cifar10_split_and_pixel_layout(tmp_path):
-    images, labels = write_cifar(tmp_path / "cifar-10-batches-py", per_batch=10_000 // 1000)
-    # 5 batches of 10: the authors' split [0:45000] / [45000:50000] leaves nothing held out
-    with pytest.raises(AliError, match="50 training and 0 held-out"):
-        load_image_dataset("cifar10", tmp_path)
+    images, labels = write_cifar(tmp_path / "cifar-10-batches-py", per_batch=10)
     train, train_labels = load_split("cifar10", tmp_path, "train")
     assert np.array_equal(train.numpy(), images) and np.array_equal(train_labels.numpy(), labels)
     # one row = 1024 red, 1024 green, 1024 blue values of a 32x32 image
@@ -62,27 +61,33 @@ def test_cifar10_split_and_pixel_layout(tmp_path):
     assert test.shape == (10, 3, 32, 32)
 
 
-def test_cifar10_heldout_is_last_5000(tmp_path, monkeypatch):
+def test_cifar10_trains_on_the_authors_split_and_holds_out_the_test_batch(tmp_path, monkeypatch):
     import ali.data as data
 
-    write_cifar(tmp_path / "cifar-10-batches-py", per_batch=4)
+    rng = np.random.default_rng(4)
+    train = rng.integers(0, 256, (20, 3, 32, 32), dtype=np.uint8), np.arange(20) % 10
+    test = rng.integers(0, 256, (7, 3, 32, 32), dtype=np.uint8), np.array([3, 1, 4, 1, 5, 9, 2])
+    write_cifar_arrays(tmp_path / "cifar-10-batches-py", *train, *test)
     monkeypatch.setattr(data, "CIFAR10_TRAIN", 15)  # scaled-down 45000: same slicing code
     ds = load_image_dataset("cifar10", tmp_path)
-    full, labels = load_split("cifar10", tmp_path, "train")
-    assert torch.equal(ds.train, full[:15]) and torch.equal(ds.heldout, full[15:]) and torch.equal(ds.heldout_labels, labels[15:])
+    assert np.array_equal(ds.train.numpy(), train[0][:15]) and ds.labels.tolist() == train[1][:15].tolist()
+    # held out = the official test_batch, what the published errors are measured on
+    assert np.array_equal(ds.heldout.numpy(), test[0]) and ds.heldout_labels.tolist() == [3, 1, 4, 1, 5, 9, 2]
+    assert ds.labelled_pool is None  # labelled examples come from the training split
 
 
 def test_svhn_mat_train_extra_test(tmp_path):
     rng = np.random.default_rng(1)
     written = {}
     for split, n in (("train", 6), ("test", 3), ("extra", 9)):
-        images = rng.integers(0, 256, (n, 3, 32, 32), dtype=np.uint8)
-        digits = np.arange(n) % 10
-        svhn_mat_bytes_to(tmp_path / "svhn" / f"{split}_32x32.mat", images, digits)
-        written[split] = (images, digits)
-    ds = load_image_dataset("svhn", tmp_path)  # the authors: train on extra, hold out train
-    assert np.array_equal(ds.train.numpy(), written["extra"][0]) and np.array_equal(ds.heldout.numpy(), written["train"][0])
-    assert np.array_equal(ds.labels.numpy(), written["extra"][1])  # label 10 read back as digit 0
+        written[split] = rng.integers(0, 256, (n, 3, 32, 32), dtype=np.uint8), np.arange(n) % 10
+    write_svhn(tmp_path / "svhn", written)
+    ds = load_image_dataset("svhn", tmp_path)  # the authors: train on extra
+    assert np.array_equal(ds.train.numpy(), written["extra"][0]) and ds.labels.tolist() == list(range(9))
+    # held out = the official test split (26,032 in the real files); labelled examples from train
+    assert np.array_equal(ds.heldout.numpy(), written["test"][0]) and ds.heldout_labels.tolist() == [0, 1, 2]
+    pool_images, pool_labels = ds.labelled_pool
+    assert np.array_equal(pool_images.numpy(), written["train"][0]) and pool_labels.tolist() == [0, 1, 2, 3, 4, 5]
     test, test_labels = load_split("svhn", tmp_path, "test")
     assert np.array_equal(test.numpy(), written["test"][0]) and test_labels.tolist() == [0, 1, 2]
 

@@ -74,7 +74,8 @@ def test_training_writes_grids_metrics_and_checkpoints(run_dir: Path) -> None:
     metrics = json.loads((run_dir / "metrics.json").read_text())
     for key in ("recon_mse", "recon_mse_mu", "mean_image_mse", "sample_pixel_mean", "latent_std"):
         assert 0 <= metrics[key] < 10, (key, metrics[key])
-    assert metrics["eval_images"] == 60 and metrics["steps"] == 6
+    # eval_samples (100) prior samples for the pixel checks; every held-out image (60) for the rest
+    assert metrics["eval_images"] == 100 and metrics["heldout_images"] == 60 and metrics["steps"] == 6
 
 
 def test_sample_command_writes_a_grid_of_the_right_size(run_dir: Path, tmp_path: Path, capsys) -> None:

@@ -48,7 +48,10 @@ def test_one_ali_step_changes_all_three_networks(update):
         assert any(not torch.equal(state[k], after[k]) for k in state), f"{name} did not change"
 
 
-VARIANTS = {"alice-adversarial": {"alice_form": "adversarial"}, "alice-z-adversarial": {"z_adversarial_weight": 0.5}}
+VARIANTS = {
+    "alice-adversarial": {"alice_form": "adversarial", "recon_trains": "both"},
+    "alice-z-adversarial": {"z_adversarial_weight": 0.5},
+}
 
 
 @pytest.mark.parametrize("method", [*[m for m in METHODS if m not in IMAGE_ONLY], *VARIANTS])
@@ -219,9 +222,49 @@ def test_alice_z_discriminator_tells_prior_codes_from_the_encoder_s(arch):
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model["encoder"].parameters())
 
 
-def test_alice_z_discriminator_is_refused_with_the_adversarial_form():
-    with pytest.raises(AliError, match="z_adversarial_weight belongs to alice_form=explicit"):
-        _toy("alice", alice_form="adversarial", z_adversarial_weight=1.0)
+@pytest.mark.parametrize("key, value", [("recon_trains", "decoder"), ("z_cycle_weight", 0.5)])
+def test_alice_explicit_keys_are_refused_with_the_adversarial_form(key, value):
+    with pytest.raises(AliError, match=f"{key}=.* belong.* to alice_form=explicit and would be ignored"):
+        make_config({"method": "alice", "alice_form": "adversarial", key: value})
+
+
+def test_alice_adversarial_form_runs_on_the_mnist_preset_with_its_code_discriminator():
+    """The documented variant on its own dataset's preset: D_xx and D_z both train."""
+    config = make_config({**PRESETS["mnist"], "alice_form": "adversarial", "batch_size": 8, "precision": "fp32"})
+    model, opts = build_model(config)
+    assert {"xx_discriminator", "z_discriminator"} <= set(model)
+    before = {n: [p.detach().clone() for p in model[n].parameters()] for n in ("xx_discriminator", "z_discriminator")}
+    losses = train_step(model, opts, torch.rand(8, 1, 28, 28), 0)
+    assert {"loss_dxx", "loss_gxx", "loss_dz", "loss_gz"} <= set(losses)
+    for name, old in before.items():
+        assert any(not torch.equal(a, b) for a, b in zip(old, model[name].parameters())), f"{name} did not step"
+
+
+def test_alice_code_discriminator_learns_to_call_prior_codes_real():
+    """Known answer: with encoder codes far from the prior (all at 4), a few D_z steps raise its
+    belief that prior codes are real and lower it for the encoder's."""
+    model, opts = _toy("alice", z_adversarial_weight=1.0, update="two-pass")
+    model["encoder"] = _ConstantCodes(4.0)
+    for group in opts["discriminator_z"].param_groups:
+        group["lr"] = 1e-3
+    x = torch.randn(64, 2)
+    for index in range(30):
+        train_step(model, opts, x, index)
+    model.eval()
+    with torch.no_grad():
+        prior = torch.sigmoid(model["z_discriminator"](torch.randn(512, 2))).mean()
+        codes = torch.sigmoid(model["z_discriminator"](torch.full((512, 2), 4.0))).mean()
+    assert prior > 0.6 and codes < 0.4, (float(prior), float(codes))
+
+
+class _ConstantCodes(torch.nn.Module):
+    def __init__(self, value: float):
+        super().__init__()
+        self.value = value
+        self.bias = torch.nn.Parameter(torch.zeros(2))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.bias * 0 + torch.full((x.shape[0], 2), self.value)
 
 
 def test_bigan_encoder_is_deterministic():

@@ -13,7 +13,7 @@ import report_fixtures as fx
 
 from ali.errors import AliError
 from ali.evaluation.reference import REFERENCE, published
-from ali.report import read_stats, write_report
+from ali.report import metrics_table, read_stats, write_report
 
 
 class _Refs(HTMLParser):
@@ -87,6 +87,24 @@ def test_image_run_report(tmp_path):
     assert "comparison.png" not in text  # no toy figure is expected of an image run
     alts = [a["alt"] for t, a in refs.tags if t == "img"]
     assert "training curves: losses" in alts and "training curves: lr" in alts and "training curves: throughput" in alts
+
+
+def test_a_conditional_run_s_figures_stand_apart_from_the_published_ones():
+    metrics = {
+        "conditional_classifier_is": 9.67,
+        "conditional_recon_class_accuracy": 0.9985,
+        "conditional_recon_mse": 0.012,
+        "swapped_y_recon_as_y": 0.91,
+        "samples_scored": 10_000,
+        "is_splits": 10,
+    }
+    text = metrics_table(metrics, "mnist")
+    # no published unconditional figure (ALICE's IS, MINE's accuracy, the recon errors) beside them,
+    # nor their unconditional namesakes listed as "not measured"
+    assert not {"9.28", "0.4595", "0.48"} & set(re.findall(r"\d+\.\d+", text))
+    assert "<code>classifier_is</code>" not in text and "<code>svm_error_100</code>" in text
+    assert "not comparable with unconditional or published figures" in text
+    assert "10,000 samples, IS in 10 splits, of the model at the end of training" in text
 
 
 def test_study_report(tmp_path):

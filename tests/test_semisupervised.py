@@ -162,7 +162,11 @@ def test_mnist_splits_are_the_protocol_ranges_and_disjoint():
 
 
 def test_svhn_splits_are_the_authors():
-    train, labels = torch.arange(73_257).view(-1, 1), torch.arange(73_257) % 10
-    splits = svhn_svm_splits(train, labels, train[:26_032], labels[:26_032])
-    assert len(splits["pool_feats"]) == 63_257 and splits["val_feats"][0].item() == 63_257
-    assert len(splits["val_feats"]) == 10_000 and len(splits["test_feats"]) == 26_032
+    train, labels = torch.arange(73_257).view(-1, 1), torch.arange(73_257) % 10  # each row's feature is its index
+    test = torch.arange(26_032).view(-1, 1) + 10**6
+    splits = svhn_svm_splits(train, labels, test, torch.arange(26_032) % 10)
+    assert splits["pool_feats"].ravel().tolist() == list(range(63_257))
+    assert splits["val_feats"].ravel().tolist() == list(range(63_257, 73_257))
+    assert splits["test_feats"].ravel().tolist() == list(range(10**6, 10**6 + 26_032))
+    with pytest.raises(AliError, match="73257 rows"):
+        svhn_svm_splits(train[:73_000], labels[:73_000], test, torch.arange(26_032) % 10)

@@ -54,8 +54,8 @@ def test_image_study_table_has_the_svm_column_and_a_figure_of_samples_beside_rec
     for method in ("alice", "vae"):  # the SVM error is kept with the run, so a rerun reuses it
         assert json.loads((tmp_path / "s" / method / "seed-0" / "metrics.json").read_text())["svm_error_100"] == 0.25
     figure = Image.open(tmp_path / "s" / "study.png")
-    grid = Image.open(tmp_path / "s" / "alice" / "seed-0" / "samples.png").size  # an 8 x 8 grid, as the figure's samples
-    assert figure.height > 2 * grid[1] and figure.width > grid[0] + 6 * 28  # two rows; samples beside 6 reconstruction pairs
+    grid = 8 * (28 + 2) + 2  # the figure's samples: an 8 x 8 grid of 28-pixel tiles
+    assert figure.height > 2 * grid and figure.width > grid + 6 * 28  # two rows; samples beside 6 reconstruction pairs
 
 
 def test_svm_column_refused_for_2d_studies(tmp_path):
@@ -102,3 +102,16 @@ def test_study_table_puts_headline_measures_first_and_constants_below():
     # one run: nothing can be called constant, every measure stays a column
     single = markdown_table({"ali": {"summary": {"steps": stats(10), "classifier_is": stats(5)}}}, seeds=1)
     assert "| method | classifier_is | steps |" in single and "The same" not in single
+
+
+def test_a_conditional_study_leads_with_its_conditioned_figures_and_inference_test():
+    def stats(*values):
+        return summarise([{"v": v} for v in values])["v"]
+
+    keys = ("conditional_recon_mse", "swapped_y_recon_as_y", "swapped_y_recon_as_true_class", "conditional_classifier_is")
+    summary = {k: stats(0.1 * i, 0.2 * i) for i, k in enumerate((*keys, "condition_accuracy"), start=1)}
+    header = next(line for line in markdown_table({"c": {"summary": summary}}, 2).splitlines() if line.startswith("| method"))
+    assert header == (
+        "| method | condition_accuracy | conditional_classifier_is | swapped_y_recon_as_true_class | swapped_y_recon_as_y "
+        "| conditional_recon_mse |"
+    )

@@ -61,7 +61,7 @@ def test_run_directory_contents(tmp_path):
         {"method": "gan-posthoc"},
         {"method": "vae"},
         {"method": "bigan"},
-        {"method": "alice", "alice_form": "adversarial"},  # the second D's state and optimizer too
+        {"method": "alice", "alice_form": "adversarial", "recon_trains": "both"},  # the second D's state and optimizer too
         {"method": "alice", "z_adversarial_weight": 1.0},
     ],
 )
@@ -144,6 +144,23 @@ def test_tensorboard_logs_the_stats_lines_or_says_how_to_install_it(tmp_path, mo
     monkeypatch.setitem(__import__("sys").modules, "torch.utils.tensorboard", None)  # as if not installed
     with pytest.raises(AliError, match=r"pip install 'ali\[tensorboard\]'"):
         tensorboard.TensorBoardLog(tmp_path)
+
+
+def test_a_run_logging_to_a_file_writes_plain_progress_lines(tmp_path, capsys, monkeypatch):
+    """stderr under capsys is not a terminal, as under CI, nohup or a job scheduler: no bar
+    redraws (carriage returns), a bounded number of whole lines, the losses in them."""
+    from ali.training import progress
+
+    monkeypatch.setattr(progress, "INTERVAL_S", 3600.0)  # no line falls due before the run ends
+    train(make_config({**TINY, "steps": 12, "log_every": 4}), tmp_path / "run", progress=True)
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if " steps/s" in line]
+    assert "\r" not in err
+    assert len(lines) == 1 and lines[0].startswith("alice: step 12/12 (100%)") and " loss_d=" in lines[0]
+    monkeypatch.setattr(progress, "INTERVAL_S", 0.0)  # a line after every step
+    train(make_config({**TINY, "steps": 12, "log_every": 4}), tmp_path / "run2", progress=True)
+    err = capsys.readouterr().err
+    assert "\r" not in err and len([line for line in err.splitlines() if " steps/s" in line]) == 12
 
 
 @pytest.mark.report

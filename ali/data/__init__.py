@@ -3,20 +3,25 @@
 Entry points: `load_dataset(name, data_dir)` for any dataset a config names (the 2-D toy
 mixtures of ali.data.toy, or images), and `load_image_dataset(name, data_dir) -> Dataset`, where
 `data_dir` holds each dataset's folder under its usual name (`mnist/`, `fashion-mnist/`,
-`cifar-10-batches-py/`, `svhn/`, `celeba/`, `tiny-imagenet-200/`, ...), as ../shared/data is laid
-out. Train and held-out splits:
+`cifar-10-batches-py/`, `svhn/`, `celeba/`, `tiny-imagenet-200/`, ...), as `ali data download`
+lays it out. Train and held-out splits; where a dataset has an official test split, the
+held-out split IS that test split, so every published-comparable figure (K+1 error,
+reconstructions, sample statistics against real images) is scored on the images the papers
+scored:
 
 | name | train | heldout |
 |---|---|---|
 | mnist, fashion-mnist | official train (60,000) | official test (10,000) |
 | stacked-mnist | 128,000 stacks of 3 train digits | 10,000 stacks of 3 test digits |
-| cifar10 | data_batch_1..5 [0:45000] | [45000:50000] (the authors' split) |
-| svhn | extra (531,131) | train (73,257) (the authors' split) |
+| cifar10 | data_batch_1..5 [0:45000] (the authors' training split) | test_batch (10,000) |
+| svhn | extra (531,131), as the authors trained | test (26,032) |
 | celeba64 | partition 0 | partition 1 (valid); without the file every 10th image |
 | imagenet64 | npz train batches, or class tree | npz val, else every 10th image |
 | folder:PATH | every image under PATH, 64x64 RGB | every 10th image |
 
-The official test sets the held-out split does not use are available from `load_split`.
+SVHN's official train split (73,257) is the Dataset's `labelled_pool`: the semi-supervised
+protocols draw their labelled examples from it. CIFAR-10's [45000:50000] (the authors'
+validation split) and the other official splits are available from `load_split`.
 """
 
 from __future__ import annotations
@@ -78,17 +83,21 @@ def _parts(name: str, data_dir: Path) -> dict:
     if name == "stacked-mnist":
         return load_stacked_mnist(data_dir)
     if name in ("mnist", "fashion-mnist", "svhn"):
-        train_split, held_split = ("extra", "train") if name == "svhn" else ("train", "test")
+        train_split = "extra" if name == "svhn" else "train"
         train, labels = load_split(name, data_dir, train_split)
-        heldout, heldout_labels = load_split(name, data_dir, held_split)
-        return {"train": train, "labels": labels, "heldout": heldout, "heldout_labels": heldout_labels}
+        heldout, heldout_labels = load_split(name, data_dir, "test")
+        parts = {"train": train, "labels": labels, "heldout": heldout, "heldout_labels": heldout_labels}
+        if name == "svhn":
+            parts["labelled_pool"] = load_split(name, data_dir, "train")
+        return parts
     if name == "cifar10":
         images, labels = load_split(name, data_dir, "train")
+        heldout, heldout_labels = load_split(name, data_dir, "test")
         return {
             "train": images[:CIFAR10_TRAIN],
             "labels": labels[:CIFAR10_TRAIN],
-            "heldout": images[CIFAR10_TRAIN:],
-            "heldout_labels": labels[CIFAR10_TRAIN:],
+            "heldout": heldout,
+            "heldout_labels": heldout_labels,
         }
     if name == "celeba64":
         return load_celeba(data_dir)
@@ -99,7 +108,8 @@ def _parts(name: str, data_dir: Path) -> dict:
 
 def load_image_dataset(name: str, data_dir: Path | str) -> Dataset:
     """The named dataset, preloaded: `train`/`heldout` uint8 (N, C, H, W); `labels`/
-    `heldout_labels` int64 (N,) class indices, (N, 40) uint8 CelebA attributes, or None."""
+    `heldout_labels` int64 (N,) class indices, (N, 40) uint8 CelebA attributes, or None;
+    `labelled_pool` (images, labels) where labelled examples come from another split (SVHN)."""
     if not is_image_dataset(name):
         raise AliError(f"unknown image dataset {name!r}; known: {', '.join(IMAGE_DATASETS)}, {FOLDER_PREFIX}PATH")
     parts = _parts(name, Path(data_dir).expanduser().resolve())
@@ -115,6 +125,7 @@ def load_image_dataset(name: str, data_dir: Path | str) -> Dataset:
         labels=conv.get("labels"),
         heldout_labels=conv.get("heldout_labels"),
         label_names=tuple(conv.get("label_names", ())),
+        labelled_pool=conv.get("labelled_pool"),
     )
 
 

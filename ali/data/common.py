@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from ali.errors import AliError
+from ali.keys import DATA_DIR_ENV
 
 # Decompressed IDX files are at most ~47 MB (MNIST train images); a bound stops a crafted .gz
 # (a "zip bomb") from filling memory before the header check can refuse it.
@@ -25,7 +26,11 @@ HOLDOUT_EVERY = 10
 
 
 def download_hint(name: str, data_dir: Path) -> str:
-    return f"get it with: ali data download {name} --data-dir {data_dir}"
+    """The folder searched and both ways out: fetch the data there, or look somewhere else."""
+    return (
+        f"data folder {data_dir}: get it with `ali data download {name} --data-dir {data_dir}`, "
+        f"or point --data-dir (default: ${DATA_DIR_ENV}, else ./data) at the folder that holds it"
+    )
 
 
 def _find(kind: str, exists, dataset: str, data_dir: Path, candidates: list[Path]) -> Path:

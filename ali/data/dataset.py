@@ -24,6 +24,9 @@ class Dataset:
     labels: torch.Tensor | None = None
     heldout_labels: torch.Tensor | None = None
     label_names: tuple[str, ...] = ()
+    # (images, class labels) semi-supervised methods draw their labelled examples from when
+    # that is not `train`: SVHN trains on `extra` but its published protocols label `train`.
+    labelled_pool: tuple[torch.Tensor, torch.Tensor] | None = None
 
     @property
     def is_image(self) -> bool:
@@ -54,6 +57,6 @@ def evaluation_conditions(dataset: Dataset, n: int, size: int) -> torch.Tensor:
     if dataset.heldout_labels is None:
         raise AliError(f"dataset {dataset.name!r} has no labels to condition on")
     if dataset.heldout_labels.dim() == 1:
-        return as_conditions(torch.arange(n) % size, size, dataset.name)
+        return as_conditions(torch.arange(n, device=dataset.heldout_labels.device) % size, size, dataset.name)
     reps = -(-n // len(dataset.heldout_labels))
     return as_conditions(dataset.heldout_labels.repeat(reps, 1)[:n], size, dataset.name)

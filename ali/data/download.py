@@ -1,8 +1,9 @@
 """`ali data download NAME`: fetch the official files, verify checksums, write atomically, extract safely.
 
-Checksums are the published ones (the datasets' sites, torchvision's lists; ../shared/data/SOURCES.md
-re-checks MNIST and Fashion-MNIST). A file is written to a temporary name in its final folder,
-verified, fsynced and renamed, so an interrupted download never leaves a file that looks complete.
+Checksums are the published ones (the datasets' sites, torchvision's lists; the MNIST and
+Fashion-MNIST ones were re-checked against files verified by both md5 and sha256). A file is
+written to a temporary name in its final folder, verified, fsynced and renamed, so an interrupted
+download never leaves a file that looks complete.
 CelebA is served from Google Drive, which needs a browser confirmation for large files, so it is not
 fetched: the command verifies and extracts the files a user downloaded by hand.
 """

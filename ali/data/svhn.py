@@ -1,7 +1,9 @@
 """SVHN cropped digits (format 2): MATLAB v5 files train_32x32.mat, test_32x32.mat, extra_32x32.mat.
 
 Each holds X, uint8 (32, 32, 3, N), and y, (N, 1) with labels 1..10 where 10 means the digit 0.
-Labels are returned as the digit (10 -> 0).
+Labels are returned as the digit (10 -> 0). How the project uses the splits (ali.data): ALI
+trains on extra, the semi-supervised protocols draw their labelled examples from train, and every
+published-comparable figure is scored on test.
 """
 
 from __future__ import annotations

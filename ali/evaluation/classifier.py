@@ -33,10 +33,10 @@ import torch.nn.functional as F
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import nn
-from tqdm import tqdm
 
 from ali.data import load_split
 from ali.errors import AliError
+from ali.training.progress import progress_bar
 
 DATASETS: tuple[str, ...] = ("mnist", "fashion-mnist")
 NUM_CLASSES = 10
@@ -160,7 +160,7 @@ def fit_classifier(
         # Cosine decay to zero: the few epochs end at a small step size without a tuned schedule.
         schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs * steps_per_epoch)
         model.train()
-        bar = tqdm(total=epochs * steps_per_epoch, desc="classifier", disable=not progress, leave=False)
+        bar = progress_bar(epochs * steps_per_epoch, "classifier", enabled=progress, leave=False)
         for _ in range(epochs):
             for idx in torch.randperm(len(x), generator=generator).split(batch_size):
                 batch = random_affine(x[idx], generator, max_degrees, max_shift) if augment else x[idx]
@@ -186,12 +186,16 @@ def predict(
     was_training = model.training
     model.eval()
     probs, feats = [], []
+    chunks = x.split(batch)
+    bar = progress_bar(len(chunks), "classify", enabled=progress, leave=False)
     try:
-        for chunk in tqdm(x.split(batch), desc="classify", disable=not progress, leave=False):
+        for chunk in chunks:
             h = model.features(chunk)
             feats.append(h)
             probs.append(torch.softmax(model.fc2(h), dim=1))
+            bar.update()
     finally:
+        bar.close()
         model.train(was_training)
     if not probs:
         return torch.empty(0, NUM_CLASSES), torch.empty(0, FEATURE_DIM)

@@ -1,18 +1,31 @@
 """`ali evaluate`: the paper's claims, measured on a trained image run.
 
 Metric groups (`--metrics`, comma-separated):
-- "samples": classifier IS (10 splits), classifier FID (penultimate features of the domain
-  classifier against the test set: not comparable with Inception FID), the per-class histogram
-  of the samples and its KL to uniform. Needs a domain classifier (ali.evaluation.classifier).
+- "samples": classifier IS, classifier FID (penultimate features of the domain classifier
+  against the test set: not comparable with Inception FID), the per-class histogram of the
+  samples and its KL to uniform. Needs a domain classifier (ali.evaluation.classifier). The
+  protocol of the published MNIST IS figures: SAMPLES = 10,000 samples in IS_SPLITS = 10 splits
+  of 1,000, from the model as it is (at the end of training; never a best-of-checkpoints pick).
+  `samples_scored`, `is_splits` and `fid_real_images` record it, so a figure from another count
+  (`ali evaluate --samples N`) says so.
 - "recon": pixel MSE of reconstructions Gx(Gz(x)) of the test set, and the classifier's accuracy
   on them against the true labels (the protocol of MINE's table: ALI 45.95%, ALICE 98.17%), and
   per class the mean ||mu||^2 / d of the encoder's means (`code_norm_by_class`; the prior's codes
   average 1): a class whose codes sit far out in the prior's tails is one prior samples rarely
   decode to.
+- A conditional model samples with every class in turn and reconstructs with each image's own
+  condition, so those figures are named `conditional_*` (image_eval.metric_name): they are not
+  comparable with an unconditional model's. What tests its inference is a condition y' other
+  than the image's own (image_eval.swapped_conditions): swapped_y_recon_as_y and
+  swapped_y_recon_as_true_class are the fractions of Gx(Gz(x, y'), y') classified as y' and as
+  x's own class, swapped_y_recon_mse its pixel error beside conditional_recon_mse.
 - "svm": the authors' semi-supervised L2-SVM protocol (ali.evaluation.semisupervised) with 10
-  and 100 labels per class (svm_error_100, svm_error_1000: test error as a fraction).
-- "kplus1": test error of a K+1 semi-supervised run's D classifier on (x, Gz(x)), named by its
-  number of labels (kplus1_error_100 for 10 per class).
+  and 100 labels per class (svm_error_100, svm_error_1000: error as a fraction on the official
+  test split; labelled pool and validation from the official train split: MNIST and
+  Fashion-MNIST train[0:50000] / [50000:60000], SVHN train[0:63257] / [63257:73257]).
+- "kplus1": error of a K+1 semi-supervised run's D classifier on (x, mu(x)) over the held-out
+  split, which is the official test split (MNIST 10,000, SVHN 26,032, CIFAR-10 test_batch; see
+  ali.data), named by its number of labels (kplus1_error_100 for 10 per class).
 - "stacked": Stacked MNIST mode count and KL over 26,000 samples, each channel classified.
 - "inception": standard Inception IS / FID through torch-fidelity and weights on disk.
 
@@ -31,7 +44,16 @@ from ali.data import load_split
 from ali.data.dataset import Dataset
 from ali.errors import AliError
 from ali.evaluation import classifier as clf
-from ali.evaluation.image_eval import EVAL_SEED, decode, encode, heldout_and_sample_conditions
+from ali.evaluation.image_eval import (
+    decode,
+    evaluation_rng,
+    heldout_and_sample_conditions,
+    metric_name,
+    model_device,
+    reconstruction_metrics,
+    reconstruction_stats,
+    swapped_conditions,
+)
 from ali.evaluation.sample_quality import (
     class_histogram,
     frechet_distance,
@@ -40,13 +62,14 @@ from ali.evaluation.sample_quality import (
     kl_to_uniform,
     stacked_mnist_modes,
 )
-from ali.evaluation.semisupervised import encoder_features, mnist_svm_splits, svm_protocol
+from ali.evaluation.semisupervised import SVM_SPLITS, encoder_features, svm_protocol
 from ali.methods.ali_kplus1 import class_predictions
 from ali.nets.model import Model
 
 METRIC_GROUPS = ("samples", "recon", "svm", "kplus1", "stacked", "inception")
 DEFAULT_METRICS = ("samples", "recon")
-SAMPLES = 10_000
+SAMPLES = 10_000  # generated images the sample metrics score ...
+IS_SPLITS = 10  # ... in splits of 1,000: the published MNIST inception scores' protocol
 STACKED_SAMPLES = 26_000
 SVM_LABELS_PER_CLASS = (10, 100)
 
@@ -84,55 +107,40 @@ def evaluate_model(
     from `samples` generated images and the first `test_images` held-out images (all of them by
     default)."""
     model.eval()
+    device = model_device(model)
     out: dict[str, Any] = {}
     needs_classifier = {"samples", "recon", "stacked"} & set(metrics)
     net = (
-        clf.load_classifier(clf.find_classifier(classifier_dataset(dataset.name), classifier_path))[0]
+        clf.load_classifier(clf.find_classifier(classifier_dataset(dataset.name), classifier_path))[0].to(device)
         if needs_classifier
         else None
     )
     x_test = dataset.to_float(dataset.heldout[:test_images])
     y_test = None if dataset.heldout_labels is None else dataset.heldout_labels[:test_images]
+    classes = y_test if y_test is not None and y_test.dim() == 1 else None
     c_test, c_samples = heldout_and_sample_conditions(dataset, condition_dim, len(x_test), samples)
-    real = clf.predict(net, x_test, progress=progress) if {"samples", "recon"} & set(metrics) else None
-    with torch.random.fork_rng():
-        torch.manual_seed(EVAL_SEED)
-        if "samples" in metrics:
-            generated = decode(model, model.sample_prior(samples), c_samples)
-            probs, feats = clf.predict(net, generated, progress=progress)
-            hist = class_histogram(probs, clf.NUM_CLASSES)
-            is_mean, is_std = inception_score(probs.numpy())
-            out.update(
-                classifier_is=is_mean,
-                classifier_is_std=is_std,
-                classifier_is_real_test=inception_score(real[0].numpy())[0],
-                classifier_fid=frechet_distance(feats.numpy(), real[1].numpy()),
-                class_fractions=[round(float(h), 4) for h in hist / hist.sum()],
-                class_kl_to_uniform=kl_to_uniform(hist),
-            )
-            if c_samples is not None and y_test is not None and y_test.dim() == 1:
-                out["condition_accuracy"] = float((probs.argmax(1) == c_samples.argmax(1)).float().mean())
-        if "recon" in metrics:
-            recon = decode(model, encode(model, x_test, conditions=c_test), c_test)
-            out["recon_mse"] = float((recon - x_test).pow(2).mean())
-            if y_test is not None and y_test.dim() == 1:
-                out["recon_class_accuracy"] = float(
-                    (clf.predict(net, recon, progress=progress)[0].argmax(1) == y_test).float().mean()
-                )
-                out["test_class_accuracy"] = float((real[0].argmax(1) == y_test).float().mean())
-                out["code_norm_by_class"] = code_norm_by_class(encode(model, x_test, mean=True, conditions=c_test), y_test)
-        if "stacked" in metrics:
-            generated = decode(model, model.sample_prior(STACKED_SAMPLES))
-            channels = [clf.predict(net, generated[:, c : c + 1], progress=progress)[0].numpy() for c in range(3)]
-            stacked = stacked_mnist_modes(channels)
-            out.update(stacked_modes=stacked["modes_covered"], stacked_kl=stacked["kl_to_uniform"])
-        if "inception" in metrics:
-            generated = decode(model, model.sample_prior(samples), c_samples)
-            as_uint8 = lambda t: (t.clamp(0, 1) * 255).round().to(torch.uint8)  # noqa: E731
-            out.update(inception_metrics(as_uint8(generated), dataset.heldout[:test_images], inception_weights))
+    real = _classify(net, x_test, device, progress) if {"samples", "recon"} & set(metrics) else None
+    if "samples" in metrics:
+        out.update(_sample_metrics(model, net, samples, c_samples, real, classes is not None, progress))
+    if "recon" in metrics:
+        swapped = swapped_conditions(dataset, condition_dim, len(x_test))
+        out.update(_recon_metrics(model, net, dataset.heldout[: len(x_test)], classes, c_test, swapped, real))
+    if "stacked" in metrics:
+        with evaluation_rng(model):
+            generated = decode(model, model.sample_prior(STACKED_SAMPLES, device="cpu"))
+        channels = [_classify(net, generated[:, c : c + 1], device, progress)[0].numpy() for c in range(3)]
+        stacked = stacked_mnist_modes(channels)
+        out.update(stacked_modes=stacked["modes_covered"], stacked_kl=stacked["kl_to_uniform"])
+    if "inception" in metrics:
+        with evaluation_rng(model):
+            generated = decode(model, model.sample_prior(samples, device="cpu"), c_samples)
+        as_uint8 = lambda t: (t.clamp(0, 1) * 255).round().to(torch.uint8)  # noqa: E731
+        out.update(inception_metrics(as_uint8(generated), dataset.heldout[:test_images], inception_weights))
     if "kplus1" in metrics:
         if model.method != "ali-kplus1":
             raise AliError(f"the kplus1 metric is the classifier of an ali-kplus1 run; this run's method is {model.method!r}")
+        if y_test is None or y_test.dim() != 1:
+            raise AliError(f"the kplus1 metric needs class labels on the test split; {dataset.name!r} has none")
         labels = model.config.labels_per_class * model.config.num_classes if model.config is not None else 0
         out[f"kplus1_error_{labels}"] = float((class_predictions(model, x_test) != y_test).float().mean())
     if "svm" in metrics:
@@ -140,31 +148,99 @@ def evaluate_model(
     return round_metrics(out)
 
 
-def code_norm_by_class(codes: torch.Tensor, labels: torch.Tensor) -> list[float]:
-    """Per class (0..max label), the mean over its examples of ||z||^2 / d: 1 for prior samples."""
-    norms = codes.flatten(1).float().pow(2).mean(1)
-    return [round(float(norms[labels == c].mean()), 4) for c in range(int(labels.max()) + 1)]
+def _classify(
+    net: torch.nn.Module, images: torch.Tensor, device: torch.device, progress: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The domain classifier's probabilities and features of CPU images (28 x 28: they fit on
+    any device at once), computed on `device` where the classifier is, returned on the CPU."""
+    probs, feats = clf.predict(net, images.to(device), progress=progress)
+    return probs.cpu(), feats.cpu()
+
+
+def _sample_metrics(
+    model: Model,
+    net: torch.nn.Module,
+    n: int,
+    conditions: torch.Tensor | None,
+    real: tuple[torch.Tensor, torch.Tensor],
+    classes: bool,
+    progress: bool,
+) -> dict[str, Any]:
+    """Classifier IS / FID / class histogram of n samples (module docstring: the protocol), and
+    a class-conditional model's condition accuracy."""
+    with evaluation_rng(model):
+        generated = decode(model, model.sample_prior(n, device="cpu"), conditions)
+    probs, feats = _classify(net, generated, model_device(model), progress)
+    hist = class_histogram(probs, clf.NUM_CLASSES)
+    is_mean, is_std = inception_score(probs.numpy(), IS_SPLITS)
+    name = lambda key: metric_name(key, conditions is not None)  # noqa: E731
+    out = {
+        name("classifier_is"): is_mean,
+        name("classifier_is_std"): is_std,
+        "classifier_is_real_test": inception_score(real[0].numpy(), IS_SPLITS)[0],
+        name("classifier_fid"): frechet_distance(feats.numpy(), real[1].numpy()),
+        name("class_fractions"): [round(float(h), 4) for h in hist / hist.sum()],
+        name("class_kl_to_uniform"): kl_to_uniform(hist),
+        "samples_scored": n,
+        "is_splits": IS_SPLITS,
+        "fid_real_images": len(real[1]),
+    }
+    if conditions is not None and classes:
+        out["condition_accuracy"] = float((probs.argmax(1) == conditions.argmax(1)).float().mean())
+    return out
+
+
+def _recon_metrics(
+    model: Model,
+    net: torch.nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor | None,
+    conditions: torch.Tensor | None,
+    swapped: torch.Tensor | None,
+    real: tuple[torch.Tensor, torch.Tensor],
+) -> dict[str, Any]:
+    """Reconstruction error of the held-out images (image_eval.reconstruction_metrics) and, with
+    class labels, the classifier's verdict on the reconstructions (module docstring)."""
+    classify = None if labels is None else (lambda recon: clf.predict(net, recon)[0].argmax(1))
+    stats = reconstruction_stats(model, images, conditions, swapped, classify)
+    out: dict[str, Any] = {**reconstruction_metrics(stats, conditions is not None), "heldout_images": len(images)}
+    if labels is None:
+        return out
+    fraction = lambda hits: float(hits.float().mean())  # noqa: E731
+    out[metric_name("recon_class_accuracy", conditions is not None)] = fraction(stats["recon_class"].long() == labels)
+    out["test_class_accuracy"] = fraction(real[0].argmax(1) == labels)
+    out["code_norm_by_class"] = code_norm_by_class(stats["code_norm"], labels)
+    if swapped is not None:
+        out["swapped_y_recon_as_y"] = fraction(stats["swapped_class"].long() == swapped.argmax(1))
+        out["swapped_y_recon_as_true_class"] = fraction(stats["swapped_class"].long() == labels)
+    return out
+
+
+def code_norm_by_class(norms: torch.Tensor, labels: torch.Tensor) -> list[float]:
+    """Per class (0..max label), the mean over its examples of their ||mu||^2 / d (`norms`, one
+    per example; reconstruction_stats' code_norm): 1 for prior samples."""
+    return [round(float(norms[labels == c].double().mean()), 4) for c in range(int(labels.max()) + 1)]
 
 
 def check_svm_dataset(dataset_name: str) -> None:
-    """AliError unless the L2-SVM protocol can run on this dataset's splits here."""
-    if dataset_name not in clf.DATASETS:
-        raise AliError(
-            f"the L2-SVM protocol is set up for {', '.join(clf.DATASETS)} here (SVHN needs its files); this run trained on {dataset_name!r}"
-        )
+    """AliError unless the L2-SVM protocol has splits for this dataset (ali.evaluation.semisupervised.SVM_SPLITS)."""
+    if dataset_name not in SVM_SPLITS:
+        raise AliError(f"the L2-SVM protocol is set up for {', '.join(SVM_SPLITS)} here; this run trained on {dataset_name!r}")
 
 
 def svm_metrics(
-    model: Model, dataset_name: str, data_dir: Path | str, labels_per_class: Sequence[int] = SVM_LABELS_PER_CLASS
+    model: Model, dataset_name: str, data_dir: Path | str, labels_per_class: Sequence[int] | None = None
 ) -> dict[str, Any]:
-    """L2-SVM test error (a fraction) with each number of labels per class, on encoder features."""
+    """L2-SVM error (a fraction) on the official test split with each number of labels per class
+    (default SVM_LABELS_PER_CLASS), on encoder features; labelled pool and validation set are the
+    dataset's ranges of the official train split (SVM_SPLITS)."""
     check_svm_dataset(dataset_name)
     train_x, train_y = load_split(dataset_name, data_dir, "train")
     test_x, test_y = load_split(dataset_name, data_dir, "test")
     feats = encoder_features(model["encoder"], train_x), encoder_features(model["encoder"], test_x)
-    splits = mnist_svm_splits(feats[0], train_y, feats[1], test_y)
+    splits = SVM_SPLITS[dataset_name](feats[0], train_y, feats[1], test_y)
     out: dict[str, Any] = {}
-    for per_class in labels_per_class:
+    for per_class in SVM_LABELS_PER_CLASS if labels_per_class is None else labels_per_class:
         result = svm_protocol(**splits, per_class=per_class)
         labels = result["n_labels"]
         out[f"svm_error_{labels}"] = result["test_error_mean"]

@@ -25,7 +25,7 @@ def image_grid(images: torch.Tensor, ncol: int | None = None, pad: int = PAD) ->
     n, c, h, w = images.shape
     ncol = ncol or max(1, math.ceil(math.sqrt(n)))
     nrow = math.ceil(n / ncol)
-    canvas = torch.full((c, nrow * (h + pad) + pad, ncol * (w + pad) + pad), PAD_VALUE)
+    canvas = torch.full((c, nrow * (h + pad) + pad, ncol * (w + pad) + pad), PAD_VALUE, device="cpu")  # Pillow reads host memory
     for i, img in enumerate(images.detach().float().cpu().clamp(0, 1)):
         r, q = divmod(i, ncol)
         top, left = pad + r * (h + pad), pad + q * (w + pad)

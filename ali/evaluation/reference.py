@@ -1,6 +1,6 @@
 """Published figures for the tasks ali measures, so a report can show ours beside them.
 
-Every figure comes from /work/shared/paper/NOTES.md (which checked them against the papers).
+Every figure comes from the paper notes (NOTES, which checked them against the papers).
 `REFERENCE` maps (dataset, metric) to the published values for that metric on that dataset, each as
 (who, value, source). The metric names are the keys ali writes to metrics.json, and every value is
 in the unit ali's metric uses: fractions, not percentages (a published 95.7% is stored as 0.957),
@@ -9,6 +9,10 @@ of runs) belongs to the figure's description, so it is part of `who`.
 
 Semi-supervised keys name the total number of labelled examples, as the papers do:
 `svm_error_1000` on SVHN is the paper's "1000 labels" row (100 per class).
+
+The published errors are test-set errors, and ali scores the metrics filed here on the same
+images: the dataset's held-out split is its official test split (MNIST and Fashion-MNIST 10,000,
+SVHN 26,032, CIFAR-10 test_batch; ali.data), and the L2-SVM protocol tests on it too.
 """
 
 from __future__ import annotations

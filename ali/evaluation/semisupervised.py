@@ -8,6 +8,8 @@ Protocol (`svm_protocol`): each SVM is a scikit-learn LinearSVC (squared hinge, 
 one-vs-rest, the authors' defaults) trained on a class-balanced labelled sample drawn from the
 pool; C is the one of `Cs` with the lowest mean validation error over `n_val_svms` SVMs, and the
 figure reported is the test error over `n_test_svms` fresh SVMs at that C (mean and std).
+Splits (`SVM_SPLITS`): pool and validation are ranges of the official train split, the test set
+is the official test split (MNIST and Fashion-MNIST 10,000 images, SVHN 26,032).
 Features are used raw, not standardised: the authors' experiments/semi_supervised_svhn.py feeds
 them to LinearSVC as they come. Two details of that released script differ from NOTES, which
 this module follows: the script trains each SVM on 1,000 pool examples drawn at random (not
@@ -336,3 +338,7 @@ def svhn_svm_splits(
     """The authors' SVHN splits (NOTES §4): pool = train[0:63257], validation = train[63257:73257],
     test = the 26,032 test images."""
     return _splits(train_feats, train_labels, test_feats, test_labels, SVHN_SPLIT, "SVHN")
+
+
+# The protocol's splits per dataset that has them: what `ali evaluate --metrics svm` runs.
+SVM_SPLITS = {"mnist": mnist_svm_splits, "fashion-mnist": mnist_svm_splits, "svhn": svhn_svm_splits}

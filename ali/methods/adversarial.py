@@ -115,7 +115,7 @@ def adversarial_update(
         loss_d, loss_g = ali_losses(real_logits, fake_logits)
         # One host read per step (free on a CPU, where ops run synchronously anyway).
         if bool(torch.cat([real_logits, -fake_logits]).detach().max() > SATURATED_LOGIT):
-            holder.scale = torch.ones(2 * batch)
+            holder.scale = real_logits.new_ones(2 * batch)  # on the logits' device and dtype
             _backward_into(loss_d + extra_d, d_params, retain_graph=True)
             _backward_into(loss_g + extra, g_params)
         else:
@@ -150,7 +150,24 @@ def _params(optimizer: torch.optim.Optimizer) -> list[torch.Tensor]:
 def _backward_into(loss: torch.Tensor, params: list[torch.Tensor], retain_graph: bool = False) -> None:
     """Gradients of `loss` for `params` only (D's weight gradients are skipped on the G pass)."""
     live = [p for p in params if p.requires_grad]
-    grads = torch.autograd.grad(loss, live, retain_graph=retain_graph, allow_unused=True)
-    for p, g in zip(live, grads):
-        if g is not None:
-            p.grad = g if p.grad is None else p.grad + g
+    add_grads(live, torch.autograd.grad(loss, live, retain_graph=retain_graph, allow_unused=True))
+
+
+def add_grads(params: Sequence[torch.Tensor], grads: Sequence[torch.Tensor | None]) -> None:
+    """Add each gradient to its parameter's .grad, in the parameter's memory layout.
+
+    The one place a step hands gradients over outside of `.backward()`. torch.autograd.grad
+    returns a gradient in whatever strides its backward produced: NCHW for a channels_last conv
+    weight whose kernel covers its whole input (a dense-equivalent layer). Fused Adam reads a
+    parameter and its gradient as flat arrays, so a gradient in other strides updates the wrong
+    elements on the CPU and is refused on CUDA. `.backward()` itself keeps the layout (autograd's
+    gradient-layout contract); here it is restored by a copy into the parameter's strides."""
+    for p, g in zip(params, grads):
+        if g is None:
+            continue
+        if g.stride() != p.stride():
+            g = torch.empty_like(p).copy_(g)  # empty_like keeps a dense tensor's strides
+        if p.grad is None:
+            p.grad = g
+        else:
+            p.grad.add_(g)

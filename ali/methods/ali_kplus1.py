@@ -5,9 +5,14 @@ D takes (x, z) and outputs K class logits l_1..l_K; the (K+1)-th, "fake", logit 
 - unlabelled real pairs (x, Gz(x)) should be any of the K classes and fake pairs (Gx(z), z) the
   (K+1)-th: exactly ALI's L_D on a (and the generators' L_G, ALI's non-saturating form);
 - labelled real pairs (x, Gz(x), y) add the cross-entropy of l_1..l_K against y.
-The labelled set is `labels_per_class` examples of each class from the training split, chosen
-by the run's seed (class-balanced, ali.evaluation.semisupervised.balanced_subset); every step
-draws a labelled batch of the batch size from it. The classifier is D's argmax on (x, Gz(x)).
+The labelled set is `labels_per_class` examples of each class (class-balanced,
+ali.evaluation.semisupervised.balanced_subset) drawn by `label_seed`, which by default is the run's
+`seed`, so the seeds of a study train on different labelled sets. They come from the dataset's
+`labelled_pool` where it has one (SVHN: the official train split, while ALI trains on extra) and
+otherwise from the training split (CIFAR-10: data_batch_1..5 [0:45000]). Every step draws a
+labelled batch of the batch size from them; that pass leaves batch norm's running averages to the
+unlabelled data. The classifier (`class_predictions`) is D's argmax on (x, mu(x)) in evaluation
+mode, a function of x alone.
 """
 
 from __future__ import annotations
@@ -25,8 +30,11 @@ from ali.keys import Key, in_range
 from ali.methods.adversarial import adversarial_update, update_mode
 from ali.methods.base import ADVERSARIAL_KEYS, Losses, Method, StepFn, StepInputs, balance_score, decoder, encoder
 from ali.nets.architectures import Architecture
+from ali.nets.layers import running_stats_frozen
 from ali.nets.networks import JointDiscriminator
 from ali.training.hardware import to_model_layout
+
+RUN_SEED = -1  # label_seed's default: the labelled set follows the run's seed
 
 
 class ClassDiscriminator(JointDiscriminator):
@@ -50,38 +58,51 @@ def networks(arch: Architecture, settings: dict) -> dict[str, nn.Module]:
     return {"encoder": encoder(arch), "decoder": decoder(arch), "discriminator": d}
 
 
-def labelled_indices(labels: torch.Tensor, per_class: int, seed: int) -> torch.Tensor:
-    """The run's labelled subset of the training set: per_class examples of every class."""
-    return torch.from_numpy(balanced_subset(labels.cpu(), per_class, seed))
+def labelled_set(data: Dataset, per_class: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The run's labelled examples (uint8 images, int64 labels): per_class of every class, drawn
+    class-balanced by seed from `data.labelled_pool`, or from the training split without one."""
+    images, labels = data.labelled_pool or (data.train, data.labels)
+    if labels is None or labels.dim() != 1:
+        raise AliError("ali-kplus1 needs a dataset with class labels (mnist, fashion-mnist, cifar10, svhn)")
+    rows = torch.from_numpy(balanced_subset(labels.cpu(), per_class, seed))
+    return images[rows.to(images.device)], labels[rows.to(labels.device)]
+
+
+def resolved_label_seed(settings: dict, run_seed: int) -> int:
+    """label_seed as set, or the run's seed where it is left at RUN_SEED."""
+    return run_seed if settings["label_seed"] == RUN_SEED else settings["label_seed"]
 
 
 def make_step(inputs: StepInputs) -> StepFn:
     model, rt, prior, cfg = inputs.model, inputs.runtime, inputs.prior, inputs.settings
     data: Dataset | None = inputs.data
-    if data is None or data.labels is None or data.labels.dim() != 1:
+    if data is None:
         raise AliError("ali-kplus1 needs a dataset with class labels (mnist, fashion-mnist, cifar10, svhn)")
-    if int(data.labels.max()) >= cfg["num_classes"]:
-        raise AliError(f"the dataset has {int(data.labels.max()) + 1} classes; set num_classes={int(data.labels.max()) + 1}")
+    seed = resolved_label_seed(cfg, inputs.seed)
+    x_pool, y_pool = labelled_set(data, cfg["labels_per_class"], seed)
+    if int(y_pool.max()) >= cfg["num_classes"]:
+        raise AliError(f"the dataset has {int(y_pool.max()) + 1} classes; set num_classes={int(y_pool.max()) + 1}")
+    device = data.train.device
+    x_pool, y_pool = x_pool.to(device), y_pool.to(device)
     d: ClassDiscriminator = model["discriminator"]
     mode = update_mode(cfg["update"], d, rt.precision)
-    chosen = labelled_indices(data.labels, cfg["labels_per_class"], cfg["label_seed"]).to(data.train.device)
-    labels = data.labels.to(data.train.device)
     weight = cfg["supervised_weight"]
 
     def step(x: torch.Tensor, index: int) -> Losses:
-        # The labelled batch of step `index`: a function of (label_seed, index), so resume is exact.
-        pick = torch.randint(
-            len(chosen), (x.shape[0],), generator=torch.Generator().manual_seed(cfg["label_seed"] * 1_000_003 + index)
-        )
-        rows = chosen[pick.to(chosen.device)]
-        x_l = to_model_layout(data.to_float(data.train[rows]))
-        y_l = labels[rows]
+        # The labelled batch of step `index`: a function of (seed, index), so resume is exact.
+        cpu_draw = torch.Generator().manual_seed(seed * 1_000_003 + index)  # the same batches on any device
+        pick = torch.randint(len(y_pool), (x.shape[0],), generator=cpu_draw, device="cpu")
+        pick = pick.to(device)
+        x_l, y_l = to_model_layout(data.to_float(x_pool[pick])), y_pool[pick]
         z = prior(x.shape[0], index, x.device)
         with rt.autocast():
             z_hat = model["encoder"](x)
             x_tilde = model["decoder"](z)
-            # Labelled pairs train D only: their codes are detached, the classifier is D's.
-            supervised = F.cross_entropy(d.class_logits(x_l, model["encoder"](x_l).detach()).float(), y_l)
+            # Labelled pairs train D only: their codes are detached, the classifier is D's. Their
+            # pass is a few repeated images, so it must not move the running averages that
+            # evaluation normalises every image with.
+            with running_stats_frozen(model):
+                supervised = F.cross_entropy(d.class_logits(x_l, model["encoder"](x_l).detach()).float(), y_l)
         out = adversarial_update(
             d, (x, z_hat), (x_tilde, z), inputs.optimizers, mode, runtime=rt, extra_discriminator_loss=weight * supervised
         )
@@ -92,10 +113,20 @@ def make_step(inputs: StepInputs) -> StepFn:
 
 @torch.inference_mode()
 def class_predictions(model: nn.ModuleDict, x: torch.Tensor, batch: int = 500) -> torch.Tensor:
-    """D's class for each image x, on the pair (x, Gz(x)) in evaluation mode."""
+    """D's class for each image x: the argmax of its K class logits on (x, mu(x)), the encoder's
+    posterior mean, in evaluation mode (running averages, no dropout), so the same x always gets
+    the same class whatever else is in its batch. Runs where the model is; the classes come back
+    on x's device. The model's mode is restored."""
+    was_training = model.training
     model.eval()
-    d: ClassDiscriminator = model["discriminator"]
-    return torch.cat([d.class_logits(chunk, model["encoder"](chunk)).argmax(1) for chunk in x.split(batch)])
+    device = next(model.parameters()).device
+    try:
+        d: ClassDiscriminator = model["discriminator"]
+        encoder = model["encoder"]
+        chunks = (chunk.to(device) for chunk in x.split(batch))
+        return torch.cat([d.class_logits(c, encoder.moments(c)[0]).argmax(1).to(x.device) for c in chunks])
+    finally:
+        model.train(was_training)
 
 
 METHOD = Method(
@@ -109,7 +140,11 @@ METHOD = Method(
         **ADVERSARIAL_KEYS,
         "num_classes": Key(10, in_range(2), "K, the number of classes D tells apart (the fake class is the K+1-th)"),
         "labels_per_class": Key(10, in_range(1), "labelled training examples per class (10 = the 100-label MNIST setting)"),
-        "label_seed": Key(0, in_range(0), "which labelled subset (class-balanced draw from the training split)"),
+        "label_seed": Key(
+            RUN_SEED,
+            in_range(RUN_SEED),
+            f"which labelled subset (a class-balanced draw); {RUN_SEED} = the run's seed, so each seed of a study labels its own",
+        ),
         "supervised_weight": Key(1.0, in_range(0, lo_open=True), "weight of the labelled pairs' cross-entropy in D's loss"),
     },
 )

@@ -65,6 +65,7 @@ class StepInputs:
     settings: dict[str, Any]  # the values of the config keys the method owns
     phase_steps: int  # the config's `steps`: the length of each of the method's phases
     data: Dataset | None = None  # the training set (on the device), for methods that draw their own batches
+    seed: int = 0  # the run's seed, for what a method draws once per run (K+1's labelled set)
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,8 @@ class Method:
     # Conditional methods (the paper's §5) get each batch's condition vectors y as a third step
     # argument: one-hot class labels or binary attributes of size settings["condition_dim"].
     conditional: bool = False
+    # Refuses (AliError) a combination of the method's settings in which a key would be ignored.
+    check_settings: Callable[[dict[str, Any]], None] = lambda settings: None
 
 
 # L_D at the game's equilibrium D = 1/2: -log(1/2) - log(1 - 1/2).

@@ -211,8 +211,7 @@ def restore(
     try:
         model.load_state_dict(net_state)
         for name, optimizer in (optimizers or {}).items():
-            optimizer.load_state_dict(_unflatten_optimizer(name, tensors, header))
-            _match_parameter_layout(optimizer)
+            load_optimizer_state(optimizer, _unflatten_optimizer(name, tensors, header))
         if restore_rng:
             torch.set_rng_state(tensors["rng/torch"])
             if torch.cuda.is_available():
@@ -224,12 +223,14 @@ def restore(
     return int(header["step"])
 
 
-def _match_parameter_layout(optimizer: torch.optim.Optimizer) -> None:
-    """Give each restored per-parameter state tensor its parameter's memory layout.
+def load_optimizer_state(optimizer: torch.optim.Optimizer, state_dict: dict[str, Any]) -> None:
+    """optimizer.load_state_dict, then each per-parameter state tensor in its parameter's layout.
 
-    load_state_dict leaves Adam's moments contiguous while conv weights are channels_last, and
-    fused Adam then pairs the wrong elements: a resumed image run drifted from the uninterrupted
-    one. Same values, the parameter's strides."""
+    load_state_dict keeps the strides of the tensors it is given (contiguous ones from a
+    checkpoint file) while conv weights are channels_last, and fused Adam reads the moments and
+    the weight as flat arrays: the wrong elements would be paired. Same values, the parameter's
+    strides."""
+    optimizer.load_state_dict(state_dict)
     for group in optimizer.param_groups:
         for p in group["params"]:
             state = optimizer.state.get(p, {})

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 
 from ali.errors import AliError
-from ali.training.checkpoint import run_dir_writes, truncate_stats
+from ali.training.checkpoint import load_optimizer_state, run_dir_writes, truncate_stats
 
 
 def _cpu_copy(obj: Any) -> Any:
@@ -99,7 +99,7 @@ class DivergenceGuard:
         good = self.good
         model.load_state_dict(good.model)
         for name, opt in optimizers.items():
-            opt.load_state_dict(good.optimizers[name])
+            load_optimizer_state(opt, good.optimizers[name])
         torch.set_rng_state(good.rng)
         self._low_d_logs = 0
         event = {

@@ -18,7 +18,7 @@ import contextlib
 import os
 import platform
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from contextlib import AbstractContextManager as ContextManager
 from dataclasses import dataclass
 from pathlib import Path
@@ -159,19 +159,3 @@ def prepare_model(model: nn.ModuleDict, device: torch.device, compile_nets: bool
 def to_model_layout(x: torch.Tensor) -> torch.Tensor:
     """Image batches in channels_last to match the conv weights; other tensors unchanged."""
     return x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x
-
-
-@contextlib.contextmanager
-def on_cpu(model: nn.Module) -> Iterator[nn.Module]:
-    """Run CPU-only helpers (toy evaluation, sample grids) on a GPU-trained model, then move it back."""
-    device = next(model.parameters()).device
-    if device.type == "cpu":
-        yield model
-        return
-    model.to("cpu")
-    try:
-        yield model
-    finally:
-        model.to(device)
-        if uses_conv(model):
-            model.to(memory_format=torch.channels_last)

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm import tqdm
 
 from ali.config import TrainConfig, to_dict
 from ali.data import load_dataset
@@ -34,8 +33,9 @@ from ali.rundir import COMPARISON_FILE, METRICS_FILE, STATS_FILE, prepare_run_di
 from ali.training import checkpoint as ckpt
 from ali.training import distributed
 from ali.training.guard import DivergenceGuard
-from ali.training.hardware import make_runtime, on_cpu, prepare_model, resolve_precision, to_model_layout
+from ali.training.hardware import make_runtime, prepare_model, resolve_precision, to_model_layout
 from ali.training.model import build_model, build_step, condition_dim, set_learning_rates, total_steps
+from ali.training.progress import progress_bar
 from ali.training.tensorboard import TensorBoardLog
 
 
@@ -81,7 +81,10 @@ class StatsLog:
 
 
 def evaluate_run(model: Model, dataset: Dataset, config: TrainConfig, run_dir: Path, train_seconds: float) -> dict[str, Any]:
-    """Final evaluation: metrics.json, and the sample pictures (images) or comparison figure (toy)."""
+    """Final evaluation where the model is (its device): metrics.json, and the sample pictures
+    (images) or comparison figure (toy). Image runs score reconstructions on every held-out image
+    and samples by the fixed protocol of ali.evaluation.evaluate; `eval_samples` sets only the
+    pixel checks and the pictures (eval_images)."""
     with ckpt.run_dir_writes(run_dir, "metrics.json and the evaluation pictures"):
         if dataset.is_image:
             metrics = evaluate_images(model, dataset, config.eval_samples, run_dir, condition_dim(config))
@@ -151,7 +154,7 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False, progress: bo
     if conditions is not None and dist_ctx.is_main and not resume:
         write_condition_names(run_dir, dataset.label_names)
     sampler = EpochSampler(len(dataset.train), config.batch_size, config.seed)
-    bar = tqdm(total=total, initial=start, disable=not progress or not dist_ctx.is_main, dynamic_ncols=True, desc=config.method)
+    bar = progress_bar(total, config.method, initial=start, enabled=progress and dist_ctx.is_main)
     began = time.perf_counter()
     step = start
     while step < total:
@@ -183,7 +186,7 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False, progress: bo
             guard.remember(done, model, optimizers, stats.sums, stats.count)
         if config.grid_every and done % config.grid_every == 0 and dataset.is_image and dist_ctx.is_main:
             grid = run_dir / f"samples-{done:09d}.png"
-            with ckpt.run_dir_writes(run_dir, "sample grid"), on_cpu(model), torch.inference_mode():
+            with ckpt.run_dir_writes(run_dir, "sample grid"), torch.inference_mode():
                 write_sample_grid(model, grid, conditions=grid_conditions)
             if board is not None:
                 board.image("samples", grid, done)
@@ -198,7 +201,7 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False, progress: bo
         shutil.rmtree(stats.path.parent, ignore_errors=True)
         return {}
     dataset.train = dataset.train.cpu()
-    with on_cpu(model), torch.inference_mode():
+    with torch.inference_mode():
         metrics = evaluate_run(model, dataset, config, run_dir, seconds)
     with ckpt.run_dir_writes(run_dir, "report.html"):
         write_report(run_dir)

@@ -55,7 +55,7 @@ def build_step(
     """The method's step with its inputs fixed: call it as step(x, index[, y]) -> losses."""
     method = get_method(config.method)
     prior = PriorSampler(config.prior_sampling, model.arch.latent_dim, config.seed) if method.draws_prior else None
-    inputs = StepInputs(model, optimizers, runtime, prior, settings(config), config.steps, data)
+    inputs = StepInputs(model, optimizers, runtime, prior, settings(config), config.steps, data, config.seed)
     inner = method.make_step(inputs)
 
     def step(x: torch.Tensor, index: int, y: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
