@@ -81,6 +81,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         if args.config is None:
             raise AliError("ali train needs --config NAME_OR_FILE (or --resume to continue the run in --out)")
         config = make_config(_resolve_config(args))
+        # saved with the run as an absolute path: evaluate and --resume may run from elsewhere
+        config = dataclasses.replace(config, data_dir=str(Path(config.data_dir).expanduser().resolve()))
     if args.dry_run:  # config, each network's layers, then ONE JSON line of parameter counts
         print(json.dumps(to_dict(config), indent=2))
         print(f"precision: {config.precision} -> {resolve_precision(config.precision, resolve_device(config.device))}")
@@ -269,7 +271,7 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--steps", type=_positive_int, default=11, help="points per pair, ends included (columns)")
         p.set_defaults(func=cmd_pictures)
 
-    gen = add("generate", "a conditional run's samples: rows of fixed z, columns of conditions (the paper's §5 figure)")
+    gen = add("generate", "a conditional run's samples: rows of fixed z, columns of conditions (the paper's conditional figure)")
     gen.add_argument("--run", required=True, help="run directory of a conditional run (method ali-conditional)")
     gen.add_argument(
         "--conditions", required=True, help='classes "0-9" or "0,3,7"; attributes "Male,Young;-Male,Young|Black_Hair;Smiling"'

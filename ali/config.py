@@ -41,13 +41,15 @@ class CommonConfig:
     decay_start: float = 1.0
     lr_final_fraction: float = 1.0
     init_std: float = 0.02
+    # "nearest": strided transposed convs start as nearest upsampling + conv (ali.nets.layers.init_weights)
+    tconv_init: str = "normal"
     seed: int = 0
     log_every: int = 100
     checkpoint_every: int = 5_000
     keep_checkpoints: int = 3
     eval_samples: int = 10_000
     threads: int = 0  # torch intra-op threads; 0 = torch's default
-    # Execution (ali.training.precision, ali.training.distributed; docs/BENCHMARKS.md). None of
+    # Execution (ali.training.hardware, ali.training.distributed; docs/BENCHMARKS.md). None of
     # these change a checkpoint's layout, so a run may resume with other values.
     device: str = "auto"  # "auto" = the GPU if CUDA is available, else the CPU
     # "auto": bf16 where the hardware has native bf16, else fp32 (ali.training.hardware); "bf16"
@@ -90,6 +92,7 @@ RULES: dict[str, Rule] = {
     "decay_start": in_range(0, 1),
     "lr_final_fraction": in_range(0, 1),
     "init_std": in_range(0, lo_open=True),
+    "tconv_init": one_of("normal", "nearest"),
     "seed": in_range(0),
     "log_every": in_range(1),
     "checkpoint_every": in_range(1),
@@ -161,6 +164,13 @@ def validate(config: TrainConfig) -> None:
     if config.latent_dim != arch_latent:
         raise AliError(
             f"config key 'latent_dim' = {config.latent_dim} does not match architecture '{config.arch}' (latent {arch_latent}); set latent_dim={arch_latent}"
+        )
+    if config.tconv_init != "normal" and not any(
+        row.op == "convT" and row.s > 1 and row.k % row.s == 0 for row in ARCHITECTURES[config.arch].decoder
+    ):
+        raise AliError(
+            f"tconv_init={config.tconv_init!r} changes strided transposed convolutions and architecture "
+            f"'{config.arch}' has none; drop it"
         )
     own = set(METHODS[config.method].keys)
     METHODS[config.method].check_settings({k: getattr(config, k) for k in own})

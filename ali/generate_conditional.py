@@ -1,5 +1,5 @@
 """`ali generate --run DIR --z-seed S --conditions SPEC [--rows R] --out FILE.png`: a grid of
-samples Gx(z, y) from a conditional ALI run, laid out as the paper's §5 figure (NOTES §5).
+samples Gx(z, y) from a conditional ALI run, laid out as the paper's conditional figure (docs/PAPER.md §6).
 
 Two kinds of SPEC, told apart by a "|":
 

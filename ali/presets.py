@@ -11,7 +11,7 @@ from typing import Any
 
 from ali.config import for_method
 
-# The paper's toy recipe (NOTES §3): Adam 1e-4, batch 100, 200 epochs of 100,000 points.
+# The paper's toy recipe (docs/PAPER.md §4): Adam 1e-4, batch 100, 200 epochs of 100,000 points.
 _TOY_PAPER: dict[str, Any] = {"arch": "toy", "latent_dim": 2, "batch_size": 100, "steps": 200_000, "lr": 1e-4, "init_std": 0.02}
 
 # The project's default toy recipe, "ALI + cycle": ALI plus ALICE's x-cycle trained into the
@@ -31,8 +31,8 @@ _TOY_DEFAULT: dict[str, Any] = {
     "checkpoint_every": 1_000,
 }
 
-# Image recipes (docs/ARCHITECTURES.md): Adam lr 1e-4, beta1 0.5, weights N(0, 0.01)
-# (NOTES §1); the paper's batch size and latent size, and its epochs expressed as steps.
+# Image recipes (docs/NETWORKS.md): Adam lr 1e-4, beta1 0.5, weights N(0, 0.01)
+# (docs/PAPER.md §2); the paper's batch size and latent size, and its epochs expressed as steps.
 _IMAGE: dict[str, Any] = {
     "lr": 1e-4,
     "beta1": 0.5,
@@ -63,7 +63,7 @@ _IMAGE_PRESETS: dict[str, dict[str, Any]] = {
 # MNIST / Fashion-MNIST on the 2-core CPU (docs/RESULTS.md): the small `mnist` net, lr 2e-4
 # decayed linearly over the second half, and the ALICE x-cycle term (recon_weight, Li et al.
 # 2017): without it the simultaneous ALI update collapses here (D wins within 200 steps), and
-# its weight trades samples against reconstructions (docs/TUNING.md, MNIST): 0.3 keeps the
+# its weight trades samples against reconstructions (docs/history/TUNING.md, MNIST): 0.3 keeps the
 # reconstructions' class and draws better digits than 1. The cycle term alone lets a class's
 # codes drift into the prior's tails (MNIST ones, Fashion-MNIST footwear), where prior samples
 # seldom land; a discriminator on the codes alone (z_adversarial_weight) pulls them back and
@@ -90,7 +90,7 @@ _MNIST: dict[str, Any] = {
 _IMAGE_PRESETS["mnist"] = {**_MNIST, "dataset": "mnist"}
 _IMAGE_PRESETS["fashion-mnist"] = {**_MNIST, "dataset": "fashion-mnist"}
 
-# Conditional ALI (NOTES §5) on the same data and schedules: CelebA's 40 attributes through a
+# Conditional ALI (docs/PAPER.md §6) on the same data and schedules: CelebA's 40 attributes through a
 # linear layer to 256 channels (the paper's embedding); the MNIST family's 10 classes, one-hot.
 # Unlike the paper's model, D keeps the projection term <P y, D(x)> (projection=true, the
 # method's default): with concatenation alone the MNIST decoder learned to ignore y
@@ -113,7 +113,7 @@ _IMAGE_PRESETS.update(
     }
 )
 
-# Semi-supervised K+1 ALI (NOTES §4, the bold rows of Tables 1-2): each dataset's recipe with
+# Semi-supervised K+1 ALI (docs/PAPER.md §5, the bold rows of Tables 1-2): each dataset's recipe with
 # the labelled-set sizes the papers report: 100 labels on MNIST (Improved-GAN's setting), 1,000
 # on SVHN, 4,000 on CIFAR-10. The authors never published theirs (docs/RESULTS.md).
 _IMAGE_PRESETS.update(

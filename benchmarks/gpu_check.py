@@ -29,6 +29,7 @@ import json
 import os
 import resource
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -48,6 +49,7 @@ from ali.nets.architectures import ARCHITECTURES  # noqa: E402
 from ali.presets import PRESETS  # noqa: E402
 from ali.training import checkpoint as ckpt  # noqa: E402
 from ali.training.hardware import machine_line, make_runtime, prepare_model, resolve_precision, to_model_layout  # noqa: E402
+from ali.training.loop import train  # noqa: E402
 from ali.training.model import build_model, build_step  # noqa: E402
 
 PRECISIONS = ("bf16", "fp16", "fp32")
@@ -98,8 +100,6 @@ def steps_per_s(run_dir: Path) -> float | None:
 
 
 def run_method(method: str, precision: str, args: argparse.Namespace, work: Path) -> dict:
-    from ali.training.loop import train
-
     run_dir = work / "run"
     metrics = train(make_config(train_config(method, precision, args)), run_dir, progress=False)
     return {"steps_per_s": steps_per_s(run_dir), "metrics": sorted(metrics)}
@@ -130,8 +130,6 @@ def run_arch(arch: str, args: argparse.Namespace) -> dict:
 
 def run_resume(args: argparse.Namespace, work: Path) -> dict:
     """Through vs stopped at the half-way checkpoint and resumed: the same final weights."""
-    from ali.training.loop import train
-
     config = make_config(train_config("alice", "bf16" if args.device == "cuda" else "auto", args))
     through, resumed = work / "through", work / "resumed"
     train(config, through, progress=False)
@@ -194,8 +192,6 @@ def run_case(name: str, args: argparse.Namespace) -> dict:
             with open(Path(args.out) / "logs" / "torchrun-ranks.log", "w") as log:
                 return run_torchrun(args, work, log)
         if name == "compile":
-            from ali.training.loop import train
-
             run_dir = work / "run"
             train(make_config(train_config("alice", "auto", args, compile=True)), run_dir, progress=False)
             return {"steps_per_s": steps_per_s(run_dir)}
@@ -214,7 +210,9 @@ def child(name: str, args: argparse.Namespace) -> int:
     except Exception as exc:  # noqa: BLE001  every failure becomes the case's row
         traceback.print_exc()
         row = {"case": name, "status": "fail", "error": f"{type(exc).__name__}: {exc}"[:500]}
-    row.update(seconds=round(time.perf_counter() - began, 1), **peak_memory_mb(args.device))
+    row["seconds"] = round(time.perf_counter() - began, 1)
+    if name != "torchrun":  # the ranks are other processes: this one's peak would mislead
+        row.update(peak_memory_mb(args.device))
     (Path(args.out) / "cases" / f"{name}.json").write_text(json.dumps(row))
     return 0 if row["status"] != "fail" else 1
 
@@ -268,7 +266,11 @@ def main(argv: list[str] | None = None) -> int:
     unknown = sorted(set(chosen) - set(names))
     if unknown:
         parser.error(f"unknown case(s) {', '.join(unknown)} for --device {args.device}; --list shows them")
-    out = Path(args.out)
+    # absolute: the torchrun case starts its ranks in the repository root, not the caller's folder
+    out = Path(args.out).expanduser().resolve()
+    args.out = str(out)
+    if args.data_dir:
+        args.data_dir = str(Path(args.data_dir).expanduser().resolve())
     for sub in ("cases", "logs"):
         (out / sub).mkdir(parents=True, exist_ok=True)
     if not args.data_dir:
@@ -283,10 +285,13 @@ def main(argv: list[str] | None = None) -> int:
         cmd = [sys.executable, __file__, "--case", name, "--out", str(out), "--device", args.device]
         cmd += ["--steps", str(args.steps), "--data-dir", args.data_dir, "--timeout", str(args.timeout)]
         with open(out / "logs" / f"{name}.log", "w") as log:
+            # a session of its own, so a timeout ends the case's whole process group (torchrun's ranks too)
+            child_process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
             try:
-                subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, timeout=args.timeout, env={**os.environ})
+                child_process.wait(timeout=args.timeout)
             except subprocess.TimeoutExpired:
-                pass
+                os.killpg(child_process.pid, signal.SIGKILL)
+                child_process.wait()
         path = out / "cases" / f"{name}.json"
         row = (
             json.loads(path.read_text())

@@ -178,8 +178,9 @@ def run(arch: str, batch: int, asked: str, steps: int, rounds: int, threads: int
         "reference_infer_img_s": round(batch / infer["reference"], 2),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
     }
-    result["ours_fraction_of_sgemm"] = round(result["ours_gflops"] / result["sgemm_gflops"], 3)
-    if device.type == "cuda":
+    if device.type == "cpu":
+        result["ours_fraction_of_sgemm"] = round(result["ours_gflops"] / result["sgemm_gflops"], 3)
+    else:
         peak = matmul_tflops_bf16(device)
         result.update(
             device=torch.cuda.get_device_name(device),

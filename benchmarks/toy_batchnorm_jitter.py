@@ -6,7 +6,7 @@ The decoder has batch norm: in training mode each layer uses its batch's statist
 computes depends on which prior batch it is given; in evaluation mode (how samples are drawn and
 metrics computed) it uses running averages. The encoder is trained against the training-mode
 decoder. This prints, for prior batches of the run's batch size drawn i.i.d. (`random`) and as
-stratified Sobol points (`sobol`, ali/training/prior.py), the high-quality fraction of the
+stratified Sobol points (`sobol`, ali/data/prior.py), the high-quality fraction of the
 training-mode samples, how far their modes sit from the true means (`mode_offset`,
 ali/evaluation/toy_metrics.py) and their distance to the evaluation-mode decoder's output for the
 same codes, beside the evaluation-mode figures and the ratio of the two kinds of batch.

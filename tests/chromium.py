@@ -34,7 +34,7 @@ FLAGS = (
 )
 _HARNESS = """<script>
 window.__errors = [];
-addEventListener("error", e => __errors.push(e.message || ("failed to load " + ((e.target && e.target.src) || "?").slice(0, 80))), true);
+addEventListener("error", e => __errors.push(e.message || ("failed to load " + ((e.target && e.target.src) || "?").slice(-80))), true);  // the end: the file name, however deep its folder
 const __consoleError = console.error;
 console.error = (...a) => { __errors.push("console.error: " + a.join(" ")); __consoleError.apply(console, a); };
 addEventListener("load", () => {

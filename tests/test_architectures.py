@@ -1,4 +1,4 @@
-"""The image architectures against the paper's Tables 3-6 (NOTES §2): every layer's output size."""
+"""The image architectures against the paper's Tables 3-6 (docs/PAPER.md §3): every layer's output size."""
 
 from __future__ import annotations
 
@@ -56,7 +56,7 @@ EXPECTED = {
         "joint": [(512, 1), (512, 1), (1, 1)],
     },
 }
-# The joint D's input width: the code's, where maxout halves (NOTES §2 deviations).
+# The joint D's input width: the code's, where maxout halves (docs/PAPER.md §3, the code's deviations).
 JOINT_INPUT = {"cifar10": 512, "svhn": 1024, "celeba64": 1536, "imagenet64": 2304, "mnist": 512}
 
 
@@ -152,7 +152,7 @@ def _g(n: int, slope: float) -> list[str]:
     return [f"nobias bn lrelu{slope:g}"] * n
 
 
-# NOTES §2 written out: dropout rates and positions, bias, batch norm, activation of every conv.
+# docs/PAPER.md §3 written out: dropout rates and positions, bias, batch norm, activation of every conv.
 # (A bias before batch norm is cancelled by it, so such convs have none.) The decoders' last
 # conv has no bias of its own: the untied per-pixel bias replaces it, before the sigmoid.
 PINNED = {
@@ -199,7 +199,7 @@ def test_dropout_batch_norm_activations_and_biases_match_the_paper(name: str) ->
 
 
 def test_toy_networks_match_the_paper() -> None:
-    """NOTES §3: encoder [x, eps] -> 2 x (400, BN, ReLU) -> 2; decoder 4 x (400, BN, ReLU) -> 2,
+    """docs/PAPER.md §4: encoder [x, eps] -> 2 x (400, BN, ReLU) -> 2; decoder 4 x (400, BN, ReLU) -> 2,
     linear; D: 3 maxout layers of 200 units with 5 pieces, no dropout, no batch norm."""
     model, _ = _model("toy")
     layers = lambda net: [
@@ -249,3 +249,11 @@ def test_dry_run_prints_layers_and_ends_with_parameter_counts(name: str, tmp_pat
     assert counts == parameter_counts(_model(name)[0])
     assert set(counts) == {"encoder", "decoder", "discriminator", "discriminators"}
     assert any("Conv2d" in line for line in out) and not (tmp_path / "r").exists()
+
+
+def test_dry_run_feeds_alice_s_side_discriminators_their_own_inputs(tmp_path, capsys) -> None:
+    """D_xx takes (x, x) pairs and D_z codes: the listing runs each on its own input shape."""
+    argv = ["train", "--config", "mnist", "--method", "alice", "--set", "alice_form=adversarial"]
+    assert main([*argv, "--out", str(tmp_path / "r"), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "xx_discriminator: input [(2, 28, 28)]" in out and "z_discriminator: input [(32, 1, 1)]" in out

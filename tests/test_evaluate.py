@@ -95,15 +95,16 @@ def test_evaluate_errors_are_one_line(mnist_run, tmp_path, capsys):
 
 
 def test_kplus1_losses_on_known_logits_equal_the_formula():
-    """With l_{K+1} = 0: D(real) = Z / (Z + 1), Z = sum_k exp(l_k)."""
+    """With l_{K+1} = ln K: D(real) = Z / (Z + K), Z = sum_k exp(l_k)."""
     d = ClassDiscriminator([], [], [], (2,), 2)
     d.class_logits = lambda x, z: x  # the known logits stand in for the network
     real, fake = torch.tensor([[1.0, -2.0, 0.5], [3.0, 0.0, -1.0]]), torch.tensor([[-1.0, -1.0, -1.0], [0.0, 2.0, 0.0]])
     a, b = d(real, None), d(fake, None)
     loss_d, loss_g = ali_losses(a, b)
     z_real, z_fake = real.exp().sum(1), fake.exp().sum(1)
-    expected_d = -(z_real / (z_real + 1)).log().mean() - (1 / (z_fake + 1)).log().mean()
-    expected_g = -(1 / (z_real + 1)).log().mean() - (z_fake / (z_fake + 1)).log().mean()
+    k = real.shape[1]
+    expected_d = -(z_real / (z_real + k)).log().mean() - (k / (z_fake + k)).log().mean()
+    expected_g = -(k / (z_real + k)).log().mean() - (z_fake / (z_fake + k)).log().mean()
     torch.testing.assert_close(loss_d, expected_d)
     torch.testing.assert_close(loss_g, expected_g)
 

@@ -14,8 +14,6 @@ step fails, as it would fail on a GPU.
 from __future__ import annotations
 
 import sys
-import tempfile
-from pathlib import Path
 
 import pytest
 import torch
@@ -95,6 +93,8 @@ UPDATE_CASES = {
     # (config overrides, update mode the step must take)
     "toy-fused": ({"arch": "toy", "latent_dim": 2}, "fused"),
     "toy-two-pass": ({"arch": "toy", "latent_dim": 2, "update": "two-pass"}, "two-pass"),
+    "toy-alternating": ({"arch": "toy", "latent_dim": 2, "update": "alternating"}, "alternating"),
+    "toy-saturated": ({"arch": "toy", "latent_dim": 2}, "saturated"),
     "mnist-fused": ({"dataset": "mnist", "arch": "mnist", "latent_dim": 32}, "fused"),
     "mnist-two-pass": ({"dataset": "mnist", "arch": "mnist", "latent_dim": 32, "update": "two-pass"}, "two-pass"),
     "mnist-alternating": ({"dataset": "mnist", "arch": "mnist", "latent_dim": 32, "update": "alternating"}, "alternating"),
@@ -102,6 +102,10 @@ UPDATE_CASES = {
     "cifar10-fused": ({"dataset": "cifar10", "arch": "cifar10", "latent_dim": 64}, "fused"),
     # batch norm in D: the simultaneous update resolves to two-pass
     "celeba64-bn-d": ({"dataset": "celeba64", "arch": "celeba64", "latent_dim": 256}, "two-pass"),
+    "celeba64-bn-d-alternating": (
+        {"dataset": "celeba64", "arch": "celeba64", "latent_dim": 256, "update": "alternating"},
+        "alternating",
+    ),
     "mnist-alice-xx": (
         {"dataset": "mnist", "arch": "mnist", "latent_dim": 32, "method": "alice", "alice_form": "adversarial"},
         "fused",
@@ -209,10 +213,10 @@ def test_step_after_checkpoint_restore_matches_plain_adam(tmp_path):
     assert any(len(eval(s)) == 4 for s in seen["generator"])
 
 
-def test_step_after_guard_rollback_matches_plain_adam():
+def test_step_after_guard_rollback_matches_plain_adam(tmp_path):
     """The divergence guard's rollback restores moments in the weights' layout too."""
     model, optimizers, seen, x = _mnist_after_one_step()
-    guard = DivergenceGuard(model.config, Path(tempfile.mkdtemp()) / "stats.jsonl")
+    guard = DivergenceGuard(model.config, tmp_path / "stats.jsonl")
     guard.remember(1, model, optimizers, {}, 0)
     for opt in optimizers.values():  # what a rollback meets: moments in the default layout
         for state in opt.state.values():

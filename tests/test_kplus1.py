@@ -244,3 +244,15 @@ def test_label_seed_takes_the_run_seed_marker_and_no_other_negative():
     assert make_config({**PRESETS["mnist-kplus1"]}).label_seed == ali_kplus1.RUN_SEED == -1
     with pytest.raises(AliError, match="label_seed"):
         make_config({**PRESETS["mnist-kplus1"], "label_seed": -2})
+
+
+def test_an_untrained_discriminator_says_one_half():
+    """Known answer: equal class logits l give a = logsumexp(l) - ln K = l, so logits of 0 give
+    D(real) = 1/2 whatever K, the point ALI's game starts from."""
+    for k in (2, 10):
+        model, _, _ = _run(num_classes=k)
+        d = model["discriminator"]
+        d.class_logits = lambda x, z, k=k: torch.zeros(x.shape[0], k)
+        assert torch.allclose(d(torch.rand(3, 1, 28, 28), torch.randn(3, 32)), torch.zeros(3), atol=1e-6)
+        d.class_logits = lambda x, z, k=k: torch.full((x.shape[0], k), 1.5)
+        assert torch.allclose(d(torch.rand(3, 1, 28, 28), torch.randn(3, 32)), torch.full((3,), 1.5), atol=1e-6)

@@ -64,3 +64,28 @@ def test_running_stats_frozen_normalises_by_the_batch_and_keeps_the_averages():
             torch.testing.assert_close(v, before[k], rtol=0, atol=0)
     torch.testing.assert_close(frozen_out, net(x))  # the same batch-statistics output, now updating
     assert not torch.equal(net[1].running_mean, before["1.running_mean"])
+
+
+def test_nearest_tconv_init_makes_even_and_odd_outputs_equal():
+    """Known answer: a stride-2 transposed conv started "nearest" maps a constant input to a
+    constant interior (no checkerboard), while the paper's N(0, std) start alternates."""
+    from ali.nets.layers import init_weights
+
+    outputs = {}
+    for mode in ("normal", "nearest"):
+        torch.manual_seed(0)
+        layer = torch.nn.ConvTranspose2d(3, 2, 4, 2, bias=False)
+        init_weights(layer, 0.1, mode)
+        outputs[mode] = layer(torch.ones(1, 3, 5, 5))[..., 2:-2, 2:-2]  # the interior: every tap overlaps
+    nearest, normal = outputs["nearest"], outputs["normal"]
+    assert torch.allclose(nearest, nearest[..., :1, :1].expand_as(nearest), atol=1e-6)
+    assert (normal - normal[..., :1, :1]).abs().max() > 1e-3
+
+
+def test_nearest_tconv_init_is_refused_where_nothing_would_change():
+    from ali.config import make_config
+    from ali.errors import AliError
+
+    make_config({"arch": "cifar10", "dataset": "cifar10", "latent_dim": 64, "tconv_init": "nearest"})
+    with pytest.raises(AliError, match="has none"):
+        make_config({"tconv_init": "nearest"})  # the toy MLPs

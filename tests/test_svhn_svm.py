@@ -1,4 +1,4 @@
-"""`ali evaluate --metrics svm` on SVHN: the authors' L2-SVM protocol (NOTES §4) read from
+"""`ali evaluate --metrics svm` on SVHN: the authors' L2-SVM protocol (docs/PAPER.md §5) read from
 format-exact .mat files, scaled down: pool train[0:40] and validation train[40:60] stand in for
 the authors' train[0:63257] and train[63257:73257]; the test split is test_32x32.mat."""
 

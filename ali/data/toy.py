@@ -1,4 +1,4 @@
-"""The 2-D toy data (NOTES §3): equal-weight mixtures of isotropic Gaussians, drawn from fixed seeds.
+"""The 2-D toy data (docs/PAPER.md §4): equal-weight mixtures of isotropic Gaussians, drawn from fixed seeds.
 
 Every run and every seed of a study sees the same 100,000 training points and the same 10,000
 held-out points, so runs differ only by the model's own randomness.

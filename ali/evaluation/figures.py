@@ -1,6 +1,6 @@
 """Study figures, drawn with Pillow: one labelled row per method.
 
-- `comparison_rows`, the paper's toy comparison: five scatter panels per method (NOTES §3): held-out
+- `comparison_rows`, the paper's toy comparison: five scatter panels per method (docs/PAPER.md §4): held-out
   data x, their latent codes Gz(x), reconstructions Gx(Gz(x)), prior samples z, generated samples
   Gx(z). Points are coloured by mixture component: the component of the held-out point for the
   first three, of the generated sample for the last two.

@@ -33,12 +33,14 @@ from torch import nn
 
 from ali.data.dataset import Dataset, as_conditions, evaluation_conditions
 from ali.errors import AliError
+from ali.evaluation.artifacts import artifact_metrics
 from ali.evaluation.grids import image_grid, interleave_columns, save_image
 from ali.nets.model import Model
 
 EVAL_SEED = 2017  # evaluation noise is fixed, and kept apart from the training RNG stream
 GRID_SEED = 1234  # the fixed z of the training-time sample grids
 BATCH = 500
+ARTIFACT_IMAGES = 1000  # samples and test images behind the artifact figures (ali.evaluation.artifacts)
 CONDITIONAL_PREFIX = "conditional_"
 
 
@@ -250,14 +252,18 @@ def evaluate_images(model: Model, dataset: Dataset, n: int, run_dir: Path, condi
         "eval_images": n,
         "heldout_images": heldout,
     }
-    save_image(image_grid(decode(model, z[:100], None if c_sample is None else c_sample[:100]), ncol=10), run_dir / "samples.png")
+    # the decoder's structural artifacts (checkerboard, frame) and the samples' spread, beside the test images'
+    shown_samples = decode(model, z[:ARTIFACT_IMAGES], None if c_sample is None else c_sample[:ARTIFACT_IMAGES])
+    metrics.update(artifact_metrics(shown_samples, dataset.to_float(dataset.heldout[:ARTIFACT_IMAGES])))
+    metrics["artifact_images"] = min(ARTIFACT_IMAGES, n, heldout)
+    save_image(image_grid(shown_samples[:100], ncol=10), run_dir / "samples.png")
     save_image(image_grid(interleave_columns(x, recon), ncol=10), run_dir / "reconstructions.png")
     return {k: round(v, 6) if isinstance(v, float) else v for k, v in metrics.items()}
 
 
 def prepare_image_model(model: Model, dataset: Dataset, fresh: bool) -> None:
     """Check the data fits the architecture; on a fresh run set the decoder's untied output biases
-    to the log-odds of the mean of the first 500 training images (NOTES §1)."""
+    to the log-odds of the mean of the first 500 training images (docs/PAPER.md §2)."""
     if not dataset.is_image:
         return
     shape = tuple(dataset.train.shape[1:])

@@ -1,6 +1,6 @@
 """Published figures for the tasks ali measures, so a report can show ours beside them.
 
-Every figure comes from the paper notes (NOTES, which checked them against the papers).
+Every figure, with its source, is listed in docs/PAPER.md §7.
 `REFERENCE` maps (dataset, metric) to the published values for that metric on that dataset, each as
 (who, value, source). The metric names are the keys ali writes to metrics.json, and every value is
 in the unit ali's metric uses: fractions, not percentages (a published 95.7% is stored as 0.957),
@@ -34,7 +34,7 @@ _MINE = "Belghazi et al. 2018 (MINE), MNIST reconstructions"
 _BADGAN = "Dai et al. 2017 (Bad GAN)"
 
 REFERENCE: dict[tuple[str, str], list[Published]] = {
-    # §3: 25-Gaussian grid. The paper counts a mode covered when any sample is assigned to it
+    # docs/PAPER.md §4: 25-Gaussian grid. The paper counts a mode covered when any sample is assigned to it
     # (modes_covered); the later papers want a sample within 3 std (modes_covered_3sigma).
     ("toy25", "modes_covered"): [
         Published("ALI, 10 runs (± 5.8, min 8, max 25)", 13.4, f"{_ALI} §4.5"),
@@ -53,7 +53,7 @@ REFERENCE: dict[tuple[str, str], list[Published]] = {
         Published("ALI, PacGAN's re-run", 0.14, _PACGAN),
         Published("PacGAN4", 0.04, _PACGAN),
     ],
-    # §6: MNIST, scored with an MNIST classifier.
+    # docs/PAPER.md §7: MNIST, scored with an MNIST classifier.
     ("mnist", "classifier_is"): [
         Published("ALI (approx.)", 8.75, _ALICE),
         Published("ALICE", 9.28, _ALICE),
@@ -84,7 +84,7 @@ REFERENCE: dict[tuple[str, str], list[Published]] = {
     # MNIST semi-supervised, 100 labels (10 per class).
     ("mnist", "svm_error_100"): [Published("VAE M1 + TSVM", 0.118, "Kingma et al. 2014")],
     ("mnist", "kplus1_error_100"): [Published("Improved GAN (feature matching)", 0.0093, "Salimans et al. 2016")],
-    # §4: SVHN with 1,000 labels (100 per class).
+    # docs/PAPER.md §7: SVHN with 1,000 labels (100 per class).
     ("svhn", "svm_error_1000"): [
         Published("ALI + L2-SVM (± 0.50)", 0.1914, f"{_ALI} Table 1"),
         Published("DCGAN + L2-SVM", 0.2218, f"{_ALI} Table 1"),

@@ -1,4 +1,4 @@
-"""The authors' semi-supervised L2-SVM protocol (NOTES §4): linear SVMs on frozen encoder features.
+"""The authors' semi-supervised L2-SVM protocol (docs/PAPER.md §5): linear SVMs on frozen encoder features.
 
 Features (`encoder_features`): the encoder's mean `mu` followed by the flattened outputs of the
 last three batch-norm layers of the encoder stack, in evaluation mode (running averages), as
@@ -11,8 +11,8 @@ figure reported is the test error over `n_test_svms` fresh SVMs at that C (mean 
 Splits (`SVM_SPLITS`): pool and validation are ranges of the official train split, the test set
 is the official test split (MNIST and Fashion-MNIST 10,000 images, SVHN 26,032).
 Features are used raw, not standardised: the authors' experiments/semi_supervised_svhn.py feeds
-them to LinearSVC as they come. Two details of that released script differ from NOTES, which
-this module follows: the script trains each SVM on 1,000 pool examples drawn at random (not
+them to LinearSVC as they come. Two details of that released script differ from docs/PAPER.md §5,
+which this module follows: the script trains each SVM on 1,000 pool examples drawn at random (not
 class-balanced), and scores each C with a single SVM (its "10" is the validation set scored in
 10 chunks of 1,000); `n_val_svms=1` gives that search.
 
@@ -39,7 +39,7 @@ from torch import nn
 
 from ali.errors import AliError
 
-DEFAULT_CS = np.exp(np.linspace(-20, 20, 50))  # NOTES §4: C from exp(linspace(-20, 20, 50))
+DEFAULT_CS = np.exp(np.linspace(-20, 20, 50))  # docs/PAPER.md §5: C from exp(linspace(-20, 20, 50))
 FEATURE_BATCH = 500
 MAX_ITER = 1000  # liblinear's default, as the authors ran it
 SCORE_CHUNK = 10  # SVMs scored by one matrix product (see _errors)
@@ -335,7 +335,7 @@ def svhn_svm_splits(
     test_feats: torch.Tensor | np.ndarray,
     test_labels: torch.Tensor | np.ndarray,
 ) -> dict:
-    """The authors' SVHN splits (NOTES §4): pool = train[0:63257], validation = train[63257:73257],
+    """The authors' SVHN splits (docs/PAPER.md §5): pool = train[0:63257], validation = train[63257:73257],
     test = the 26,032 test images."""
     return _splits(train_feats, train_labels, test_feats, test_labels, SVHN_SPLIT, "SVHN")
 

@@ -1,4 +1,4 @@
-"""Mode-coverage and reconstruction metrics for 2-D Gaussian mixtures (NOTES §3).
+"""Mode-coverage and reconstruction metrics for 2-D Gaussian mixtures (docs/PAPER.md §4).
 
 All functions take plain point sets, so each can be checked on hand-built points.
 """

@@ -1,4 +1,4 @@
-"""The adversarial update shared by every method with a discriminator (NOTES §1).
+"""The adversarial update shared by every method with a discriminator (docs/PAPER.md §2).
 
 As in the authors' code: the generators run forward once, real and fake D inputs go through D as
 one concatenated batch, and D (on L_D) and the generators (on L_G) are updated simultaneously
@@ -167,7 +167,4 @@ def add_grads(params: Sequence[torch.Tensor], grads: Sequence[torch.Tensor | Non
             continue
         if g.stride() != p.stride():
             g = torch.empty_like(p).copy_(g)  # empty_like keeps a dense tensor's strides
-        if p.grad is None:
-            p.grad = g
-        else:
-            p.grad.add_(g)
+        p.grad = g if p.grad is None else p.grad + g

@@ -1,4 +1,4 @@
-"""ALI, the paper's objective (NOTES §1): D(x, Gz(x)) against D(Gx(z), z), nothing added."""
+"""ALI, the paper's objective (docs/PAPER.md §1): D(x, Gz(x)) against D(Gx(z), z), nothing added."""
 
 from __future__ import annotations
 

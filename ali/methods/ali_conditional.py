@@ -1,4 +1,4 @@
-"""Conditional ALI, the paper's attribute experiment (NOTES §5): D(x, Gz(x, y), y) against
+"""Conditional ALI, the paper's attribute experiment (docs/PAPER.md §6): D(x, Gz(x, y), y) against
 D(Gx(z, y), z, y), where y is the batch's condition vector (a one-hot class or binary attributes).
 
 Real and fake pairs share the batch's y, so D can only tell them apart by how x and z go together

@@ -83,7 +83,7 @@ class Method:
     keys: dict[str, Key] = field(default_factory=dict)  # the config keys the method owns (ali.keys)
     phases: int = 1  # consecutive phases of `steps` steps each, every one on the full schedule
     draws_prior: bool = True
-    # Conditional methods (the paper's §5) get each batch's condition vectors y as a third step
+    # Conditional methods (docs/PAPER.md §6) get each batch's condition vectors y as a third step
     # argument: one-hot class labels or binary attributes of size settings["condition_dim"].
     conditional: bool = False
     # Refuses (AliError) a combination of the method's settings in which a key would be ignored.

@@ -1,4 +1,4 @@
-"""Baseline (b) of NOTES §3: a GAN (decoder against D(x)) plus an encoder that learns the inverse
+"""Baseline (b) of docs/PAPER.md §4: a GAN (decoder against D(x)) plus an encoder that learns the inverse
 mapping on the generator's own samples, minimising E||z - Gz(Gx(z))||^2."""
 
 from __future__ import annotations

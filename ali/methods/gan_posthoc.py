@@ -1,4 +1,4 @@
-"""Baseline (c) of NOTES §3: a GAN first, then post-hoc inference with the ALI procedure.
+"""Baseline (c) of docs/PAPER.md §4: a GAN first, then post-hoc inference with the ALI procedure.
 
 Two phases of `steps` steps each, each on the full learning-rate schedule, so the GAN gets the
 same training as every other method's generator: (1) the decoder against D(x); (2) the decoder

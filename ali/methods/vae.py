@@ -1,4 +1,4 @@
-"""Baseline (d) of NOTES §3: a VAE with the same encoder (with a Gaussian head) and decoder.
+"""Baseline (d) of docs/PAPER.md §4: a VAE with the same encoder (with a Gaussian head) and decoder.
 
 The loss is the negative ELBO per example, -log p(x|z) summed over every data dimension plus
 KL(q(z|x) || N(0, I)), averaged over the batch. The likelihood suits the data:

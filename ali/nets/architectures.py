@@ -1,6 +1,6 @@
 """Each architecture as data: layer tables to hold against the paper's appendix tables.
 
-`Layer(op, out, k, s, bn, act, drop)`: see ali.training.networks. Row comments give the paper's
+`Layer(op, out, k, s, bn, act, drop)`: see ali.nets.layers. Row comments give the paper's
 notation (k/s, C) and the spatial size after the layer.
 """
 
@@ -34,7 +34,7 @@ def _mlp(widths: list[int], out: int, **hidden) -> list[Layer]:
     return [Layer("dense", w, **hidden) for w in widths] + [Layer("dense", out)]
 
 
-# NOTES §3: toy networks for 2-D data, latent 2, weights N(0, 0.02).
+# docs/PAPER.md §4: toy networks for 2-D data, latent 2, weights N(0, 0.02).
 TOY = Architecture(
     x_shape=(2,),
     latent_dim=2,

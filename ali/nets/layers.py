@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-BN_MOMENTUM = 0.05  # NOTES §1: running averages with momentum 0.05 for evaluation
+BN_MOMENTUM = 0.05  # docs/PAPER.md §2: running averages with momentum 0.05 for evaluation
 
 
 @dataclass(frozen=True)
@@ -171,16 +171,36 @@ def build_stack(table: list[Layer], in_width: int, in_size: int | None = None) -
     return nn.Sequential(*modules)
 
 
-def init_weights(module: nn.Module, std: float) -> None:
-    """NOTES §1: weights ~ N(0, std), biases 0; batch-norm scales 1, shifts 0."""
+def init_weights(module: nn.Module, std: float, tconv_init: str = "normal") -> None:
+    """docs/PAPER.md §2: weights ~ N(0, std), biases 0; batch-norm scales 1, shifts 0.
+
+    tconv_init="nearest": each strided transposed convolution whose kernel the stride divides
+    starts as nearest-neighbour upsampling followed by a convolution (Aitken et al. 2017): its
+    N(0, std) taps are drawn once per stride x stride block and repeated across the block, so the
+    even and odd output pixels, made by different taps, start equal instead of alternating (the
+    checkerboard of ali.evaluation.artifacts). The same layers and parameters; only the start."""
     for m in module.modules():
         if isinstance(m, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)):
             nn.init.normal_(m.weight, 0.0, std)
+            if tconv_init == "nearest" and nearest_init_applies(m):
+                s = m.stride[0]
+                block = torch.randn(*m.weight.shape[:2], m.kernel_size[0] // s, m.kernel_size[1] // s) * std
+                with torch.no_grad():
+                    m.weight.copy_(block.repeat_interleave(s, 2).repeat_interleave(s, 3))
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
         elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
             nn.init.ones_(m.weight)
             nn.init.zeros_(m.bias)
+
+
+def nearest_init_applies(m: nn.Module) -> bool:
+    """A transposed convolution with a stride above 1 that divides its kernel in both directions."""
+    return (
+        isinstance(m, nn.ConvTranspose2d)
+        and m.stride[0] == m.stride[1] > 1
+        and all(k % s == 0 for k, s in zip(m.kernel_size, m.stride))
+    )
 
 
 class DenseConv2d(nn.Conv2d):

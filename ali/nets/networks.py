@@ -48,7 +48,7 @@ class GaussianEncoder(nn.Module):
 
 
 class NoiseEncoder(nn.Module):
-    """The toy encoder: z = MLP([x, eps]), eps ~ N(0, I) of the data's width (NOTES §3)."""
+    """The toy encoder: z = MLP([x, eps]), eps ~ N(0, I) of the data's width (docs/PAPER.md §4)."""
 
     INPUTS = ("x",)
 
@@ -79,7 +79,7 @@ class Decoder(nn.Module):
 
     @torch.no_grad()
     def init_untied_bias(self, x: torch.Tensor, clip: float = 1e-3) -> None:
-        """NOTES §1: untied biases = log-odds of the mean of `x` (N x C x H x W in [0, 1]) per pixel.
+        """docs/PAPER.md §2: untied biases = log-odds of the mean of `x` (N x C x H x W in [0, 1]) per pixel.
 
         The mean is clipped to [clip, 1 - clip] because pixels that are always 0 (MNIST's border)
         would give -inf; with a sigmoid output the decoder then starts at the data's mean image.
@@ -140,6 +140,7 @@ class MarginalDiscriminator(nn.Module):
     def __init__(self, x_table: list[Layer], joint_table: list[Layer], x_shape: tuple[int, ...]):
         super().__init__()
         conv = bool(x_table) and x_table[0].op != "dense"
+        self.x_shape = tuple(x_shape)  # its own input: images, (x, x) pairs or codes (ALICE's side Ds)
         self.dx = build_stack(x_table, x_shape[0], _size(x_shape))
         dx_out = out_width(x_table[-1]) if x_table else x_shape[0]
         self.joint = build_stack(joint_table, dx_out, 1 if conv else None)

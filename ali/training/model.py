@@ -30,7 +30,7 @@ def build_model(config: TrainConfig) -> tuple[Model, Optimizers]:
     method = get_method(config.method)
     arch = ARCHITECTURES[config.arch]
     model = Model(method.networks(arch, settings(config)), arch, method.name, config)
-    init_weights(model, config.init_std)
+    init_weights(model, config.init_std, config.tconv_init)
     # fused=True: one kernel for all tensors; the per-tensor loop was a third of a toy step's time.
     adam = dict(lr=config.lr, betas=(config.beta1, config.beta2), fused=True)
     groups = {name: model.parameters_of(nets) for name, nets in method.optimizers.items()}

@@ -1,4 +1,4 @@
-"""The ALI objective exactly as the authors computed it, on D's logits (NOTES §1)."""
+"""The ALI objective exactly as the authors computed it, on D's logits (docs/PAPER.md §1)."""
 
 from __future__ import annotations
 

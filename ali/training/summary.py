@@ -48,7 +48,8 @@ def describe(model: Model) -> str:
     }
     lines = []
     for name, net in model.items():
-        inputs = [dummy[key] for key in getattr(net, "INPUTS", ())]
+        own_x = getattr(net, "x_shape", None)  # a marginal D on (x, x) pairs or on codes
+        inputs = [torch.zeros(2, *own_x) if key == "x" and own_x else dummy[key] for key in getattr(net, "INPUTS", ())]
         lines.append(f"{name}: input {[tuple(i.shape[1:]) for i in inputs]}, {count_parameters(net):,} parameters")
         if inputs:
             lines.extend(_layer_rows(net, *inputs))
