@@ -21,15 +21,15 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ali import checkpoint as ckpt
 from ali.config import TrainConfig
 from ali.data.dataset import as_conditions
 from ali.errors import AliError
 from ali.evaluation.image_eval import decode, encode
-from ali.generate import load_image_run
 from ali.nets.model import Model
+from ali.pictures import load_image_run
 from ali.rundir import METRICS_FILE
-from ali.training import checkpoint as ckpt
-from ali.training.model import condition_dim
+from ali.training.build import condition_dim
 
 
 class TrainedModel:

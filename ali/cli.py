@@ -8,7 +8,8 @@ import json
 import sys
 from pathlib import Path
 
-from ali import generate
+from ali import checkpoint as ckpt
+from ali import pictures
 from ali.config import TrainConfig, for_method, load_config_source, make_config, parse_overrides, to_dict
 from ali.data import load_dataset, load_image_dataset
 from ali.data.download import download_dataset
@@ -17,17 +18,16 @@ from ali.evaluation.classifier import DATASETS as CLASSIFIER_DATASETS
 from ali.evaluation.classifier import default_classifier_path, save_classifier, train_classifier
 from ali.evaluation.evaluate import DEFAULT_METRICS, METRIC_GROUPS, SAMPLES, evaluate_model, parse_metrics
 from ali.evaluation.grids import save_image
-from ali.generate_conditional import conditional_grid
+from ali.generate import conditional_grid
 from ali.keys import DATA_DIR_ENV, default_data_dir
 from ali.methods import METHODS
 from ali.presets import PRESETS
-from ali.report import write_report
+from ali.report.pages import write_report
 from ali.rundir import METRICS_FILE, load_run_config, read_condition_names
 from ali.study import run_study
-from ali.training import checkpoint as ckpt
+from ali.training.build import build_model, condition_dim
 from ali.training.hardware import resolve_device, resolve_precision
 from ali.training.loop import train
-from ali.training.model import build_model, condition_dim
 from ali.training.summary import describe, parameter_counts
 
 # Help text for --data-dir where no run fixes the folder (a trained run reads from its own data_dir).
@@ -119,21 +119,21 @@ def cmd_study(args: argparse.Namespace) -> int:
 
 def cmd_pictures(args: argparse.Namespace) -> int:
     """`ali sample | reconstruct | interpolate`: one PNG grid from a trained image run."""
-    config, model, step = generate.load_image_run(Path(args.run))
+    config, model, step = pictures.load_image_run(Path(args.run))
     if condition_dim(config):
         raise AliError(
             f"{args.run} is a conditional run: draw its samples with `ali generate --run {args.run} --conditions SPEC`"
         )
     if args.command == "sample":
-        image = generate.sample_image(model, args.n, args.seed)
+        image = pictures.sample_image(model, args.n, args.seed)
     else:
         if args.data_dir is not None:
             config = dataclasses.replace(config, data_dir=args.data_dir)
         dataset = load_dataset(config.dataset, config.data_dir)
         if args.command == "reconstruct":
-            image = generate.reconstruct_image(model, dataset, args.n, args.seed)
+            image = pictures.reconstruct_image(model, dataset, args.n, args.seed)
         else:
-            image = generate.interpolate_image(model, dataset, args.pairs, args.steps, args.seed)
+            image = pictures.interpolate_image(model, dataset, args.pairs, args.steps, args.seed)
     save_image(image, Path(args.out))
     print(f"{args.out}: {image.width}x{image.height} from checkpoint step {step} of {args.run}")
     return 0
@@ -142,7 +142,7 @@ def cmd_pictures(args: argparse.Namespace) -> int:
 def cmd_generate(args: argparse.Namespace) -> int:
     """`ali generate`: a conditional run's samples, rows of fixed z by columns of conditions."""
     run = Path(args.run)
-    config, model, step = generate.load_image_run(run)
+    config, model, step = pictures.load_image_run(run)
     image = conditional_grid(model, config, read_condition_names(run), args.z_seed, args.conditions, args.rows)
     save_image(image, Path(args.out))
     print(f"{args.out}: {image.width}x{image.height} from checkpoint step {step} of {args.run}")
@@ -152,7 +152,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     """`ali evaluate --run DIR`: the paper's metrics of a trained image run, as one JSON object."""
     run = Path(args.run)
-    config, model, step = generate.load_image_run(run, f"its metrics are in {run / METRICS_FILE}")
+    config, model, step = pictures.load_image_run(run, f"its metrics are in {run / METRICS_FILE}")
     data_dir = args.data_dir or config.data_dir
     dataset = load_dataset(config.dataset, data_dir)
     metrics = evaluate_model(

@@ -19,7 +19,9 @@ from ali.errors import AliError
 from ali.keys import Rule, default_data_dir, in_range, one_of
 from ali.methods import METHODS, method_keys
 from ali.nets.architectures import ARCHITECTURES
-from ali.training.hardware import PRECISIONS
+
+# The `precision` key's values; ali.training.hardware resolves "auto" and builds each.
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 
 @dataclass(frozen=True)

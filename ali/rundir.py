@@ -1,13 +1,18 @@
-"""A run directory: its file names, how one is created, and the one loader of a trained run.
+"""A run directory: its file names, how one is created, its saved config and condition names.
 
 training_options.json    the resolved config, plus what "auto" resolved to ("resolved")
 stats.jsonl              one line per `log_every` steps: step, losses, lr, rate; guard events
-checkpoint-*.safetensors the newest `keep_checkpoints` snapshots (ali.training.checkpoint)
-best.json                the checkpoint with the best score (ali.training.checkpoint)
+checkpoint-*.safetensors the newest `keep_checkpoints` snapshots (ali.checkpoint)
+balanced.json            the checkpoint closest to the game's balance by the method's score (the
+                         VAE's: lowest nll + kl), kept too (ali.checkpoint; best.json in runs of
+                         earlier versions, still read)
 metrics.json             the final evaluation
 comparison.png           (toy data) the paper's five-panel figure for this run's method
 samples.png, reconstructions.png, samples-<step>.png   (images) picture grids
-report.html              the run's report (ali.report)
+conditions.json          (conditional runs) what each entry of a condition vector means
+report.html              the run's report (ali.report.pages)
+
+The one loader of a trained run, which builds its model, is ali.training.build.load_trained.
 """
 
 from __future__ import annotations
@@ -16,11 +21,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ali import checkpoint as ckpt
 from ali.config import TrainConfig, make_config, to_dict
 from ali.errors import AliError
-from ali.nets.model import Model
-from ali.training import checkpoint as ckpt
-from ali.training.model import build_model
 
 OPTIONS_FILE = "training_options.json"
 STATS_FILE = "stats.jsonl"
@@ -70,23 +73,6 @@ def load_run_config(run_dir: Path, overrides: dict[str, Any] | None = None) -> T
     if values.get("precision") == "auto" and resolved.get("precision"):
         values["precision"] = resolved["precision"]
     return make_config({**values, **(overrides or {})})
-
-
-def restore_trained(run_dir: Path, config: TrainConfig) -> tuple[Model, int]:
-    """The run's model in evaluation mode, restored from its newest valid checkpoint, and that step."""
-    model, _ = build_model(config)
-    _, tensors, header = ckpt.newest_valid_checkpoint(run_dir)
-    step = ckpt.restore(tensors, header, model, restore_rng=False)
-    model.eval()
-    return model, step
-
-
-def load_trained(run_dir: Path | str) -> tuple[TrainConfig, Model, int]:
-    """A finished or interrupted run's config, its model from the newest valid checkpoint, that step."""
-    run_dir = Path(run_dir)
-    config = load_run_config(run_dir)
-    model, step = restore_trained(run_dir, config)
-    return config, model, step
 
 
 def write_condition_names(run_dir: Path, names: tuple[str, ...]) -> None:

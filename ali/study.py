@@ -24,17 +24,18 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from ali.checkpoint import atomic_write_json
 from ali.config import for_method, make_config, to_dict
 from ali.data import load_dataset
 from ali.errors import AliError
 from ali.evaluation.evaluate import check_svm_dataset, svm_metrics
-from ali.evaluation.figures import comparison_rows, picture_rows, save_png
 from ali.evaluation.toy_eval import data_extent, toy_panels
-from ali.generate import reconstruct_image, sample_image
 from ali.methods import get_method, method_keys
-from ali.report import write_report
-from ali.rundir import METRICS_FILE, OPTIONS_FILE, load_trained
-from ali.training.checkpoint import atomic_write_json
+from ali.pictures import reconstruct_image, sample_image
+from ali.report.figures import comparison_rows, picture_rows, save_png
+from ali.report.pages import write_report
+from ali.rundir import METRICS_FILE, OPTIONS_FILE
+from ali.training.build import load_trained
 from ali.training.loop import train
 
 SVM_KEY = "svm_error_100"  # the L2-SVM column: 10 labels per class

@@ -27,8 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script 
 from ali.config import make_config  # noqa: E402
 from ali.nets.architectures import ARCHITECTURES  # noqa: E402
 from ali.nets.layers import DenseConv2d, DenseConvTranspose2d  # noqa: E402
+from ali.training.build import build_model  # noqa: E402
 from ali.training.hardware import machine_line, resolve_precision  # noqa: E402
-from ali.training.model import build_model  # noqa: E402
 from benchmarks.throughput import interleaved_seconds, sgemm_gflops  # noqa: E402
 
 ARCHS = tuple(name for name, spec in ARCHITECTURES.items() if len(spec.x_shape) == 3)

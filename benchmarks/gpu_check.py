@@ -43,14 +43,15 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as a script from anywhere
 
+from ali import checkpoint as ckpt  # noqa: E402
 from ali.config import for_method, make_config  # noqa: E402
+from ali.data.batches import to_model_layout  # noqa: E402
 from ali.methods import METHODS  # noqa: E402
 from ali.nets.architectures import ARCHITECTURES  # noqa: E402
 from ali.presets import PRESETS  # noqa: E402
-from ali.training import checkpoint as ckpt  # noqa: E402
-from ali.training.hardware import machine_line, make_runtime, prepare_model, resolve_precision, to_model_layout  # noqa: E402
+from ali.training.build import build_model, build_step  # noqa: E402
+from ali.training.hardware import machine_line, make_runtime, prepare_model, resolve_precision  # noqa: E402
 from ali.training.loop import train  # noqa: E402
-from ali.training.model import build_model, build_step  # noqa: E402
 
 PRECISIONS = ("bf16", "fp16", "fp32")
 PAPER_ARCHS = ("mnist", "cifar10", "svhn", "celeba64", "imagenet64")
@@ -138,7 +139,7 @@ def run_resume(args: argparse.Namespace, work: Path) -> dict:
     first, *later = ckpt.list_checkpoints(resumed)
     for path in later:
         path.unlink()
-    for name in ("metrics.json", "best.json"):
+    for name in ("metrics.json", "balanced.json"):
         (resumed / name).unlink(missing_ok=True)
     train(config, resumed, resume=True, progress=False)
     a = ckpt.read_checkpoint(ckpt.list_checkpoints(through)[-1])[0]

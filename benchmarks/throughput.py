@@ -8,7 +8,7 @@ machine hits both alike; each side's figure is its median round. Reported per si
 images/s, FLOPs per step (torch.utils.flop_counter, counted once outside the timing) and the
 achieved GFLOP/s, beside the fp32 matrix-multiply GFLOP/s measured here, and the machine (CPU,
 torch's kernel capability, native bf16 or not). "Ours" is the ALI method's step as the trainer
-builds it (training.model.build_step on a model prepared by training.hardware: channels_last,
+builds it (training.build.build_step on a model prepared by training.hardware: channels_last,
 dense-equivalent convs as GEMMs, autocast at the precision "auto" resolves to, unless
 --precision says otherwise); the reference is benchmarks/reference_step.py (alternating D then
 G, separate D passes, NCHW, fp32). With --json the last line printed is one JSON object (keys
@@ -36,9 +36,10 @@ from torch.utils.flop_counter import FlopCounterMode
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 
 from ali.config import make_config  # noqa: E402
+from ali.data.batches import to_model_layout  # noqa: E402
 from ali.nets.architectures import ARCHITECTURES  # noqa: E402
-from ali.training.hardware import machine_line, make_runtime, prepare_model, resolve_precision, to_model_layout  # noqa: E402
-from ali.training.model import build_model, build_step  # noqa: E402
+from ali.training.build import build_model, build_step  # noqa: E402
+from ali.training.hardware import machine_line, make_runtime, prepare_model, resolve_precision  # noqa: E402
 from benchmarks.reference_step import reference_reconstruct, reference_step  # noqa: E402
 
 JSON_KEYS = (

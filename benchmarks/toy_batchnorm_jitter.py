@@ -24,8 +24,9 @@ import torch
 
 from ali.data import load_dataset
 from ali.data.prior import SobolNormal
+from ali.evaluation.image_eval import EVAL_SEED
 from ali.evaluation.toy_metrics import high_quality_fraction, mode_offset
-from ali.rundir import load_trained
+from ali.training.build import load_trained
 
 
 @torch.inference_mode()
@@ -42,8 +43,8 @@ def main() -> None:
     eval_decoder = model.decoder.eval()
     train_decoder = copy.deepcopy(model.decoder).train()  # a copy: its running averages may move
     n, dim = config.batch_size, model.arch.latent_dim
-    generator = torch.Generator().manual_seed(2017)
-    sobol = SobolNormal(dim, seed=2017)
+    generator = torch.Generator().manual_seed(EVAL_SEED)  # evaluation noise, as ali.evaluation draws it
+    sobol = SobolNormal(dim, seed=EVAL_SEED)
     draws = {"random": lambda step: torch.randn(n, dim, generator=generator), "sobol": lambda step: sobol(n, step)}
 
     report = {}

@@ -6,7 +6,7 @@
   config's default data_dir finds them; tests of the default itself unset it.
 - Training runs in tests skip the HTML report (matplotlib drawing is a second per run, and the
   suite trains dozens of tiny runs); tests marked `report` keep it (tests/test_report*.py call
-  ali.report directly).
+  ali.report.pages directly).
 """
 
 from __future__ import annotations

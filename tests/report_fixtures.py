@@ -77,8 +77,9 @@ def write_stats(path: Path, keys: tuple[str, ...], steps: int = 300, every: int 
 def write_checkpoints(run_dir: Path, steps: tuple[int, ...]) -> None:
     for step in steps:  # the report only lists them: name and size, never reads the tensors
         (run_dir / f"checkpoint-{step:09d}.safetensors").write_bytes(b"\0" * 2048)
-    best = f"checkpoint-{steps[0]:09d}.safetensors"
-    write_json(run_dir / "best.json", {"file": best, "step": steps[0], "score": 0.0755, "criterion": "mean |loss_d - 2 ln 2|"})
+    balanced = f"checkpoint-{steps[0]:09d}.safetensors"
+    record = {"file": balanced, "step": steps[0], "score": 0.0755, "criterion": "mean |loss_d - 2 ln 2|"}
+    write_json(run_dir / "balanced.json", record)
 
 
 def toy_run(run_dir: Path, method: str = "ali", seed: int = 0, stats: bool = True) -> Path:

@@ -7,9 +7,10 @@ from collections.abc import Callable
 import torch
 
 from ali.data.dataset import Dataset
+from ali.methods.base import StepRuntime
 from ali.nets.model import Model
-from ali.training.hardware import StepRuntime, make_runtime
-from ali.training.model import build_step, condition_dim
+from ali.training.build import build_step, condition_dim
+from ali.training.hardware import make_runtime
 
 
 def built_step(

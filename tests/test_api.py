@@ -14,7 +14,7 @@ import ali
 from ali.cli import main
 from ali.errors import AliError
 from ali.evaluation.grids import image_grid
-from tests.test_generate import run_dir  # noqa: F401  the tiny trained image run (module fixture)
+from tests.test_pictures import run_dir  # noqa: F401  the tiny trained image run (module fixture)
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 

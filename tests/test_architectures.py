@@ -13,7 +13,7 @@ from ali.config import make_config
 from ali.methods import METHODS
 from ali.nets.architectures import ARCHITECTURES
 from ali.nets.layers import Dropout, Maxout
-from ali.training.model import build_model
+from ali.training.build import build_model
 from ali.training.summary import parameter_counts
 from tests.stepping import train_step
 

@@ -12,10 +12,10 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from ali import checkpoint as ckpt
 from ali.config import make_config
 from ali.errors import AliError
-from ali.training import checkpoint as ckpt
-from ali.training.model import build_model
+from ali.training.build import build_model
 
 
 def _tiny() -> tuple[torch.nn.Module, dict[str, torch.optim.Optimizer]]:
@@ -162,3 +162,18 @@ def test_fuzz_mutated_checkpoints_parse_or_raise_ali_error(data: st.DataObject) 
     except AliError:
         return
     assert isinstance(header["step"], int) and isinstance(tensors, dict)
+
+
+def test_balanced_json_is_written_and_an_older_runs_best_json_is_read(tmp_path: Path) -> None:
+    for step in (100, 200, 300):
+        ckpt.checkpoint_path(tmp_path, step).write_bytes(b"\0")
+    old = {"file": ckpt.checkpoint_path(tmp_path, 100).name, "step": 100, "score": 0.5, "criterion": "c"}
+    (tmp_path / ckpt.LEGACY_BALANCED_FILE).write_text(json.dumps(old))
+    assert ckpt.read_balanced(tmp_path) == old  # a run of an earlier version: its best.json counts
+    ckpt.prune_checkpoints(tmp_path, keep=1)
+    assert [p.name for p in ckpt.list_checkpoints(tmp_path)] == [old["file"], ckpt.checkpoint_path(tmp_path, 300).name]
+    ckpt.update_balanced(tmp_path, ckpt.checkpoint_path(tmp_path, 300), 300, 0.9, "c")  # further from balance: kept as is
+    assert ckpt.read_balanced(tmp_path) == old and not (tmp_path / ckpt.BALANCED_FILE).exists()
+    ckpt.update_balanced(tmp_path, ckpt.checkpoint_path(tmp_path, 300), 300, 0.1, "c")
+    assert ckpt.read_balanced(tmp_path)["step"] == 300
+    assert (tmp_path / ckpt.BALANCED_FILE).is_file() and not (tmp_path / ckpt.LEGACY_BALANCED_FILE).exists()

@@ -1,4 +1,4 @@
-"""Conditional ALI (ali.methods.ali_conditional) and its grids (ali.generate_conditional).
+"""Conditional ALI (ali.methods.ali_conditional) and its grids (ali.generate).
 
 Everything runs the small `mnist` architecture at batch 4-8 on synthetic labelled images (bright
 squares at random places, random classes or random binary attributes), so no dataset files are
@@ -17,19 +17,18 @@ from PIL import Image
 
 import ali
 import ali.training.loop as loop
-from ali import generate_conditional
+from ali import checkpoint as ckpt
+from ali import generate
 from ali.cli import main
 from ali.config import make_config
 from ali.data.dataset import Dataset, as_conditions
 from ali.errors import AliError
-from ali.generate_conditional import conditional_grid
+from ali.generate import conditional_grid
 from ali.methods import ali_conditional
 from ali.nets.architectures import ARCHITECTURES
 from ali.presets import PRESETS
-from ali.rundir import load_trained
-from ali.training import checkpoint as ckpt
+from ali.training.build import build_model, build_step, load_trained
 from ali.training.hardware import make_runtime
-from ali.training.model import build_model, build_step
 
 H = W = 28
 PAD = 2
@@ -256,13 +255,13 @@ def test_a_run_on_more_classes_than_its_condition_dim_is_refused(monkeypatch, tm
 def _decoded(monkeypatch) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """Record what conditional_grid decodes (z, y), tile by tile."""
     calls: list[tuple[torch.Tensor, torch.Tensor]] = []
-    real = generate_conditional.decode
+    real = generate.decode
 
     def spy(model, z, conditions):
         calls.append((z.clone(), conditions.clone()))
         return real(model, z, conditions)
 
-    monkeypatch.setattr(generate_conditional, "decode", spy)
+    monkeypatch.setattr(generate, "decode", spy)
     return calls
 
 

@@ -10,12 +10,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from ali import checkpoint as ckpt
 from ali import cli, rundir
 from ali.config import FIELD_TYPES, RULES, load_config_source, make_config, parse_overrides
 from ali.errors import AliError
 from ali.keys import DATA_DIR_ENV
 from ali.presets import PRESETS
-from ali.training import checkpoint as ckpt
 
 
 def _bad_value(key: str) -> str:

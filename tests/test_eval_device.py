@@ -22,13 +22,13 @@ from ali.data.toy import load_toy
 from ali.evaluation import evaluate
 from ali.evaluation.image_eval import decode, encode, evaluate_images, in_chunks, write_sample_grid
 from ali.evaluation.toy_eval import toy_panels
-from ali.generate import interpolate_image, reconstruct_image, sample_image
-from ali.generate_conditional import conditional_grid
+from ali.generate import conditional_grid
 from ali.methods.ali_kplus1 import class_predictions
 from ali.nets.architectures import ARCHITECTURES
 from ali.nets.model import Model
+from ali.pictures import interpolate_image, reconstruct_image, sample_image
 from ali.presets import PRESETS
-from ali.training.model import build_model
+from ali.training.build import build_model
 from tests.test_evaluate import digits, stub_classifier
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])

@@ -22,10 +22,10 @@ from ali.evaluation.classifier import fit_classifier, save_classifier
 from ali.evaluation.evaluate import code_norm_by_class
 from ali.evaluation.image_eval import EVAL_SEED
 from ali.methods.ali_kplus1 import ClassDiscriminator
+from ali.methods.objective import ali_losses
 from ali.nets.model import Model
 from ali.presets import PRESETS
-from ali.rundir import load_trained
-from ali.training.objective import ali_losses
+from ali.training.build import load_trained
 from tests.shared_data import require_shared
 
 

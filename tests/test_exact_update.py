@@ -18,13 +18,15 @@ import sys
 import pytest
 import torch
 
+from ali import checkpoint as ckpt
 from ali.config import make_config, to_dict
+from ali.data.batches import to_model_layout
 from ali.methods import METHODS
 from ali.methods import adversarial as adv
-from ali.training import checkpoint as ckpt
+from ali.methods.base import StepRuntime
+from ali.training.build import build_model
 from ali.training.guard import DivergenceGuard
-from ali.training.hardware import StepRuntime, prepare_model, to_model_layout
-from ali.training.model import build_model
+from ali.training.hardware import prepare_model
 from tests.stepping import built_step, train_step
 
 

@@ -10,7 +10,7 @@ from ali.config import make_config
 from ali.nets import architectures
 from ali.nets.architectures import TOY, Architecture
 from ali.nets.layers import Layer
-from ali.training.model import build_model
+from ali.training.build import build_model
 from tests.stepping import train_step
 
 # The toy nets with a small D that has dropout on every layer's input.

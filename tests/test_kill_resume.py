@@ -27,9 +27,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from ali import checkpoint as ckpt
 from ali.config import make_config
 from ali.presets import PRESETS
-from ali.training import checkpoint as ckpt
 from ali.training.loop import train
 
 KILLS = 20

@@ -24,8 +24,8 @@ from ali.methods.ali_kplus1 import class_predictions, labelled_set
 from ali.nets.architectures import ARCHITECTURES
 from ali.nets.model import Model
 from ali.presets import PRESETS
+from ali.training.build import build_model, build_step
 from ali.training.hardware import make_runtime
-from ali.training.model import build_model, build_step
 
 K = 10
 STEPS = 40

@@ -8,7 +8,7 @@ from ali.methods.adversarial import update_mode
 from ali.nets.layers import Layer
 from ali.nets.networks import GaussianEncoder
 from ali.presets import PRESETS
-from ali.training.model import build_model
+from ali.training.build import build_model
 from tests.stepping import train_step
 
 IMAGE_ONLY = ("ali-conditional", "ali-kplus1")  # tested on image nets: tests/test_architectures.py, test_conditional.py

@@ -3,7 +3,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from ali.training.objective import ali_losses, generator_to_discriminator_grad_ratio
+from ali.methods.objective import ali_losses, generator_to_discriminator_grad_ratio
 
 
 def test_losses_equal_the_formulas_on_known_logits():

@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from ali.config import make_config
+from ali.config import PRECISIONS, make_config
 from ali.rundir import load_run_config
 from ali.training import hardware
 from ali.training.loop import train
@@ -66,7 +66,7 @@ def test_resume_keeps_the_runs_resolved_precision_on_another_machine(tmp_path, n
 
 
 def test_fp16_stays_an_explicit_gpu_choice():
-    assert "fp16" in hardware.PRECISIONS and hardware.resolve_precision("auto", CPU) in ("fp32", "bf16")
+    assert "fp16" in PRECISIONS and hardware.resolve_precision("auto", CPU) in ("fp32", "bf16")
 
 
 def test_an_isa_cap_below_bf16_means_no_native_bf16(monkeypatch):

@@ -7,9 +7,9 @@ import io
 import torch
 from tqdm import tqdm
 
+from ali import progress
 from ali.evaluation.classifier import DomainClassifier, predict
-from ali.training import progress
-from ali.training.progress import PlainProgress, progress_bar
+from ali.progress import PlainProgress, progress_bar
 
 
 class _Terminal(io.StringIO):

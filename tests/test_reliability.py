@@ -16,11 +16,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from ali import checkpoint as ckpt
 from ali import cli
 from ali.config import make_config
 from ali.errors import AliError
 from ali.presets import PRESETS
-from ali.training import checkpoint as ckpt
 from ali.training import loop
 
 SMALL = {

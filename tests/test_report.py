@@ -1,5 +1,5 @@
-"""ali.report on hand-written run and study directories: the page is self-contained, shows what the
-directory holds and says what it lacks; ali.evaluation.reference holds well-formed published figures."""
+"""ali.report.pages on hand-written run and study directories: the page is self-contained, shows what the
+directory holds and says what it lacks; ali.report.reference holds well-formed published figures."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import pytest
 import report_fixtures as fx
 
 from ali.errors import AliError
-from ali.evaluation.reference import REFERENCE, published
-from ali.report import metrics_table, read_stats, write_report
+from ali.report.pages import metrics_table, read_stats, write_report
+from ali.report.reference import REFERENCE, published
 
 
 class _Refs(HTMLParser):
@@ -67,7 +67,7 @@ def test_toy_run_report(tmp_path):
     assert "Missing from this directory" not in text
     assert "divergence" in text and "d_wins" in text  # guard events in their table
     assert "torn last line" in text  # the half-written last stats line is skipped, and said so
-    assert "checkpoint-000000300.safetensors" in text and "best: mean |loss_d - 2 ln 2|" in text
+    assert "checkpoint-000000300.safetensors" in text and "balanced: mean |loss_d - 2 ln 2|" in text
     n_images = sum(t == "img" for t, _ in refs.tags)
     assert n_images == 4  # losses, lr, throughput, comparison.png
     assert not list(run.glob(".*tmp*"))  # written atomically: no temporary file left behind
@@ -149,12 +149,21 @@ def test_damaged_files_are_reported_not_fatal(tmp_path):
     run = fx.toy_run(tmp_path / "run")
     (run / "comparison.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
     (run / "metrics.json").write_text('{"modes_covered": 2')  # cut off mid-write
-    (run / "best.json").write_text("[]")
+    (run / "balanced.json").write_text("[]")
     text, refs = parse_page(write_report(run))
     assert_self_contained(text, refs)
     assert "comparison.png is damaged" in text
     assert "metrics.json (unreadable" in text
-    assert "best.json is damaged" in text
+    assert "balanced.json is damaged" in text
+
+
+def test_an_older_runs_best_json_still_marks_the_balanced_checkpoint(tmp_path):
+    run = fx.toy_run(tmp_path / "run")
+    (run / "balanced.json").rename(run / "best.json")  # the record's name before it said what it holds
+    text, _ = parse_page(write_report(run))
+    assert "balanced: mean |loss_d - 2 ln 2|" in text
+    (run / "best.json").write_text("[]")
+    assert "best.json is damaged" in parse_page(write_report(run))[0]
 
 
 def test_stats_reader_separates_rows_events_and_torn_lines(tmp_path):

@@ -17,7 +17,7 @@ import pytest
 import report_fixtures as fx
 from PIL import Image
 
-from ali.report import write_report
+from ali.report.pages import write_report
 
 
 @pytest.fixture(scope="session")

@@ -6,13 +6,13 @@ import torch
 from sklearn.svm import LinearSVC
 from torch import nn
 
+from ali.data.batches import balanced_subset
 from ali.errors import AliError
 from ali.evaluation.semisupervised import (
     _Labelled,
     _SvmData,
-    balanced_subset,
     encoder_features,
-    mnist_svm_splits,
+    mnist_family_svm_splits,
     svhn_svm_splits,
     svm_protocol,
 )
@@ -152,13 +152,13 @@ def test_mnist_splits_are_the_protocol_ranges_and_disjoint():
         torch.arange(10_000).view(-1, 1) + 10**6,
         torch.arange(10_000) % 10,
     )
-    splits = mnist_svm_splits(train, train_labels, test, test_labels)
+    splits = mnist_family_svm_splits(train, train_labels, test, test_labels)
     pool_ids, val_ids = splits["pool_feats"].ravel(), splits["val_feats"].ravel()
     assert pool_ids.tolist() == list(range(50_000)) and val_ids.tolist() == list(range(50_000, 60_000))
     labelled = pool_ids[balanced_subset(splits["pool_labels"], 10, 0)]
     assert not set(labelled.tolist()) & (set(val_ids.tolist()) | set(splits["test_feats"].ravel().tolist()))
     with pytest.raises(AliError, match="60000 rows"):
-        mnist_svm_splits(train[:59_000], train_labels[:59_000], test, test_labels)
+        mnist_family_svm_splits(train[:59_000], train_labels[:59_000], test, test_labels)
 
 
 def test_svhn_splits_are_the_authors():

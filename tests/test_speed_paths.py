@@ -15,14 +15,15 @@ import pytest
 import torch
 
 from ali.config import for_method, make_config
+from ali.data.batches import to_model_layout
 from ali.errors import AliError
 from ali.methods.adversarial import update_mode
 from ali.nets import architectures
 from ali.nets.architectures import Architecture
 from ali.nets.layers import DenseConv2d, DenseConvTranspose2d, Layer
 from ali.presets import PRESETS
-from ali.training.hardware import make_runtime, prepare_model, to_model_layout
-from ali.training.model import build_model, build_step
+from ali.training.build import build_model, build_step
+from ali.training.hardware import make_runtime, prepare_model
 from tests.stepping import train_step
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))

@@ -4,13 +4,12 @@ import shutil
 import pytest
 import torch
 
+from ali import checkpoint as ckpt
 from ali.config import for_method, make_config
 from ali.errors import AliError
 from ali.presets import PRESETS
-from ali.rundir import load_trained
-from ali.training import checkpoint as ckpt
+from ali.training.build import load_trained, total_steps
 from ali.training.loop import lr_factor, train
-from ali.training.model import total_steps
 
 TINY = {
     **PRESETS["toy25"],
@@ -149,7 +148,7 @@ def test_tensorboard_logs_the_stats_lines_or_says_how_to_install_it(tmp_path, mo
 def test_a_run_logging_to_a_file_writes_plain_progress_lines(tmp_path, capsys, monkeypatch):
     """stderr under capsys is not a terminal, as under CI, nohup or a job scheduler: no bar
     redraws (carriage returns), a bounded number of whole lines, the losses in them."""
-    from ali.training import progress
+    from ali import progress
 
     monkeypatch.setattr(progress, "INTERVAL_S", 3600.0)  # no line falls due before the run ends
     train(make_config({**TINY, "steps": 12, "log_every": 4}), tmp_path / "run", progress=True)

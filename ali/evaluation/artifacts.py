@@ -2,10 +2,11 @@
 
 Transposed convolutions leave two marks on samples that a classifier may not see:
 - a **checkerboard**: with a stride-2 kernel, even and odd output pixels are made by different
-  kernel taps, so neighbouring pixels alternate; `checkerboard_power` is the share of each
-  image's spectral power (mean removed) on the highest frequencies (the Nyquist row and column
-  of its 2-D Fourier transform), where a pixel-period-2 pattern lives and natural images have
-  almost none;
+  kernel taps, so the four pixel parities (even/odd row x even/odd column) differ in level;
+  `checkerboard_power` is the share of each image's power (its mean removed) that lies in that
+  difference, i.e. on the three pure Nyquist frequencies of its 2-D Fourier transform (rows
+  alternating, columns alternating, both), measured inside the border `ring` so that a frame's
+  edges do not count. Natural images have almost none there;
 - a **frame**: without padding, border pixels sum fewer input positions than interior ones, so
   they vary less from sample to sample; `border_spread_ratio` is the per-pixel spread (the std
   across images at each position) on the outer `ring` pixels over that of the interior.
@@ -31,16 +32,18 @@ def border_spread_ratio(images: torch.Tensor, ring: int = 2) -> float:
     return float(spread[~inner].mean() / spread[inner].mean().clamp_min(1e-12))
 
 
-def checkerboard_power(images: torch.Tensor) -> float:
-    """Share of the spectral power (each image's mean removed) on its Nyquist row and column."""
-    x = images.float()
+def checkerboard_power(images: torch.Tensor, ring: int = 4) -> float:
+    """Share of the power (each image's mean removed) inside the border `ring` that lies in the
+    differences between the four pixel parities: the pure Nyquist frequencies (h/2, 0), (0, w/2)
+    and (h/2, w/2) of that even-sized crop."""
+    ring = min(ring, (min(images.shape[-2:]) - 2) // 2)  # keep at least a 2 x 2 crop of tiny images
+    x = images.float()[..., ring : images.shape[-2] - ring, ring : images.shape[-1] - ring]
+    x = x[..., : x.shape[-2] // 2 * 2, : x.shape[-1] // 2 * 2]
     x = x - x.mean(dim=(-2, -1), keepdim=True)
     power = torch.fft.fft2(x).abs().pow(2)
     h, w = x.shape[-2:]
-    nyquist = torch.zeros(h, w, dtype=torch.bool, device=x.device)
-    nyquist[h // 2, :] = True
-    nyquist[:, w // 2] = True
-    return float(power[..., nyquist].sum() / power.sum().clamp_min(1e-12))
+    nyquist = power[..., h // 2, 0] + power[..., 0, w // 2] + power[..., h // 2, w // 2]
+    return float(nyquist.sum() / power.sum().clamp_min(1e-12))
 
 
 def artifact_metrics(samples: torch.Tensor, real: torch.Tensor) -> dict[str, float]:

@@ -36,7 +36,7 @@ from torch import nn
 
 from ali.data import load_split
 from ali.errors import AliError
-from ali.training.progress import progress_bar
+from ali.progress import progress_bar
 
 DATASETS: tuple[str, ...] = ("mnist", "fashion-mnist")
 NUM_CLASSES = 10

@@ -6,8 +6,9 @@ the authors' scripts/preprocess_representations does (5,376 values on their SVHN
 
 Protocol (`svm_protocol`): each SVM is a scikit-learn LinearSVC (squared hinge, L2 penalty,
 one-vs-rest, the authors' defaults) trained on a class-balanced labelled sample drawn from the
-pool; C is the one of `Cs` with the lowest mean validation error over `n_val_svms` SVMs, and the
-figure reported is the test error over `n_test_svms` fresh SVMs at that C (mean and std).
+pool (ali.data.batches.balanced_subset); C is the one of `Cs` with the lowest mean validation
+error over `n_val_svms` SVMs, and the figure reported is the test error over `n_test_svms` fresh
+SVMs at that C (mean and std).
 Splits (`SVM_SPLITS`): pool and validation are ranges of the official train split, the test set
 is the official test split (MNIST and Fashion-MNIST 10,000 images, SVHN 26,032).
 Features are used raw, not standardised: the authors' experiments/semi_supervised_svhn.py feeds
@@ -37,6 +38,7 @@ from sklearn.svm import LinearSVC
 from threadpoolctl import threadpool_limits  # installed with scikit-learn, which depends on it
 from torch import nn
 
+from ali.data.batches import balanced_subset
 from ali.errors import AliError
 
 DEFAULT_CS = np.exp(np.linspace(-20, 20, 50))  # docs/PAPER.md §5: C from exp(linspace(-20, 20, 50))
@@ -44,7 +46,7 @@ FEATURE_BATCH = 500
 MAX_ITER = 1000  # liblinear's default, as the authors ran it
 SCORE_CHUNK = 10  # SVMs scored by one matrix product (see _errors)
 # (pool end, validation end) in the official training split; test is the official test split.
-MNIST_SPLIT = (50_000, 60_000)
+MNIST_FAMILY_SPLIT = (50_000, 60_000)  # MNIST and Fashion-MNIST: the same 60,000 / 10,000 layout
 SVHN_SPLIT = (63_257, 73_257)  # the authors' SVHN split of `train` (73,257 images)
 
 
@@ -88,30 +90,6 @@ def encoder_features(encoder: nn.Module, x: torch.Tensor, hidden_layers: int = 3
     if not out:
         raise AliError("no images to compute features of")
     return torch.cat(out)
-
-
-def balanced_subset(
-    labels: torch.Tensor | np.ndarray,
-    per_class: int,
-    generator: np.random.Generator | int,
-    exclude: torch.Tensor | np.ndarray | Sequence[int] | None = None,
-) -> np.ndarray:
-    """Sorted indices of `per_class` examples of every class in `labels`, drawn without
-    replacement and never from `exclude`; the same generator state gives the same subset."""
-    y = _numpy(labels).ravel()
-    rng = np.random.default_rng(generator) if isinstance(generator, (int, np.integer)) else generator
-    if per_class < 1:
-        raise AliError(f"labelled examples per class must be at least 1; got {per_class}")
-    allowed = np.ones(len(y), dtype=bool)
-    if exclude is not None:
-        allowed[_numpy(exclude).astype(np.int64).ravel()] = False
-    chosen = []
-    for c in np.unique(y):
-        candidates = np.flatnonzero((y == c) & allowed)
-        if len(candidates) < per_class:
-            raise AliError(f"class {c} has {len(candidates)} usable examples, fewer than the {per_class} per class asked for")
-        chosen.append(rng.choice(candidates, size=per_class, replace=False))
-    return np.sort(np.concatenate(chosen))
 
 
 class _SvmData:
@@ -318,15 +296,15 @@ def _splits(
     }
 
 
-def mnist_svm_splits(
+def mnist_family_svm_splits(
     train_feats: torch.Tensor | np.ndarray,
     train_labels: torch.Tensor | np.ndarray,
     test_feats: torch.Tensor | np.ndarray,
     test_labels: torch.Tensor | np.ndarray,
 ) -> dict:
-    """svm_protocol's data arguments for MNIST / Fashion-MNIST: pool = train[0:50000],
+    """svm_protocol's data arguments for MNIST and Fashion-MNIST: pool = train[0:50000],
     validation = train[50000:60000], test = the official test split. Use as svm_protocol(**splits, per_class=...)."""
-    return _splits(train_feats, train_labels, test_feats, test_labels, MNIST_SPLIT, "MNIST")
+    return _splits(train_feats, train_labels, test_feats, test_labels, MNIST_FAMILY_SPLIT, "MNIST / Fashion-MNIST")
 
 
 def svhn_svm_splits(
@@ -341,4 +319,4 @@ def svhn_svm_splits(
 
 
 # The protocol's splits per dataset that has them: what `ali evaluate --metrics svm` runs.
-SVM_SPLITS = {"mnist": mnist_svm_splits, "fashion-mnist": mnist_svm_splits, "svhn": svhn_svm_splits}
+SVM_SPLITS = {"mnist": mnist_family_svm_splits, "fashion-mnist": mnist_family_svm_splits, "svhn": svhn_svm_splits}

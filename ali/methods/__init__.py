@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from ali.errors import AliError
 from ali.keys import Key
-from ali.methods import ali, ali_conditional, ali_kplus1, alice, bigan, gan_inverse, gan_posthoc, vae
+from ali.methods import ali_conditional, ali_joint, ali_kplus1, alice, bigan, gan_inverse, gan_posthoc, vae
 from ali.methods.base import Method
 
 METHODS: dict[str, Method] = {
     m.name: m
     for m in (
-        ali.METHOD,
+        ali_joint.METHOD,
         ali_conditional.METHOD,
         ali_kplus1.METHOD,
         alice.METHOD,

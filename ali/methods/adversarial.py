@@ -27,12 +27,9 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
+from ali.methods.base import Losses, Optimizers, StepRuntime
+from ali.methods.objective import ali_losses, generator_to_discriminator_grad_ratio
 from ali.nets.layers import has_batch_coupling
-from ali.training.hardware import StepRuntime
-from ali.training.objective import ali_losses, generator_to_discriminator_grad_ratio
-
-Losses = dict[str, torch.Tensor]
-Optimizers = dict[str, torch.optim.Optimizer]
 
 # Beyond this exponent of the fused ratio (a for real pairs, -b for fake ones), L_D's gradient at
 # the logit, sigmoid(-40) = 4e-18, still has full float32 precision through D's backward, but

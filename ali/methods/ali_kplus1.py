@@ -13,7 +13,7 @@ cross-entropy 6,909 at step 20, then chance). Then:
   (K+1)-th: exactly ALI's L_D on a (and the generators' L_G, ALI's non-saturating form);
 - labelled real pairs (x, Gz(x), y) add the cross-entropy of l_1..l_K against y.
 The labelled set is `labels_per_class` examples of each class (class-balanced,
-ali.evaluation.semisupervised.balanced_subset) drawn by `label_seed`, which by default is the run's
+ali.data.batches.balanced_subset) drawn by `label_seed`, which by default is the run's
 `seed`, so the seeds of a study train on different labelled sets. They come from the dataset's
 `labelled_pool` where it has one (SVHN: the official train split, while ALI trains on extra) and
 otherwise from the training split (CIFAR-10: data_batch_1..5 [0:45000]). Every step draws a
@@ -31,16 +31,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ali.data.batches import balanced_subset, to_model_layout
 from ali.data.dataset import Dataset
 from ali.errors import AliError
-from ali.evaluation.semisupervised import balanced_subset
 from ali.keys import Key, in_range
 from ali.methods.adversarial import adversarial_update, update_mode
 from ali.methods.base import ADVERSARIAL_KEYS, Losses, Method, StepFn, StepInputs, balance_score, decoder, encoder
 from ali.nets.architectures import Architecture
 from ali.nets.layers import running_stats_frozen
 from ali.nets.networks import JointDiscriminator
-from ali.training.hardware import to_model_layout
 
 RUN_SEED = -1  # label_seed's default: the labelled set follows the run's seed
 

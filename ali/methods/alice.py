@@ -45,10 +45,10 @@ from ali.methods.base import (
     joint_networks,
     reconstruction_error,
 )
+from ali.methods.objective import ali_losses
 from ali.nets.architectures import Architecture
 from ali.nets.layers import running_stats_frozen
 from ali.nets.networks import MarginalDiscriminator
-from ali.training.objective import ali_losses
 
 KEYS = {
     **ADVERSARIAL_KEYS,

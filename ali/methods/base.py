@@ -12,8 +12,10 @@ the config keys the method declares. It is then called as `step(x, index) -> los
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Callable
+from contextlib import AbstractContextManager as ContextManager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,12 +25,12 @@ from torch import nn
 from ali.data.dataset import Dataset
 from ali.data.prior import PriorSampler
 from ali.keys import Key, in_range, one_of
-from ali.methods.adversarial import Losses, Optimizers
 from ali.nets.architectures import Architecture
 from ali.nets.model import Model
 from ali.nets.networks import Decoder, GaussianEncoder, JointDiscriminator, MarginalDiscriminator, NoiseEncoder
-from ali.training.hardware import StepRuntime
 
+Losses = dict[str, torch.Tensor]
+Optimizers = dict[str, torch.optim.Optimizer]
 StepFn = Callable[..., Losses]  # step(x, index) -> losses; conditional methods: step(x, index, y)
 Score = Callable[[list[dict[str, float]]], tuple[float | None, str]]
 
@@ -52,6 +54,19 @@ ADVERSARIAL_KEYS: dict[str, Key] = {
     "guard_d_win_loss": Key(0.01, in_range(0, 1.386), "warn when loss_d stays below this (D wins completely) ..."),
     "guard_d_win_logs": Key(5, in_range(1), "... for this many consecutive log lines"),
 }
+
+
+@dataclass
+class StepRuntime:
+    """Per-run execution state of the training step (not part of the model's math or checkpoint):
+    an autocast context for forward passes, a GradScaler for fp16, and a gradient all-reduce for
+    data-parallel runs. ali.training.hardware.make_runtime builds one for a resolved precision."""
+
+    autocast: Callable[[], ContextManager] = contextlib.nullcontext
+    scaler: torch.amp.GradScaler | None = None
+    # Averages gradients over data-parallel ranks before each optimizer step; None = one process.
+    all_reduce: Callable[[list[torch.Tensor]], None] | None = None
+    precision: str = "fp32"
 
 
 @dataclass(frozen=True)

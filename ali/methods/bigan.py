@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ali.methods import ali
+from ali.methods import ali_joint
 from ali.methods.base import ADVERSARIAL_KEYS, JOINT_OPTIMIZERS, Method, balance_score, decoder, joint_discriminator
 from ali.nets.architectures import Architecture
 from ali.nets.networks import GaussianEncoder, NoiseEncoder
@@ -45,7 +45,7 @@ METHOD = Method(
         "discriminator": joint_discriminator(arch),
     },
     optimizers=JOINT_OPTIMIZERS,
-    make_step=ali.make_step,
+    make_step=ali_joint.make_step,
     score=balance_score,
     keys=ADVERSARIAL_KEYS,
 )

@@ -5,44 +5,31 @@ GPU with bf16 support, or a CPU with AMX or AVX-512-BF16 instructions. Elsewhere
 plain AVX-512 CPU) torch emulates bf16 and runs several times slower than fp32, so "auto" is
 fp32 there. fp16 is an explicit GPU choice (GradScaler, two-pass update).
 
-`StepRuntime` carries what a method's step needs besides the math: an autocast context for
-forward passes, a GradScaler for fp16, and a gradient all-reduce for data-parallel runs
-(ali.training.distributed). `prepare_model` moves a model to its device, puts conv nets in
-channels_last and optionally compiles them; none of it changes a state_dict key, so checkpoints
-stay interchangeable between fp32/bf16, CPU/GPU and any world size.
+`make_runtime` builds the `StepRuntime` (ali.methods.base) a method's step runs with: an
+autocast context for forward passes, a GradScaler for fp16, and a gradient all-reduce for
+data-parallel runs (ali.training.distributed). `prepare_model` moves a model to its device, puts
+conv nets in channels_last and optionally compiles them; none of it changes a state_dict key, so
+checkpoints stay interchangeable between fp32/bf16, CPU/GPU and any world size. Batches follow
+the model's layout through ali.data.batches.to_model_layout.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import platform
 import sys
-from collections.abc import Callable
-from contextlib import AbstractContextManager as ContextManager
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from ali.config import PRECISIONS
 from ali.errors import AliError
+from ali.methods.base import StepRuntime
 
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 DEVICES = ("auto", "cpu", "cuda")
 # CPU feature flags (Linux /proc/cpuinfo names) under which oneDNN runs bf16 matmuls natively.
 NATIVE_BF16_FLAGS = ("amx_bf16", "avx512_bf16")
-
-
-@dataclass
-class StepRuntime:
-    """Per-run execution state of the training step (not part of the model's math or checkpoint)."""
-
-    autocast: Callable[[], ContextManager] = contextlib.nullcontext
-    scaler: torch.amp.GradScaler | None = None
-    # Averages gradients over data-parallel ranks before each optimizer step; None = one process.
-    all_reduce: Callable[[list[torch.Tensor]], None] | None = None
-    precision: str = "fp32"
 
 
 def resolve_device(name: str, local_rank: int = 0) -> torch.device:
@@ -154,8 +141,3 @@ def prepare_model(model: nn.ModuleDict, device: torch.device, compile_nets: bool
         for net in model.values():
             net.compile()  # in place: keeps state_dict keys (no `_orig_mod.` prefix)
     return model
-
-
-def to_model_layout(x: torch.Tensor) -> torch.Tensor:
-    """Image batches in channels_last to match the conv weights; other tensors unchanged."""
-    return x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x

@@ -2,7 +2,7 @@
 
 The run directory's files are named in ali.rundir. One pass of the loop: the learning rate for
 the step, a batch from the sampler, the method's step (ali.methods, built once by
-training.model.build_step), and, at log lines and checkpoints, the divergence guard.
+training.build.build_step), and, at log lines and checkpoints, the divergence guard.
 """
 
 from __future__ import annotations
@@ -16,26 +16,27 @@ from typing import Any
 
 import torch
 
+from ali import checkpoint as ckpt
 from ali.config import TrainConfig, to_dict
 from ali.data import load_dataset
+from ali.data.batches import to_model_layout
 from ali.data.dataset import Dataset, as_conditions, evaluation_conditions
 from ali.data.sampler import EpochSampler
 from ali.errors import AliError
 from ali.evaluation.evaluate import end_of_training_metrics
-from ali.evaluation.figures import comparison_rows, save_png
 from ali.evaluation.image_eval import evaluate_images, prepare_image_model, write_sample_grid
 from ali.evaluation.toy_eval import data_extent, evaluate_toy
 from ali.methods import get_method
 from ali.methods.base import Score
 from ali.nets.model import Model
-from ali.report import write_report
+from ali.progress import progress_bar
+from ali.report.figures import comparison_rows, save_png
+from ali.report.pages import write_report
 from ali.rundir import COMPARISON_FILE, METRICS_FILE, STATS_FILE, prepare_run_dir, write_condition_names
-from ali.training import checkpoint as ckpt
 from ali.training import distributed
+from ali.training.build import build_model, build_step, condition_dim, set_learning_rates, total_steps
 from ali.training.guard import DivergenceGuard
-from ali.training.hardware import make_runtime, prepare_model, resolve_precision, to_model_layout
-from ali.training.model import build_model, build_step, condition_dim, set_learning_rates, total_steps
-from ali.training.progress import progress_bar
+from ali.training.hardware import make_runtime, prepare_model, resolve_precision
 from ali.training.tensorboard import TensorBoardLog
 
 
@@ -55,7 +56,7 @@ class StatsLog:
     def __init__(self, path: Path):
         self.path, self.sums, self.count = path, {}, 0
         self.last_time = time.perf_counter()
-        self.recent: list[dict[str, float]] = []  # rows since the last checkpoint (its "best" score)
+        self.recent: list[dict[str, float]] = []  # rows since the last checkpoint (its balance score)
 
     def load_pending(self, sums: dict[str, torch.Tensor], count: int) -> None:
         """Sums of steps not yet logged, e.g. from a checkpoint taken between two log lines."""
@@ -115,9 +116,9 @@ def _resume_state(run_dir: Path, model: Model, optimizers: dict, stats: StatsLog
     if is_main:  # other ranks only read the checkpoint
         with ckpt.run_dir_writes(run_dir, STATS_FILE):
             ckpt.remove_stale_temp_files(run_dir)
-            best = ckpt.read_best(run_dir)
-            if best is not None and best.get("step", 0) > start:  # names a damaged, skipped checkpoint
-                (run_dir / ckpt.BEST_FILE).unlink()
+            balanced = ckpt.read_balanced(run_dir)
+            if balanced is not None and balanced.get("step", 0) > start:  # names a damaged, skipped checkpoint
+                ckpt.balanced_record(run_dir).unlink()
             ckpt.truncate_stats(run_dir / STATS_FILE, start)
     return start, extra
 
@@ -236,7 +237,7 @@ def save_snapshot(
     guard: DivergenceGuard | None = None,
     score: Score | None = None,
 ) -> None:
-    """Write checkpoint `step`; keep the newest `keep_checkpoints` and the one best.json names."""
+    """Write checkpoint `step`; keep the newest `keep_checkpoints` and the one balanced.json names."""
     extra: dict[str, Any] = {"train_seconds": train_seconds, **(guard.state() if guard else {})}
     aux: dict[str, torch.Tensor] = {}
     if stats is not None:  # unlogged sums travel along, so a resumed run logs the same lines
@@ -246,6 +247,6 @@ def save_snapshot(
         ckpt.save_checkpoint(path, model, optimizers, step, to_dict(config), extra, aux)
         if stats is not None:
             if score is not None:
-                ckpt.update_best(run_dir, path, step, *score(stats.recent))
+                ckpt.update_balanced(run_dir, path, step, *score(stats.recent))
             stats.recent = []
         ckpt.prune_checkpoints(run_dir, config.keep_checkpoints)

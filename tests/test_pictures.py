@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 
 import ali.training.loop as loop
-from ali import generate
+from ali import pictures
 from ali.cli import main
 from ali.config import make_config
 from ali.data.dataset import Dataset
@@ -92,9 +92,9 @@ def test_sample_command_writes_a_grid_of_the_right_size(run_dir: Path, tmp_path:
 
 
 def test_reconstruct_alternates_inputs_and_reconstructions(run_dir: Path) -> None:
-    _, model, _ = generate.load_image_run(run_dir)
+    _, model, _ = pictures.load_image_run(run_dir)
     data = _synthetic()
-    image = generate.reconstruct_image(model, data, 16, seed=0, pairs_per_row=8)
+    image = pictures.reconstruct_image(model, data, 16, seed=0, pairs_per_row=8)
     assert image.size == _size(16, 2)
     pixels = torch.from_numpy(np.asarray(image).astype("float32"))
     # Odd tiles are held-out inputs: exactly black and white squares of 8 x 8 pixels.
@@ -105,8 +105,8 @@ def test_reconstruct_alternates_inputs_and_reconstructions(run_dir: Path) -> Non
 
 
 def test_interpolate_rows_run_between_two_codes(run_dir: Path) -> None:
-    _, model, _ = generate.load_image_run(run_dir)
-    image = generate.interpolate_image(model, _synthetic(), pairs=3, steps=5)
+    _, model, _ = pictures.load_image_run(run_dir)
+    image = pictures.interpolate_image(model, _synthetic(), pairs=3, steps=5)
     assert image.size == _size(5, 3)
 
 

@@ -1,5 +1,9 @@
 """Checkpoints: one safetensors file per snapshot, written atomically, never unpickled.
 
+A run directory's checkpoint files and the writes into it: read by training (save, resume,
+rollback), by the report (which checkpoints exist, the balanced one) and by every loader of a
+trained run, so this module sits below all of them (docs/CODE.md).
+
 Tensors: every network's state (`net/...`), every optimizer's per-parameter state
 (`opt/<name>/<index>/<key>`) and the RNG states (`rng/...`, uint8). The safetensors metadata holds
 one JSON header: format version, step, config, optimizer hyperparameters, package versions.
@@ -27,7 +31,11 @@ from ali.version import __version__
 
 FORMAT = "ali-checkpoint-1"
 _NAME = re.compile(r"^checkpoint-(\d{9})\.safetensors$")
-BEST_FILE = "best.json"
+# The checkpoint closest to the game's balance: the one whose method score (ali.methods.base.
+# Method.score; for an adversarial method mean |loss_d - 2 ln 2|) was lowest when it was written.
+# Kept beside the newest ones. Not a "best model": the score is a cheap proxy from the log lines.
+BALANCED_FILE = "balanced.json"
+LEGACY_BALANCED_FILE = "best.json"  # its name in earlier versions: still read, so older runs resume and report
 # torch.save's zip container and the legacy pickle protocols 2-5: never parsed, only recognised.
 _PICKLE_MAGIC = (b"PK\x03\x04", b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05")
 
@@ -147,7 +155,7 @@ def parse_checkpoint(data: bytes, name: str = "checkpoint") -> tuple[dict[str, t
     if data.startswith(_PICKLE_MAGIC):
         raise AliError(
             f"{name} is a pickle-based PyTorch file; ali never unpickles checkpoints. Convert plain weights with "
-            "ali.training.checkpoint.import_torch_checkpoint (torch.load weights_only=True), or use an ali checkpoint"
+            "ali.checkpoint.import_torch_checkpoint (torch.load weights_only=True), or use an ali checkpoint"
         )
     try:
         header_len = int.from_bytes(data[:8], "little")
@@ -276,30 +284,38 @@ def remove_stale_temp_files(run_dir: Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def read_best(run_dir: Path) -> dict[str, Any] | None:
-    """The `best.json` pointer, or None when absent or damaged (it is advisory only)."""
+def balanced_record(run_dir: Path) -> Path:
+    """The file naming the balanced checkpoint: balanced.json, or an older run's best.json where
+    only that one exists."""
+    path, legacy = run_dir / BALANCED_FILE, run_dir / LEGACY_BALANCED_FILE
+    return legacy if not path.exists() and legacy.exists() else path
+
+
+def read_balanced(run_dir: Path) -> dict[str, Any] | None:
+    """The balanced.json pointer, or None when absent or damaged (it is advisory only)."""
     try:
-        best = json.loads((run_dir / BEST_FILE).read_text())
-        return best if isinstance(best, dict) and isinstance(best.get("score"), (int, float)) else None
+        record = json.loads(balanced_record(run_dir).read_text())
+        return record if isinstance(record, dict) and isinstance(record.get("score"), (int, float)) else None
     except (OSError, ValueError):
         return None
 
 
-def update_best(run_dir: Path, path: Path, step: int, score: float | None, criterion: str) -> None:
-    """Point best.json at `path` when its score (lower is better) beats the current best."""
+def update_balanced(run_dir: Path, path: Path, step: int, score: float | None, criterion: str) -> None:
+    """Point balanced.json at `path` when its score (lower: closer to balance) beats the recorded one."""
     if score is None:
         return
-    best = read_best(run_dir)
-    if best is not None and (run_dir / str(best.get("file"))).is_file() and best["score"] <= score:
+    record = read_balanced(run_dir)
+    if record is not None and (run_dir / str(record.get("file"))).is_file() and record["score"] <= score:
         return
     payload = {"file": path.name, "step": step, "score": round(score, 6), "criterion": criterion}
-    atomic_write_json(run_dir / BEST_FILE, payload)
+    atomic_write_json(run_dir / BALANCED_FILE, payload)
+    (run_dir / LEGACY_BALANCED_FILE).unlink(missing_ok=True)  # an older run's record, now superseded
 
 
 def prune_checkpoints(run_dir: Path, keep: int) -> None:
-    """Keep the newest `keep` checkpoints and the one best.json names."""
-    best = read_best(run_dir)
-    protected = best.get("file") if best else None
+    """Keep the newest `keep` checkpoints and the one balanced.json names."""
+    record = read_balanced(run_dir)
+    protected = record.get("file") if record else None
     for old in list_checkpoints(run_dir)[:-keep]:
         if old.name != protected:
             old.unlink(missing_ok=True)

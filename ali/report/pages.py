@@ -6,8 +6,8 @@ script, font or style sheet is fetched. It reads whatever the directory holds an
 what is missing and what that means instead of failing: a half-finished run's report is useful.
 
 Run page: config (requested and resolved values), final metrics beside the published figures
-(ali.evaluation.reference), loss / learning-rate / throughput curves with guard events marked
-(ali.evaluation.curves), the run's pictures, samples over training, checkpoints. Study page:
+(ali.report.reference), loss / learning-rate / throughput curves with guard events marked
+(ali.report.curves), the run's pictures, samples over training, checkpoints. Study page:
 mean ± std per metric per method, the study figures, a per-seed table, each run's picture linked
 to that run's own report.
 """
@@ -21,13 +21,20 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ali.checkpoint import (
+    BALANCED_FILE,
+    LEGACY_BALANCED_FILE,
+    atomic_write_bytes,
+    balanced_record,
+    list_checkpoints,
+    read_balanced,
+)
 from ali.errors import AliError
-from ali.evaluation.curves import metric_spread, number, training_curves
 from ali.evaluation.image_eval import CONDITIONAL_PREFIX
-from ali.evaluation.page import code, document, esc, fmt, img, note, picture, section, table
-from ali.evaluation.reference import metrics_for, published
+from ali.report.curves import metric_spread, number, training_curves
+from ali.report.markup import code, document, esc, fmt, img, note, picture, section, table
+from ali.report.reference import metrics_for, published
 from ali.rundir import COMPARISON_FILE, METRICS_FILE, OPTIONS_FILE, REPORT_FILE, RESOLVED_KEY, STATS_FILE
-from ali.training.checkpoint import BEST_FILE, atomic_write_bytes, list_checkpoints, read_best
 
 STUDY_FILE = "study.json"
 STUDY_FIGURE = "study.png"
@@ -69,7 +76,7 @@ def is_study_dir(path: Path) -> bool:
 
 def is_run_dir(path: Path) -> bool:
     """A run directory holds at least one of the files `ali train` writes."""
-    names = (OPTIONS_FILE, STATS_FILE, METRICS_FILE, BEST_FILE, COMPARISON_FILE, "samples.png")
+    names = (OPTIONS_FILE, STATS_FILE, METRICS_FILE, BALANCED_FILE, LEGACY_BALANCED_FILE, COMPARISON_FILE, "samples.png")
     return path.is_dir() and (any((path / n).is_file() for n in names) or bool(list_checkpoints(path)))
 
 
@@ -225,18 +232,18 @@ def _training_grids(run_dir: Path) -> str:
 
 
 def _checkpoints_html(run_dir: Path) -> str:
-    best = read_best(run_dir)
+    balanced, record = read_balanced(run_dir), balanced_record(run_dir)
     rows = []
     for path in list_checkpoints(run_dir):
-        is_best = best is not None and best.get("file") == path.name
-        mark = f"best: {esc(best.get('criterion', 'score'))} = {esc(fmt(best.get('score')))}" if is_best else ""
+        is_balanced = balanced is not None and balanced.get("file") == path.name
+        mark = f"balanced: {esc(balanced.get('criterion', 'score'))} = {esc(fmt(balanced.get('score')))}" if is_balanced else ""
         step = fmt(int(path.stem.split("-")[1]))
         rows.append([code(path.name), step, f"{path.stat().st_size / 2**20:.1f} MiB", mark])
     body = table(["file", "step", "size", ""], rows, numeric=(1, 2)) if rows else note("No checkpoints.")
-    if (run_dir / BEST_FILE).is_file() and best is None:
-        body += note(f"{BEST_FILE} is damaged or holds no score.")
-    elif best is not None and not (run_dir / str(best.get("file"))).is_file():
-        body += note(f"{BEST_FILE} names {best.get('file')}, which is not in the directory.")
+    if record.is_file() and balanced is None:
+        body += note(f"{record.name} is damaged or holds no score.")
+    elif balanced is not None and not (run_dir / str(balanced.get("file"))).is_file():
+        body += note(f"{record.name} names {balanced.get('file')}, which is not in the directory.")
     return body
 
 

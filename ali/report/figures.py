@@ -1,4 +1,4 @@
-"""Study figures, drawn with Pillow: one labelled row per method.
+"""Study figures and a toy run's comparison.png, drawn with Pillow: one labelled row per method.
 
 - `comparison_rows`, the paper's toy comparison: five scatter panels per method (docs/PAPER.md §4): held-out
   data x, their latent codes Gz(x), reconstructions Gx(Gz(x)), prior samples z, generated samples

@@ -1,4 +1,8 @@
-"""ALI, the paper's objective (docs/PAPER.md §1): D(x, Gz(x)) against D(Gx(z), z), nothing added."""
+"""ALI, the paper's objective (docs/PAPER.md §1): D(x, Gz(x)) against D(Gx(z), z), nothing added.
+
+The method registered as "ali": the joint game alone, whose step BiGAN reuses. (The module is
+not called ali.py, so that a name imported from ali.methods never shadows the package.)
+"""
 
 from __future__ import annotations
 

@@ -1,20 +1,23 @@
-"""A run's model, optimizers and step, built from its config and its method (ali.methods)."""
+"""A run's model, optimizers and step, built from its config and its method (ali.methods), and a
+trained run's model, built from its directory (ali.rundir) and restored from its newest checkpoint."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import torch
 
+from ali import checkpoint as ckpt
 from ali.config import TrainConfig
 from ali.data.dataset import Dataset
 from ali.data.prior import PriorSampler
 from ali.methods import get_method
-from ali.methods.base import Optimizers, StepFn, StepInputs
+from ali.methods.base import Optimizers, StepFn, StepInputs, StepRuntime
 from ali.nets.architectures import ARCHITECTURES
 from ali.nets.layers import init_weights
 from ali.nets.model import Model
-from ali.training.hardware import StepRuntime
+from ali.rundir import load_run_config
 
 
 def set_learning_rates(optimizers: Optimizers, lr: float, d_lr_factor: float) -> None:
@@ -71,3 +74,20 @@ def build_step(
 def condition_dim(config: TrainConfig) -> int:
     """The size of a conditional run's condition vectors; 0 for an unconditional method."""
     return int(getattr(config, "condition_dim", 0)) if get_method(config.method).conditional else 0
+
+
+def restore_trained(run_dir: Path, config: TrainConfig) -> tuple[Model, int]:
+    """The run's model in evaluation mode, restored from its newest valid checkpoint, and that step."""
+    model, _ = build_model(config)
+    _, tensors, header = ckpt.newest_valid_checkpoint(run_dir)
+    step = ckpt.restore(tensors, header, model, restore_rng=False)
+    model.eval()
+    return model, step
+
+
+def load_trained(run_dir: Path | str) -> tuple[TrainConfig, Model, int]:
+    """A finished or interrupted run's config, its model from the newest valid checkpoint, that step."""
+    run_dir = Path(run_dir)
+    config = load_run_config(run_dir)
+    model, step = restore_trained(run_dir, config)
+    return config, model, step

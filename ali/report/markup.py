@@ -1,4 +1,4 @@
-"""HTML building blocks for the self-contained report pages (ali.report).
+"""HTML building blocks for the self-contained report pages (ali.report.pages).
 
 Everything a page needs travels inside it: an inline style sheet with system fonts only, pictures
 as base64 data URIs, no script. So a report opens from disk, offline, years later, and the pieces
@@ -18,7 +18,7 @@ from typing import Any
 
 from PIL import Image, UnidentifiedImageError
 
-from ali.evaluation.curves import number
+from ali.report.curves import number
 from ali.version import __version__
 
 CSS = """

@@ -1,4 +1,4 @@
-"""Matplotlib figures for the HTML report (ali.report): a run's training curves, a study's spread.
+"""Matplotlib figures for the HTML report (ali.report.pages): a run's training curves, a study's spread.
 
 Drawn on `matplotlib.figure.Figure` with no pyplot, so no backend is chosen and no global figure
 state is touched: the report can be written from inside training, a study, or a notebook that
