@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ali import checkpoint as ckpt
+from ali import rundir
 from ali.config import TrainConfig
 from ali.data.dataset import as_conditions
 from ali.errors import AliError
@@ -134,7 +134,7 @@ def load(run_dir: str | Path, device: str | torch.device = "cpu", allow_unfinish
     still training or cut off (its newest checkpoint)."""
     run_dir = Path(run_dir)
     if not allow_unfinished and not (run_dir / METRICS_FILE).is_file():
-        if not ckpt.list_checkpoints(run_dir):
+        if not rundir.list_checkpoints(run_dir):
             raise AliError(f"{run_dir} holds no checkpoint: train it first (ali train --out {run_dir})")
         raise AliError(
             f"{run_dir} has not finished training (no {METRICS_FILE}); finish it with "

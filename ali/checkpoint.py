@@ -1,8 +1,8 @@
-"""Checkpoints: one safetensors file per snapshot, written atomically, never unpickled.
+"""The checkpoint format: one safetensors file per snapshot, never unpickled.
 
-A run directory's checkpoint files and the writes into it: read by training (save, resume,
-rollback), by the report (which checkpoints exist, the balanced one) and by every loader of a
-trained run, so this module sits below all of them (docs/CODE.md).
+This module is the tensor format only: a snapshot's bytes (`checkpoint_bytes`), reading and
+parsing them, and restoring nets, optimizer state and RNG from them. Where checkpoints live in a
+run directory, their names, atomic writes, the balanced.json record and pruning are ali.rundir's.
 
 Tensors: every network's state (`net/...`), every optimizer's per-parameter state
 (`opt/<name>/<index>/<key>`) and the RNG states (`rng/...`, uint8). The safetensors metadata holds
@@ -16,10 +16,6 @@ magic bytes, and `import_torch_checkpoint` loads plain weights with torch's weig
 from __future__ import annotations
 
 import json
-import os
-import re
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -30,61 +26,8 @@ from ali.errors import AliError
 from ali.version import __version__
 
 FORMAT = "ali-checkpoint-1"
-_NAME = re.compile(r"^checkpoint-(\d{9})\.safetensors$")
-# The checkpoint closest to the game's balance: the one whose method score (ali.methods.base.
-# Method.score; for an adversarial method mean |loss_d - 2 ln 2|) was lowest when it was written.
-# Kept beside the newest ones. Not a "best model": the score is a cheap proxy from the log lines.
-BALANCED_FILE = "balanced.json"
-LEGACY_BALANCED_FILE = "best.json"  # its name in earlier versions: still read, so older runs resume and report
 # torch.save's zip container and the legacy pickle protocols 2-5: never parsed, only recognised.
 _PICKLE_MAGIC = (b"PK\x03\x04", b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05")
-
-
-def checkpoint_path(run_dir: Path, step: int) -> Path:
-    return run_dir / f"checkpoint-{step:09d}.safetensors"
-
-
-def list_checkpoints(run_dir: Path) -> list[Path]:
-    """Checkpoints in the run directory, oldest first (temporary files are ignored)."""
-    found = [(int(m.group(1)), p) for p in run_dir.glob("checkpoint-*.safetensors") if (m := _NAME.match(p.name))]
-    return [p for _, p in sorted(found)]
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write to a temporary file, fsync, then rename: a reader sees the old file or the new, never half."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-
-
-def atomic_write_json(path: Path, payload: Any) -> None:
-    atomic_write_bytes(path, (json.dumps(payload, indent=2) + "\n").encode())
-
-
-def truncate_stats(path: Path, step: int) -> None:
-    """Drop stats.jsonl lines after `step` (resume, rollback), so no step is logged twice."""
-    if not path.exists():
-        return
-    keep = []
-    for line in path.read_text().splitlines():
-        try:
-            if json.loads(line)["step"] <= step:
-                keep.append(line)
-        except (json.JSONDecodeError, KeyError, TypeError):
-            break  # a torn last line from a crash
-    atomic_write_bytes(path, "".join(f"{line}\n" for line in keep).encode())
 
 
 def _flatten_optimizer(name: str, optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -106,8 +49,7 @@ def _unflatten_optimizer(name: str, tensors: dict[str, torch.Tensor], header: di
     return {"state": state, "param_groups": header["optimizers"][name]["param_groups"]}
 
 
-def save_checkpoint(
-    path: Path,
+def checkpoint_bytes(
     model: torch.nn.Module,
     optimizers: dict[str, torch.optim.Optimizer],
     step: int,
@@ -115,7 +57,8 @@ def save_checkpoint(
     extra: dict[str, Any] | None = None,
     aux: dict[str, torch.Tensor] | None = None,
 ) -> None:
-    """Snapshot everything needed to continue exactly: nets, optimizers, RNG, step (+ aux tensors)."""
+    """The checkpoint file's bytes: everything needed to continue exactly (nets, optimizers, RNG,
+    step, aux tensors). ali.rundir.save_checkpoint writes them atomically into a run directory."""
     tensors = {f"net/{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     tensors.update({f"aux/{k}": v.detach().cpu().contiguous() for k, v in (aux or {}).items()})
     opt_headers = {}
@@ -137,8 +80,7 @@ def save_checkpoint(
     for key, value in tensors.items():
         if value.is_floating_point() and not torch.isfinite(value).all():
             raise AliError(f"refusing to checkpoint step {step}: tensor '{key}' holds a non-finite value")
-    data = safetensors.torch.save(tensors, metadata={"header": json.dumps(header)})
-    atomic_write_bytes(path, data)
+    return safetensors.torch.save(tensors, metadata={"header": json.dumps(header)})
 
 
 def read_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -263,72 +205,3 @@ def import_torch_checkpoint(path: Path) -> dict[str, torch.Tensor]:
     if not isinstance(obj, dict) or not all(isinstance(k, str) and torch.is_tensor(v) for k, v in obj.items()):
         raise AliError(f"{path} does not hold a flat dict of named tensors (a state_dict)")
     return obj
-
-
-@contextmanager
-def run_dir_writes(run_dir: Path, what: str) -> Iterator[None]:
-    """Turn a failed write (ENOSPC, EACCES, EROFS, EFBIG, ...) into one clear AliError."""
-    try:
-        yield
-    except OSError as exc:
-        reason = exc.strerror or type(exc).__name__
-        raise AliError(
-            f"cannot write {what} in {run_dir}: {reason}; free space or choose a writable --out "
-            "(earlier checkpoints are intact: continue with --resume)"
-        ) from None
-
-
-def remove_stale_temp_files(run_dir: Path) -> None:
-    """Temporary files a killed process left behind (never valid checkpoints: they lack the rename)."""
-    for tmp in run_dir.glob(".*.tmp-*"):
-        tmp.unlink(missing_ok=True)
-
-
-def balanced_record(run_dir: Path) -> Path:
-    """The file naming the balanced checkpoint: balanced.json, or an older run's best.json where
-    only that one exists."""
-    path, legacy = run_dir / BALANCED_FILE, run_dir / LEGACY_BALANCED_FILE
-    return legacy if not path.exists() and legacy.exists() else path
-
-
-def read_balanced(run_dir: Path) -> dict[str, Any] | None:
-    """The balanced.json pointer, or None when absent or damaged (it is advisory only)."""
-    try:
-        record = json.loads(balanced_record(run_dir).read_text())
-        return record if isinstance(record, dict) and isinstance(record.get("score"), (int, float)) else None
-    except (OSError, ValueError):
-        return None
-
-
-def update_balanced(run_dir: Path, path: Path, step: int, score: float | None, criterion: str) -> None:
-    """Point balanced.json at `path` when its score (lower: closer to balance) beats the recorded one."""
-    if score is None:
-        return
-    record = read_balanced(run_dir)
-    if record is not None and (run_dir / str(record.get("file"))).is_file() and record["score"] <= score:
-        return
-    payload = {"file": path.name, "step": step, "score": round(score, 6), "criterion": criterion}
-    atomic_write_json(run_dir / BALANCED_FILE, payload)
-    (run_dir / LEGACY_BALANCED_FILE).unlink(missing_ok=True)  # an older run's record, now superseded
-
-
-def prune_checkpoints(run_dir: Path, keep: int) -> None:
-    """Keep the newest `keep` checkpoints and the one balanced.json names."""
-    record = read_balanced(run_dir)
-    protected = record.get("file") if record else None
-    for old in list_checkpoints(run_dir)[:-keep]:
-        if old.name != protected:
-            old.unlink(missing_ok=True)
-
-
-def newest_valid_checkpoint(run_dir: Path) -> tuple[Path, dict[str, torch.Tensor], dict[str, Any]]:
-    """The newest checkpoint that reads cleanly; damaged newer ones are skipped."""
-    errors = []
-    for path in reversed(list_checkpoints(run_dir)):
-        try:
-            tensors, header = read_checkpoint(path)
-            return path, tensors, header
-        except AliError as exc:
-            errors.append(str(exc))
-    detail = f" ({'; '.join(errors)})" if errors else ""
-    raise AliError(f"no valid checkpoint in {run_dir} to resume from{detail}")

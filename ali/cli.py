@@ -8,16 +8,17 @@ import json
 import sys
 from pathlib import Path
 
-from ali import checkpoint as ckpt
-from ali import pictures
+from ali import pictures, rundir
 from ali.config import TrainConfig, for_method, load_config_source, make_config, parse_overrides, to_dict
 from ali.data import load_dataset, load_image_dataset
 from ali.data.download import download_dataset
+from ali.data.specs import DATASETS as DATASET_SPECS
 from ali.errors import AliError
 from ali.evaluation.classifier import DATASETS as CLASSIFIER_DATASETS
 from ali.evaluation.classifier import default_classifier_path, save_classifier, train_classifier
 from ali.evaluation.evaluate import DEFAULT_METRICS, METRIC_GROUPS, SAMPLES, evaluate_model, parse_metrics
 from ali.evaluation.grids import save_image
+from ali.finish import train_and_finish
 from ali.generate import conditional_grid
 from ali.keys import DATA_DIR_ENV, default_data_dir
 from ali.methods import METHODS
@@ -27,7 +28,6 @@ from ali.rundir import METRICS_FILE, load_run_config, read_condition_names
 from ali.study import run_study
 from ali.training.build import build_model, condition_dim
 from ali.training.hardware import resolve_device, resolve_precision
-from ali.training.loop import train
 from ali.training.summary import describe, parameter_counts
 
 # Help text for --data-dir where no run fixes the folder (a trained run reads from its own data_dir).
@@ -90,7 +90,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(describe(model))
         print(json.dumps(parameter_counts(model)))
         return 0
-    metrics = train(config, out, resume=args.resume, progress=not args.no_progress)
+    metrics = train_and_finish(config, out, resume=args.resume, progress=not args.no_progress)
     if metrics:  # torchrun: ranks other than 0 return {} and stay quiet
         print(json.dumps(metrics, indent=2))
         print(f"run directory: {out}")
@@ -168,8 +168,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         test_images=args.test_images,
     )
     out = Path(args.out) if args.out else run / "evaluation.json"
-    with ckpt.run_dir_writes(out.parent, out.name):
-        ckpt.atomic_write_json(out, {"run": str(run), "checkpoint_step": step, **metrics})
+    with rundir.run_dir_writes(out.parent, out.name):
+        rundir.atomic_write_json(out, {"run": str(run), "checkpoint_step": step, **metrics})
     print(json.dumps(metrics, indent=2))
     print(f"written: {out}")
     return 0
@@ -328,7 +328,7 @@ def build_parser() -> argparse.ArgumentParser:
         p = data_sub.add_parser(name, help=help_text, description=help_text, formatter_class=_Help)
         p.add_argument(
             "name",
-            help="mnist, fashion-mnist, cifar10, svhn, celeba64, imagenet64" + ("" if name == "download" else ", folder:PATH"),
+            help=", ".join(n for n, s in DATASET_SPECS.items() if s.download) + ("" if name == "download" else ", folder:PATH"),
         )
         p.add_argument("--data-dir", help=f"folder holding each dataset's folder ({DEFAULT_DATA_HELP})")
         p.set_defaults(func=cmd_data)

@@ -17,7 +17,8 @@ from typing import Any
 from ali.data import DATASET_NAMES, is_known_dataset
 from ali.errors import AliError
 from ali.keys import Rule, default_data_dir, in_range, one_of
-from ali.methods import METHODS, method_keys
+from ali.methods import METHODS, get_method, method_keys
+from ali.methods.base import Method
 from ali.nets.architectures import ARCHITECTURES
 
 # The `precision` key's values; ali.training.hardware resolves "auto" and builds each.
@@ -225,3 +226,8 @@ def load_config_source(name_or_file: str, presets: dict[str, dict[str, Any]]) ->
 
 def to_dict(config: TrainConfig) -> dict[str, Any]:
     return dataclasses.asdict(config)
+
+
+def settings(config: TrainConfig, method: Method | None = None) -> dict[str, Any]:
+    """The values of the config keys the run's method owns (the method of config.method unless given)."""
+    return {k: getattr(config, k) for k in (get_method(config.method) if method is None else method).keys}

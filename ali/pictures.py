@@ -19,7 +19,7 @@ from ali.errors import AliError
 from ali.evaluation.grids import image_grid, interleave_columns
 from ali.evaluation.image_eval import decode, encode, fixed_prior
 from ali.nets.model import Model
-from ali.training.build import load_trained
+from ali.rundir import load_trained
 
 
 def load_image_run(run_dir: Path, refusal: str = "pictures need an image run") -> tuple[TrainConfig, Model, int]:

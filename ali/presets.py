@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from ali.config import for_method
+from ali.data.specs import DATASETS
 
 # The paper's toy recipe (docs/PAPER.md §4): Adam 1e-4, batch 100, 200 epochs of 100,000 points.
 _TOY_PAPER: dict[str, Any] = {"arch": "toy", "latent_dim": 2, "batch_size": 100, "steps": 200_000, "lr": 1e-4, "init_std": 0.02}
@@ -44,16 +45,37 @@ _IMAGE: dict[str, Any] = {
 }
 _IMAGE_PRESETS: dict[str, dict[str, Any]] = {
     # 6475 epochs of the 45,000 training images (train[0:45000]) at batch 100
-    "cifar10": {**_IMAGE, "dataset": "cifar10", "arch": "cifar10", "latent_dim": 64, "batch_size": 100, "steps": 6475 * 450},
+    "cifar10": {
+        **_IMAGE,
+        "dataset": "cifar10",
+        "arch": DATASETS["cifar10"].arch,
+        "latent_dim": 64,
+        "batch_size": 100,
+        "steps": 6475 * 450,
+    },
     # 100 epochs of SVHN's `extra` split (531,131 images) at batch 100
-    "svhn": {**_IMAGE, "dataset": "svhn", "arch": "svhn", "latent_dim": 256, "batch_size": 100, "steps": 100 * 5312},
+    "svhn": {
+        **_IMAGE,
+        "dataset": "svhn",
+        "arch": DATASETS["svhn"].arch,
+        "latent_dim": 256,
+        "batch_size": 100,
+        "steps": 100 * 5312,
+    },
     # 123 epochs of CelebA's 162,770 training images at batch 100
-    "celeba64": {**_IMAGE, "dataset": "celeba64", "arch": "celeba64", "latent_dim": 256, "batch_size": 100, "steps": 123 * 1628},
+    "celeba64": {
+        **_IMAGE,
+        "dataset": "celeba64",
+        "arch": DATASETS["celeba64"].arch,
+        "latent_dim": 256,
+        "batch_size": 100,
+        "steps": 123 * 1628,
+    },
     # 125 epochs of ImageNet's 1,281,167 training images at batch 128
     "imagenet64": {
         **_IMAGE,
         "dataset": "imagenet64",
-        "arch": "imagenet64",
+        "arch": DATASETS["imagenet64"].arch,
         "latent_dim": 256,
         "batch_size": 128,
         "steps": 125 * 10010,
@@ -72,7 +94,7 @@ _IMAGE_PRESETS: dict[str, dict[str, Any]] = {
 _MNIST: dict[str, Any] = {
     **_IMAGE,
     "method": "alice",
-    "arch": "mnist",
+    "arch": DATASETS["mnist"].arch,  # fashion-mnist's too
     "latent_dim": 32,
     "batch_size": 64,
     "steps": 30_000,
@@ -124,7 +146,7 @@ _IMAGE_PRESETS.update(
 )
 
 # Stacked MNIST mode counting (1,000 modes): the same recipe on the 3-channel MNIST nets.
-_IMAGE_PRESETS["stacked-mnist"] = {**_MNIST, "dataset": "stacked-mnist", "arch": "stacked-mnist"}
+_IMAGE_PRESETS["stacked-mnist"] = {**_MNIST, "dataset": "stacked-mnist", "arch": DATASETS["stacked-mnist"].arch}
 
 PRESETS: dict[str, dict[str, Any]] = {
     "toy25": {**_TOY_DEFAULT, "dataset": "toy25"},

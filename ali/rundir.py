@@ -2,9 +2,9 @@
 
 training_options.json    the resolved config, plus what "auto" resolved to ("resolved")
 stats.jsonl              one line per `log_every` steps: step, losses, lr, rate; guard events
-checkpoint-*.safetensors the newest `keep_checkpoints` snapshots (ali.checkpoint)
+checkpoint-*.safetensors the newest `keep_checkpoints` snapshots (format: ali.checkpoint)
 balanced.json            the checkpoint closest to the game's balance by the method's score (the
-                         VAE's: lowest nll + kl), kept too (ali.checkpoint; best.json in runs of
+                         VAE's: lowest nll + kl), kept too (best.json in runs of
                          earlier versions, still read)
 metrics.json             the final evaluation
 comparison.png           (toy data) the paper's five-panel figure for this run's method
@@ -12,18 +12,32 @@ samples.png, reconstructions.png, samples-<step>.png   (images) picture grids
 conditions.json          (conditional runs) what each entry of a condition vector means
 report.html              the run's report (ali.report.pages)
 
-The one loader of a trained run, which builds its model, is ali.training.build.load_trained.
+Everything about these files lives here: their names, atomic writes (write, fsync, rename) and
+the cleanup of a killed writer's temporary files, the stats log's truncation on resume, the
+balanced.json record, checkpoint pruning, and the one loader of a trained run (`load_trained`,
+networks only, no optimizers). The checkpoint file's tensor format is ali.checkpoint's.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from ali import checkpoint as ckpt
-from ali.config import TrainConfig, make_config, to_dict
+from ali.config import TrainConfig, make_config, settings, to_dict
 from ali.errors import AliError
+from ali.methods import get_method
+from ali.methods.base import Method
+from ali.nets.architectures import ARCHITECTURES
+from ali.nets.layers import init_weights
+from ali.nets.model import Model
 
 OPTIONS_FILE = "training_options.json"
 STATS_FILE = "stats.jsonl"
@@ -32,10 +46,16 @@ COMPARISON_FILE = "comparison.png"
 REPORT_FILE = "report.html"
 CONDITIONS_FILE = "conditions.json"
 RESOLVED_KEY = "resolved"  # in OPTIONS_FILE: what "auto" values became on the machine that started the run
+_NAME = re.compile(r"^checkpoint-(\d{9})\.safetensors$")
+# The checkpoint closest to the game's balance: the one whose method score (ali.methods.base.
+# Method.score; for an adversarial method mean |loss_d - 2 ln 2|) was lowest when it was written.
+# Kept beside the newest ones. Not a "best model": the score is a cheap proxy from the log lines.
+BALANCED_FILE = "balanced.json"
+LEGACY_BALANCED_FILE = "best.json"  # its name in earlier versions: still read, so older runs resume and report
 
 
 def holds_run(run_dir: Path) -> bool:
-    return run_dir.is_dir() and ((run_dir / OPTIONS_FILE).exists() or bool(ckpt.list_checkpoints(run_dir)))
+    return run_dir.is_dir() and ((run_dir / OPTIONS_FILE).exists() or bool(list_checkpoints(run_dir)))
 
 
 def prepare_run_dir(run_dir: Path, config: TrainConfig, resolved: dict[str, Any]) -> None:
@@ -46,7 +66,7 @@ def prepare_run_dir(run_dir: Path, config: TrainConfig, resolved: dict[str, Any]
         raise AliError(f"--out {run_dir} exists and is not a directory")
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
-        ckpt.atomic_write_json(run_dir / OPTIONS_FILE, {**to_dict(config), RESOLVED_KEY: resolved})
+        atomic_write_json(run_dir / OPTIONS_FILE, {**to_dict(config), RESOLVED_KEY: resolved})
     except OSError as exc:
         raise AliError(f"cannot write to run directory {run_dir}: {exc.strerror}; choose a writable --out") from None
 
@@ -77,8 +97,8 @@ def load_run_config(run_dir: Path, overrides: dict[str, Any] | None = None) -> T
 
 def write_condition_names(run_dir: Path, names: tuple[str, ...]) -> None:
     """What a conditional run's condition vector means, so `ali generate` needs no dataset load."""
-    with ckpt.run_dir_writes(run_dir, CONDITIONS_FILE):
-        ckpt.atomic_write_json(run_dir / CONDITIONS_FILE, {"label_names": list(names)})
+    with run_dir_writes(run_dir, CONDITIONS_FILE):
+        atomic_write_json(run_dir / CONDITIONS_FILE, {"label_names": list(names)})
 
 
 def read_condition_names(run_dir: Path) -> tuple[str, ...]:
@@ -87,3 +107,162 @@ def read_condition_names(run_dir: Path) -> tuple[str, ...]:
     except (OSError, ValueError, AttributeError):
         return ()
     return tuple(str(n) for n in names) if isinstance(names, list) else ()
+
+
+def checkpoint_path(run_dir: Path, step: int) -> Path:
+    return run_dir / f"checkpoint-{step:09d}.safetensors"
+
+
+def list_checkpoints(run_dir: Path) -> list[Path]:
+    """Checkpoints in the run directory, oldest first (temporary files are ignored)."""
+    found = [(int(m.group(1)), p) for p in run_dir.glob("checkpoint-*.safetensors") if (m := _NAME.match(p.name))]
+    return [p for _, p in sorted(found)]
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write to a temporary file, fsync, then rename: a reader sees the old file or the new, never half."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def atomic_write_json(path: Path, payload: Any) -> None:
+    atomic_write_bytes(path, (json.dumps(payload, indent=2) + "\n").encode())
+
+
+@contextmanager
+def run_dir_writes(run_dir: Path, what: str) -> Iterator[None]:
+    """Turn a failed write (ENOSPC, EACCES, EROFS, EFBIG, ...) into one clear AliError."""
+    try:
+        yield
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise AliError(
+            f"cannot write {what} in {run_dir}: {reason}; free space or choose a writable --out "
+            "(earlier checkpoints are intact: continue with --resume)"
+        ) from None
+
+
+def remove_stale_temp_files(run_dir: Path) -> None:
+    """Temporary files a killed process left behind (never valid checkpoints: they lack the rename)."""
+    for tmp in run_dir.glob(".*.tmp-*"):
+        tmp.unlink(missing_ok=True)
+
+
+def truncate_stats(path: Path, step: int) -> None:
+    """Drop stats.jsonl lines after `step` (resume, rollback), so no step is logged twice."""
+    if not path.exists():
+        return
+    keep = []
+    for line in path.read_text().splitlines():
+        try:
+            if json.loads(line)["step"] <= step:
+                keep.append(line)
+        except (json.JSONDecodeError, KeyError, TypeError):
+            break  # a torn last line from a crash
+    atomic_write_bytes(path, "".join(f"{line}\n" for line in keep).encode())
+
+
+def balanced_record(run_dir: Path) -> Path:
+    """The file naming the balanced checkpoint: balanced.json, or an older run's best.json where
+    only that one exists."""
+    path, legacy = run_dir / BALANCED_FILE, run_dir / LEGACY_BALANCED_FILE
+    return legacy if not path.exists() and legacy.exists() else path
+
+
+def read_balanced(run_dir: Path) -> dict[str, Any] | None:
+    """The balanced.json pointer, or None when absent or damaged (it is advisory only)."""
+    try:
+        record = json.loads(balanced_record(run_dir).read_text())
+        return record if isinstance(record, dict) and isinstance(record.get("score"), (int, float)) else None
+    except (OSError, ValueError):
+        return None
+
+
+def update_balanced(run_dir: Path, path: Path, step: int, score: float | None, criterion: str) -> None:
+    """Point balanced.json at `path` when its score (lower: closer to balance) beats the recorded one."""
+    if score is None:
+        return
+    record = read_balanced(run_dir)
+    if record is not None and (run_dir / str(record.get("file"))).is_file() and record["score"] <= score:
+        return
+    payload = {"file": path.name, "step": step, "score": round(score, 6), "criterion": criterion}
+    atomic_write_json(run_dir / BALANCED_FILE, payload)
+    (run_dir / LEGACY_BALANCED_FILE).unlink(missing_ok=True)  # an older run's record, now superseded
+
+
+def prune_checkpoints(run_dir: Path, keep: int) -> None:
+    """Keep the newest `keep` checkpoints and the one balanced.json names."""
+    record = read_balanced(run_dir)
+    protected = record.get("file") if record else None
+    for old in list_checkpoints(run_dir)[:-keep]:
+        if old.name != protected:
+            old.unlink(missing_ok=True)
+
+
+def newest_valid_checkpoint(run_dir: Path) -> tuple[Path, dict[str, torch.Tensor], dict[str, Any]]:
+    """The newest checkpoint that reads cleanly; damaged newer ones are skipped."""
+    errors = []
+    for path in reversed(list_checkpoints(run_dir)):
+        try:
+            tensors, header = ckpt.read_checkpoint(path)
+            return path, tensors, header
+        except AliError as exc:
+            errors.append(str(exc))
+    detail = f" ({'; '.join(errors)})" if errors else ""
+    raise AliError(f"no valid checkpoint in {run_dir} to resume from{detail}")
+
+
+def save_checkpoint(
+    path: Path,
+    model: torch.nn.Module,
+    optimizers: dict[str, torch.optim.Optimizer],
+    step: int,
+    config: dict[str, Any],
+    extra: dict[str, Any] | None = None,
+    aux: dict[str, torch.Tensor] | None = None,
+) -> None:
+    """Write checkpoint `path` (ali.checkpoint.checkpoint_bytes) atomically."""
+    atomic_write_bytes(path, ckpt.checkpoint_bytes(model, optimizers, step, config, extra, aux))
+
+
+def build_networks(config: TrainConfig, method: Method | None = None) -> Model:
+    """The method's networks, weights ~ N(0, init_std): what training starts from
+    (training.build.build_model adds the optimizers) and what a trained run's checkpoint is
+    restored into."""
+    method = get_method(config.method) if method is None else method
+    arch = ARCHITECTURES[config.arch]
+    model = Model(method.networks(arch, settings(config, method)), arch, method.name, config)
+    init_weights(model, config.init_std, config.tconv_init)
+    return model
+
+
+def restore_trained(run_dir: Path, config: TrainConfig) -> tuple[Model, int]:
+    """The run's model in evaluation mode, restored from its newest valid checkpoint, and that
+    step. Networks only: a trained run is loaded without optimizers."""
+    model = build_networks(config)
+    _, tensors, header = newest_valid_checkpoint(run_dir)
+    step = ckpt.restore(tensors, header, model, restore_rng=False)
+    model.eval()
+    return model, step
+
+
+def load_trained(run_dir: Path | str) -> tuple[TrainConfig, Model, int]:
+    """The one loader of a trained run: a finished or interrupted run's config, its model from
+    the newest valid checkpoint, that step."""
+    run_dir = Path(run_dir)
+    config = load_run_config(run_dir)
+    model, step = restore_trained(run_dir, config)
+    return config, model, step

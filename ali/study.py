@@ -24,19 +24,18 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from ali.checkpoint import atomic_write_json
 from ali.config import for_method, make_config, to_dict
 from ali.data import load_dataset
 from ali.errors import AliError
 from ali.evaluation.evaluate import check_svm_dataset, svm_metrics
 from ali.evaluation.toy_eval import data_extent, toy_panels
+from ali.finish import train_and_finish
 from ali.methods import get_method, method_keys
+from ali.methods.base import Method
 from ali.pictures import reconstruct_image, sample_image
 from ali.report.figures import comparison_rows, picture_rows, save_png
 from ali.report.pages import write_report
-from ali.rundir import METRICS_FILE, OPTIONS_FILE
-from ali.training.build import load_trained
-from ali.training.loop import train
+from ali.rundir import METRICS_FILE, OPTIONS_FILE, atomic_write_json, load_trained
 
 SVM_KEY = "svm_error_100"  # the L2-SVM column: 10 labels per class
 
@@ -47,7 +46,7 @@ def _run_one(values: dict[str, Any], run_dir: str, progress: bool, svm: bool = F
         metrics = json.loads((path / METRICS_FILE).read_text())
     else:
         resume = (path / OPTIONS_FILE).is_file()  # a run cut off mid-way continues
-        metrics = train(make_config(values), path, resume=resume, progress=progress)
+        metrics = train_and_finish(make_config(values), path, resume=resume, progress=progress)
     if svm and SVM_KEY not in metrics:
         config, model, _ = load_trained(path)
         metrics.update(svm_metrics(model, config.dataset, config.data_dir, labels_per_class=(10,)))
@@ -184,15 +183,16 @@ def run_study(
             metrics = list(pool.map(_run_one, *zip(*[(v, d, False, svm) for _, v, d in jobs])))
     else:
         metrics = [_run_one(v, d, progress, svm) for _, v, d in jobs]
+    resolved = {name: get_method(name) for name in methods}  # each method looked up once
     results: dict[str, dict[str, Any]] = {}
     for (method, _, _), m in zip(jobs, metrics):
-        results.setdefault(method, {"title": get_method(method).title, "runs": []})["runs"].append(m)
+        results.setdefault(method, {"title": resolved[method].title, "runs": []})["runs"].append(m)
     for res in results.values():
         res["summary"] = summarise(res["runs"])
     table = markdown_table(results, seeds)
     atomic_write_json(out / "study.json", {"configs": configs, "seeds": seeds, "methods": results})
     (out / "study.md").write_text(f"# Study: {source.get('dataset')}\n\n{table}")
-    (_toy_figure if toy else _image_figure)(methods, out)
+    (_toy_figure if toy else _image_figure)(resolved, out)
     write_report(out)
     return table
 
@@ -201,28 +201,28 @@ def _is_toy(configs: dict[str, dict[str, Any]]) -> bool:
     return all(make_config(v).arch == "toy" for v in configs.values())
 
 
-def _toy_figure(methods: list[str], out: Path) -> None:
+def _toy_figure(methods: dict[str, Method], out: Path) -> None:
     """The paper's comparison: one row per method (seed 0), five panels each."""
     rows = []
-    for method in methods:
-        config, model, _ = load_trained(out / method / "seed-0")
+    for name, method in methods.items():
+        config, model, _ = load_trained(out / name / "seed-0")
         dataset = load_dataset(config.dataset, config.data_dir)
-        rows.append((get_method(method).title, toy_panels(model, dataset, config.eval_samples)))
+        rows.append((method.title, toy_panels(model, dataset, config.eval_samples)))
     image = comparison_rows(rows, len(dataset.mixture.means), data_extent(dataset))
     save_png(image, out / "study.png")
 
 
-def _image_figure(methods: list[str], out: Path) -> None:
+def _image_figure(methods: dict[str, Method], out: Path) -> None:
     """Samples (z ~ N(0, I), the same z for every method) beside reconstructions of the same
     held-out images, one row per unconditional method (seed 0)."""
     rows = []
-    for method in methods:
-        if get_method(method).conditional:  # its samples need conditions: `ali generate` draws those
+    for name, method in methods.items():
+        if method.conditional:  # its samples need conditions: `ali generate` draws those
             continue
-        config, model, _ = load_trained(out / method / "seed-0")
+        config, model, _ = load_trained(out / name / "seed-0")
         dataset = load_dataset(config.dataset, config.data_dir)
         pairs = min(32, len(dataset.heldout))
         pictures = [sample_image(model, 64), reconstruct_image(model, dataset, pairs, pairs_per_row=4)]
-        rows.append((get_method(method).title, pictures))
+        rows.append((method.title, pictures))
     if rows:
         save_png(picture_rows(rows, ("samples Gx(z)", "x | Gx(Gz(x))")), out / "study.png")

@@ -44,14 +44,16 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as a script from anywhere
 
 from ali import checkpoint as ckpt  # noqa: E402
+from ali import rundir  # noqa: E402
 from ali.config import for_method, make_config  # noqa: E402
 from ali.data.batches import to_model_layout  # noqa: E402
+from ali.finish import train_and_finish  # noqa: E402
 from ali.methods import METHODS  # noqa: E402
+from ali.methods.base import Batch  # noqa: E402
 from ali.nets.architectures import ARCHITECTURES  # noqa: E402
 from ali.presets import PRESETS  # noqa: E402
 from ali.training.build import build_model, build_step  # noqa: E402
 from ali.training.hardware import machine_line, make_runtime, prepare_model, resolve_precision  # noqa: E402
-from ali.training.loop import train  # noqa: E402
 
 PRECISIONS = ("bf16", "fp16", "fp32")
 PAPER_ARCHS = ("mnist", "cifar10", "svhn", "celeba64", "imagenet64")
@@ -102,7 +104,7 @@ def steps_per_s(run_dir: Path) -> float | None:
 
 def run_method(method: str, precision: str, args: argparse.Namespace, work: Path) -> dict:
     run_dir = work / "run"
-    metrics = train(make_config(train_config(method, precision, args)), run_dir, progress=False)
+    metrics = train_and_finish(make_config(train_config(method, precision, args)), run_dir, progress=False)
     return {"steps_per_s": steps_per_s(run_dir), "metrics": sorted(metrics)}
 
 
@@ -116,7 +118,7 @@ def run_arch(arch: str, args: argparse.Namespace) -> dict:
     model, optimizers = build_model(config)
     prepare_model(model, device)
     step = build_step(config, model, optimizers, make_runtime(precision, device))
-    x = to_model_layout(torch.rand(batch, *spec.x_shape, device=device))
+    x = Batch(to_model_layout(torch.rand(batch, *spec.x_shape, device=device)))
     for index in range(2):
         step(x, index)
     steps = 3 if device.type == "cpu" else 20
@@ -133,17 +135,17 @@ def run_resume(args: argparse.Namespace, work: Path) -> dict:
     """Through vs stopped at the half-way checkpoint and resumed: the same final weights."""
     config = make_config(train_config("alice", "bf16" if args.device == "cuda" else "auto", args))
     through, resumed = work / "through", work / "resumed"
-    train(config, through, progress=False)
-    train(config, resumed, progress=False)
+    train_and_finish(config, through, progress=False)
+    train_and_finish(config, resumed, progress=False)
     # Make `resumed` a run stopped right after its first checkpoint: drop what came after it.
-    first, *later = ckpt.list_checkpoints(resumed)
+    first, *later = rundir.list_checkpoints(resumed)
     for path in later:
         path.unlink()
     for name in ("metrics.json", "balanced.json"):
         (resumed / name).unlink(missing_ok=True)
-    train(config, resumed, resume=True, progress=False)
-    a = ckpt.read_checkpoint(ckpt.list_checkpoints(through)[-1])[0]
-    b = ckpt.read_checkpoint(ckpt.list_checkpoints(resumed)[-1])[0]
+    train_and_finish(config, resumed, resume=True, progress=False)
+    a = ckpt.read_checkpoint(rundir.list_checkpoints(through)[-1])[0]
+    b = ckpt.read_checkpoint(rundir.list_checkpoints(resumed)[-1])[0]
     nets = [k for k in a if k.startswith("net/") and a[k].is_floating_point()]
     worst = max(float((a[k].double() - b[k].double()).abs().max()) for k in nets)
     tolerance = 0.0 if args.device == "cpu" else 1e-3
@@ -194,7 +196,7 @@ def run_case(name: str, args: argparse.Namespace) -> dict:
                 return run_torchrun(args, work, log)
         if name == "compile":
             run_dir = work / "run"
-            train(make_config(train_config("alice", "auto", args, compile=True)), run_dir, progress=False)
+            train_and_finish(make_config(train_config("alice", "auto", args, compile=True)), run_dir, progress=False)
             return {"steps_per_s": steps_per_s(run_dir)}
         raise ValueError(f"unknown case {name!r}")
     finally:

@@ -37,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script 
 
 from ali.config import make_config  # noqa: E402
 from ali.data.batches import to_model_layout  # noqa: E402
+from ali.methods.base import Batch  # noqa: E402
 from ali.nets.architectures import ARCHITECTURES  # noqa: E402
 from ali.training.build import build_model, build_step  # noqa: E402
 from ali.training.hardware import machine_line, make_runtime, prepare_model, resolve_precision  # noqa: E402
@@ -143,7 +144,7 @@ def run(arch: str, batch: int, asked: str, steps: int, rounds: int, threads: int
     x_ref = as_input()
 
     def ours_step():
-        step(to_model_layout(as_input()), 0)
+        step(Batch(to_model_layout(as_input())), 0)
 
     def ref_step():
         reference_step(ref, ref_opt, x_ref)

@@ -26,7 +26,7 @@ from ali.data import load_dataset
 from ali.data.prior import SobolNormal
 from ali.evaluation.image_eval import EVAL_SEED
 from ali.evaluation.toy_metrics import high_quality_fraction, mode_offset
-from ali.training.build import load_trained
+from ali.rundir import load_trained
 
 
 @torch.inference_mode()

@@ -37,8 +37,7 @@ def pytest_configure(config: pytest.Config) -> None:
 @pytest.fixture(autouse=True)
 def _no_report_after_training(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
     if request.node.get_closest_marker("report") is None:
-        from ali import study
-        from ali.training import loop
+        from ali import finish, study
 
-        monkeypatch.setattr(loop, "write_report", lambda run_dir: run_dir / "report.html")
+        monkeypatch.setattr(finish, "write_report", lambda run_dir: run_dir / "report.html")
         monkeypatch.setattr(study, "write_report", lambda out: out / "report.html")

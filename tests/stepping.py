@@ -7,7 +7,7 @@ from collections.abc import Callable
 import torch
 
 from ali.data.dataset import Dataset
-from ali.methods.base import StepRuntime
+from ali.methods.base import Batch, StepRuntime
 from ali.nets.model import Model
 from ali.training.build import build_step, condition_dim
 from ali.training.hardware import make_runtime
@@ -26,10 +26,8 @@ def built_step(
         )
     step = build_step(model.config, model, optimizers, runtime or make_runtime(precision, torch.device("cpu")), data)
     size = condition_dim(model.config)
-    if not size:
-        return step
-    y = torch.nn.functional.one_hot(torch.arange(len(x)) % size, size).float()
-    return lambda batch, index: step(batch, index, y)
+    y = torch.nn.functional.one_hot(torch.arange(len(x)) % size, size).float() if size else None
+    return lambda images, index: step(Batch(images, y), index)
 
 
 def train_step(model: Model, optimizers: dict, x: torch.Tensor, index: int, precision: str = "fp32") -> dict:

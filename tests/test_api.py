@@ -68,9 +68,9 @@ def test_bad_inputs_and_runs_are_clear_errors(run_dir: Path, tmp_path: Path) -> 
 
 def test_a_toy_run_is_not_an_image_run(tmp_path: Path) -> None:
     from ali.config import make_config
-    from ali.training.loop import train
+    from ali.finish import train_and_finish
 
-    train(
+    train_and_finish(
         make_config({"steps": 2, "batch_size": 8, "checkpoint_every": 2, "eval_samples": 100}), tmp_path / "toy", progress=False
     )
     with pytest.raises(AliError, match="ali.load is for image runs"):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from ali.evaluation.artifacts import artifact_metrics, border_spread_ratio, checkerboard_power, pixel_spread
+from ali.evaluation.artifacts import artifact_metrics, border_mean_offset, border_spread_ratio, checkerboard_power, pixel_spread
 
 
 def test_a_checkerboard_puts_its_power_on_the_nyquist_frequencies():
@@ -32,8 +32,10 @@ def test_a_frame_that_never_changes_has_no_spread_on_the_border():
     torch.manual_seed(0)
     images = torch.rand(64, 3, 12, 12)
     assert 0.9 < border_spread_ratio(images) < 1.1  # independent pixels: the same spread everywhere
-    images[..., :2, :] = images[..., -2:, :] = images[..., :, :2] = images[..., :, -2:] = 0.5
+    assert abs(border_mean_offset(images)) < 0.02
+    images[..., :2, :] = images[..., -2:, :] = images[..., :, :2] = images[..., :, -2:] = 0.9
     assert border_spread_ratio(images) == 0.0
+    assert abs(border_mean_offset(images) - (0.9 - images[..., 2:-2, 2:-2].mean())) < 1e-5
     assert abs(pixel_spread(torch.stack([torch.zeros(3, 4, 4), torch.ones(3, 4, 4)])) - 2**-0.5) < 1e-6
 
 
@@ -42,5 +44,7 @@ def test_artifact_metrics_name_samples_and_data_apart():
     out = artifact_metrics(torch.rand(10, 1, 16, 16), torch.zeros(10, 1, 16, 16) + torch.rand(10, 1, 1, 1))
     assert out["data_pixel_spread"] > 0 and out["data_checkerboard_power"] == 0.0
     assert set(out) == {
-        f"{p}_{k}" for p in ("sample", "data") for k in ("pixel_spread", "border_spread_ratio", "checkerboard_power")
+        f"{p}_{k}"
+        for p in ("sample", "data")
+        for k in ("pixel_spread", "border_spread_ratio", "border_mean_offset", "checkerboard_power")
     }

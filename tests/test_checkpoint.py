@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ali import checkpoint as ckpt
+from ali import rundir
 from ali.config import make_config
 from ali.errors import AliError
 from ali.training.build import build_model
@@ -29,7 +30,7 @@ def _tiny() -> tuple[torch.nn.Module, dict[str, torch.optim.Optimizer]]:
 def _tiny_bytes(tmp: Path) -> bytes:
     model, opts = _tiny()
     path = tmp / "c.safetensors"
-    ckpt.save_checkpoint(path, model, opts, 5, {"arch": "toy"}, {"train_seconds": 1.0}, {"loss": torch.tensor(2.0)})
+    rundir.save_checkpoint(path, model, opts, 5, {"arch": "toy"}, {"train_seconds": 1.0}, {"loss": torch.tensor(2.0)})
     return path.read_bytes()
 
 
@@ -41,7 +42,7 @@ def test_round_trip_restores_weights_optimizer_rng_and_aux(tmp_path: Path) -> No
     model, opts = _tiny()
     path = tmp_path / "checkpoint-000000005.safetensors"
     rng = torch.get_rng_state()
-    ckpt.save_checkpoint(path, model, opts, 5, {}, None, {"loss_d": torch.tensor(1.5)})
+    rundir.save_checkpoint(path, model, opts, 5, {}, None, {"loss_d": torch.tensor(1.5)})
     other, other_opts = _tiny()
     torch.manual_seed(99)
     tensors, header = ckpt.read_checkpoint(path)
@@ -57,7 +58,7 @@ def test_non_finite_state_is_never_written(tmp_path: Path) -> None:
     with torch.no_grad():
         model[0].weight[0, 0] = float("nan")
     with pytest.raises(AliError, match="non-finite"):
-        ckpt.save_checkpoint(tmp_path / "checkpoint-000000001.safetensors", model, opts, 1, {})
+        rundir.save_checkpoint(tmp_path / "checkpoint-000000001.safetensors", model, opts, 1, {})
     assert not list(tmp_path.iterdir())
 
 
@@ -65,8 +66,8 @@ def test_non_finite_state_is_never_written(tmp_path: Path) -> None:
 def test_newest_valid_skips_damaged_newer_files(tmp_path: Path, damage: str) -> None:
     model, opts = _tiny()
     for step in (1, 2):
-        ckpt.save_checkpoint(ckpt.checkpoint_path(tmp_path, step), model, opts, step, {})
-    newest = ckpt.checkpoint_path(tmp_path, 2)
+        rundir.save_checkpoint(rundir.checkpoint_path(tmp_path, step), model, opts, step, {})
+    newest = rundir.checkpoint_path(tmp_path, 2)
     data = newest.read_bytes()
     newest.write_bytes(
         {
@@ -78,14 +79,14 @@ def test_newest_valid_skips_damaged_newer_files(tmp_path: Path, damage: str) -> 
     )
     with pytest.raises(AliError, match="not a valid ali checkpoint"):
         ckpt.read_checkpoint(newest)
-    path, _, header = ckpt.newest_valid_checkpoint(tmp_path)
-    assert path == ckpt.checkpoint_path(tmp_path, 1) and header["step"] == 1
+    path, _, header = rundir.newest_valid_checkpoint(tmp_path)
+    assert path == rundir.checkpoint_path(tmp_path, 1) and header["step"] == 1
 
 
 def test_checkpoint_of_another_method_is_refused_by_name(tmp_path: Path) -> None:
     vae, vae_opts = build_model(make_config({"method": "vae"}))
     path = tmp_path / "checkpoint-000000001.safetensors"
-    ckpt.save_checkpoint(path, vae, vae_opts, 1, {"arch": "toy", "method": "vae", "latent_dim": 2, "dataset": "toy25"})
+    rundir.save_checkpoint(path, vae, vae_opts, 1, {"arch": "toy", "method": "vae", "latent_dim": 2, "dataset": "toy25"})
     ali_model, ali_opts = build_model(make_config({"method": "ali"}))
     tensors, header = ckpt.read_checkpoint(path)
     with pytest.raises(AliError, match="method='vae'"):
@@ -115,7 +116,7 @@ def test_crafted_pickle_is_refused_and_never_runs(tmp_path: Path, container: str
     with pytest.raises(AliError, match="weights_only"):
         ckpt.import_torch_checkpoint(path)
     with pytest.raises(AliError, match="no valid checkpoint"):
-        ckpt.newest_valid_checkpoint(tmp_path)
+        rundir.newest_valid_checkpoint(tmp_path)
     assert not marker.exists(), "the pickle's code ran"
     pickle.loads(pickle.dumps(_Payload(tmp_path / "control")))  # the payload is live: unpickling runs it
     assert (tmp_path / "control").exists()
@@ -166,14 +167,14 @@ def test_fuzz_mutated_checkpoints_parse_or_raise_ali_error(data: st.DataObject) 
 
 def test_balanced_json_is_written_and_an_older_runs_best_json_is_read(tmp_path: Path) -> None:
     for step in (100, 200, 300):
-        ckpt.checkpoint_path(tmp_path, step).write_bytes(b"\0")
-    old = {"file": ckpt.checkpoint_path(tmp_path, 100).name, "step": 100, "score": 0.5, "criterion": "c"}
-    (tmp_path / ckpt.LEGACY_BALANCED_FILE).write_text(json.dumps(old))
-    assert ckpt.read_balanced(tmp_path) == old  # a run of an earlier version: its best.json counts
-    ckpt.prune_checkpoints(tmp_path, keep=1)
-    assert [p.name for p in ckpt.list_checkpoints(tmp_path)] == [old["file"], ckpt.checkpoint_path(tmp_path, 300).name]
-    ckpt.update_balanced(tmp_path, ckpt.checkpoint_path(tmp_path, 300), 300, 0.9, "c")  # further from balance: kept as is
-    assert ckpt.read_balanced(tmp_path) == old and not (tmp_path / ckpt.BALANCED_FILE).exists()
-    ckpt.update_balanced(tmp_path, ckpt.checkpoint_path(tmp_path, 300), 300, 0.1, "c")
-    assert ckpt.read_balanced(tmp_path)["step"] == 300
-    assert (tmp_path / ckpt.BALANCED_FILE).is_file() and not (tmp_path / ckpt.LEGACY_BALANCED_FILE).exists()
+        rundir.checkpoint_path(tmp_path, step).write_bytes(b"\0")
+    old = {"file": rundir.checkpoint_path(tmp_path, 100).name, "step": 100, "score": 0.5, "criterion": "c"}
+    (tmp_path / rundir.LEGACY_BALANCED_FILE).write_text(json.dumps(old))
+    assert rundir.read_balanced(tmp_path) == old  # a run of an earlier version: its best.json counts
+    rundir.prune_checkpoints(tmp_path, keep=1)
+    assert [p.name for p in rundir.list_checkpoints(tmp_path)] == [old["file"], rundir.checkpoint_path(tmp_path, 300).name]
+    rundir.update_balanced(tmp_path, rundir.checkpoint_path(tmp_path, 300), 300, 0.9, "c")  # further from balance: kept as is
+    assert rundir.read_balanced(tmp_path) == old and not (tmp_path / rundir.BALANCED_FILE).exists()
+    rundir.update_balanced(tmp_path, rundir.checkpoint_path(tmp_path, 300), 300, 0.1, "c")
+    assert rundir.read_balanced(tmp_path)["step"] == 300
+    assert (tmp_path / rundir.BALANCED_FILE).is_file() and not (tmp_path / rundir.LEGACY_BALANCED_FILE).exists()

@@ -17,17 +17,19 @@ from PIL import Image
 
 import ali
 import ali.training.loop as loop
-from ali import checkpoint as ckpt
-from ali import generate
+from ali import generate, rundir
 from ali.cli import main
 from ali.config import make_config
 from ali.data.dataset import Dataset, as_conditions
 from ali.errors import AliError
+from ali.finish import train_and_finish
 from ali.generate import conditional_grid
 from ali.methods import ali_conditional
+from ali.methods.base import Batch
 from ali.nets.architectures import ARCHITECTURES
 from ali.presets import PRESETS
-from ali.training.build import build_model, build_step, load_trained
+from ali.rundir import load_trained
+from ali.training.build import build_model, build_step
 from ali.training.hardware import make_runtime
 
 H = W = 28
@@ -75,7 +77,7 @@ def _labelled(attributes: bool = False) -> Dataset:
 
 def _train(monkeypatch, out: Path, data: Dataset, resume: bool = False, **over) -> None:
     monkeypatch.setattr(loop, "load_dataset", lambda *_args: data)
-    loop.train(make_config({**RUN, **over}), out, resume=resume, progress=False)
+    train_and_finish(make_config({**RUN, **over}), out, resume=resume, progress=False)
 
 
 @pytest.fixture(scope="module")
@@ -131,7 +133,7 @@ def test_the_condition_changes_every_network_s_output() -> None:
 def test_one_step_sends_gradients_into_every_embedding(update: str) -> None:
     model, step = _model(update=update)
     x, y = _batch()
-    losses = step(x, 0, y)
+    losses = step(Batch(x, y), 0)
     assert all(torch.isfinite(v) for v in losses.values())
     for name in EMBEDDINGS:
         grads = [p.grad for p in model.get_submodule(name).parameters()]
@@ -143,7 +145,7 @@ def test_a_few_steps_change_every_tensor_of_every_network() -> None:
     before = {k: v.clone() for k, v in model.named_parameters()}
     for index in range(3):
         x, y = _batch()
-        step(x, index, y)
+        step(Batch(x, y), index)
     unchanged = [k for k, v in model.named_parameters() if torch.equal(v, before[k])]
     assert not unchanged
     assert {k.split(".")[0] for k in before} == {"encoder", "decoder", "discriminator"}
@@ -197,7 +199,7 @@ def test_real_and_fake_pairs_are_judged_under_the_batch_s_own_y(update: str) -> 
     model.decoder.register_forward_pre_hook(lambda _m, args: keep("z", args[0]))  # the first call decodes the prior's z
     model.discriminator.register_forward_hook(known_logit)
     x, y = _batch()
-    losses = step(x, 0, y)
+    losses = step(Batch(x, y), 0)
     real_y, fake_y = seen["y"].chunk(2)
     assert torch.equal(real_y, y) and torch.equal(fake_y, y)
     a, b = (y @ v) * seen["z_hat"].sum(1), (y @ v) * seen["z"].sum(1)
@@ -209,12 +211,12 @@ def test_real_and_fake_pairs_are_judged_under_the_batch_s_own_y(update: str) -> 
 def test_the_cycle_term_trains_both_generators_and_is_off_at_zero() -> None:
     x, y = _batch()
     model, step = _model(cycle_weight=0.0)
-    assert "recon" not in step(x, 0, y)
+    assert "recon" not in step(Batch(x, y), 0)
     model, step = _model(cycle_weight=0.3, update="two-pass")
     # A D without weights leaves the cycle as the generators' only gradient.
     for p in model.discriminator.parameters():
         p.data.zero_()
-    losses = step(x, 0, y)
+    losses = step(Batch(x, y), 0)
     assert losses["recon"] > 0
     for net in ("encoder", "decoder"):
         assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.get_submodule(net).parameters()), net
@@ -320,7 +322,7 @@ def test_a_resumed_conditional_run_continues_exactly(monkeypatch, tmp_path: Path
     _train(monkeypatch, full, _labelled(), **over)
     # A run killed after its step-4 checkpoint: the same directory minus everything written later.
     shutil.copytree(full, cut)
-    for path in ckpt.list_checkpoints(cut)[1:]:
+    for path in rundir.list_checkpoints(cut)[1:]:
         path.unlink()
     (cut / "metrics.json").unlink()
     _train(monkeypatch, cut, _labelled(), resume=True, **over)

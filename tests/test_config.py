@@ -10,7 +10,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ali import checkpoint as ckpt
 from ali import cli, rundir
 from ali.config import FIELD_TYPES, RULES, load_config_source, make_config, parse_overrides
 from ali.errors import AliError
@@ -115,9 +114,9 @@ def test_run_directory_errors(tmp_path: Path, capsys) -> None:
     # A checkpoint of another method dropped into the run directory: named, not a shape dump.
     other = tmp_path / "vae"
     assert cli.main(["train", "--config", "toy25", *small, "--method", "vae", "--out", str(other), "--no-progress"]) == 0
-    for path in ckpt.list_checkpoints(run):
+    for path in rundir.list_checkpoints(run):
         path.unlink()
-    vae_ckpt = ckpt.list_checkpoints(other)[-1]
+    vae_ckpt = rundir.list_checkpoints(other)[-1]
     (run / vae_ckpt.name).write_bytes(vae_ckpt.read_bytes())
     capsys.readouterr()
     assert "method='vae'" in _cli_error(capsys, ["train", "--out", str(run), "--resume", "--steps", "8"])

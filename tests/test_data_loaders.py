@@ -62,13 +62,16 @@ def test_cifar10_split_and_pixel_layout(tmp_path):
 
 
 def test_cifar10_trains_on_the_authors_split_and_holds_out_the_test_batch(tmp_path, monkeypatch):
-    import ali.data as data
+    import dataclasses
+
+    from ali.data import specs
 
     rng = np.random.default_rng(4)
     train = rng.integers(0, 256, (20, 3, 32, 32), dtype=np.uint8), np.arange(20) % 10
     test = rng.integers(0, 256, (7, 3, 32, 32), dtype=np.uint8), np.array([3, 1, 4, 1, 5, 9, 2])
     write_cifar_arrays(tmp_path / "cifar-10-batches-py", *train, *test)
-    monkeypatch.setattr(data, "CIFAR10_TRAIN", 15)  # scaled-down 45000: same slicing code
+    cifar10 = dataclasses.replace(specs.DATASETS["cifar10"], train_rows=15)  # scaled-down 45000: same slicing code
+    monkeypatch.setitem(specs.DATASETS, "cifar10", cifar10)
     ds = load_image_dataset("cifar10", tmp_path)
     assert np.array_equal(ds.train.numpy(), train[0][:15]) and ds.labels.tolist() == train[1][:15].tolist()
     # held out = the official test_batch, what the published errors are measured on

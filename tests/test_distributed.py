@@ -75,8 +75,8 @@ def _train_and_dump(run_dir, update: str, rank: int, dump: str) -> None:
     captured = {}
     build = loop.build_model
 
-    def capture(config):
-        captured["model"], opts = build(config)
+    def capture(config, method=None):
+        captured["model"], opts = build(config, method)
         return captured["model"], opts
 
     loop.build_model = capture

@@ -21,11 +21,12 @@ from ali.evaluation import evaluate
 from ali.evaluation.classifier import fit_classifier, save_classifier
 from ali.evaluation.evaluate import code_norm_by_class
 from ali.evaluation.image_eval import EVAL_SEED
+from ali.finish import train_and_finish
 from ali.methods.ali_kplus1 import ClassDiscriminator
 from ali.methods.objective import ali_losses
 from ali.nets.model import Model
 from ali.presets import PRESETS
-from ali.training.build import load_trained
+from ali.rundir import load_trained
 from tests.shared_data import require_shared
 
 
@@ -221,7 +222,7 @@ def _random_images(n: int, seed: int) -> torch.Tensor:
 def _train_tiny(monkeypatch, out: Path, data: Dataset) -> dict:
     monkeypatch.setattr(loop, "load_dataset", lambda *_args: data)
     values = {**PRESETS["mnist"], "batch_size": 8, "steps": 2, "log_every": 1, "checkpoint_every": 2, "grid_every": 0}
-    loop.train(make_config({**values, "eval_samples": 100, "threads": 1, "precision": "fp32"}), out, progress=False)
+    train_and_finish(make_config({**values, "eval_samples": 100, "threads": 1, "precision": "fp32"}), out, progress=False)
     return json.loads((out / "metrics.json").read_text())
 
 

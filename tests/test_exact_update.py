@@ -19,6 +19,7 @@ import pytest
 import torch
 
 from ali import checkpoint as ckpt
+from ali import rundir
 from ali.config import make_config, to_dict
 from ali.data.batches import to_model_layout
 from ali.methods import METHODS
@@ -206,7 +207,7 @@ def _mnist_after_one_step():
 def test_step_after_checkpoint_restore_matches_plain_adam(tmp_path):
     """Moments read back from a checkpoint are paired with the right weight elements."""
     model, optimizers, _, x = _mnist_after_one_step()
-    ckpt.save_checkpoint(tmp_path / "c.safetensors", model, optimizers, 1, to_dict(model.config))
+    rundir.save_checkpoint(tmp_path / "c.safetensors", model, optimizers, 1, to_dict(model.config))
     fresh, fresh_optimizers, seen, _ = _checked_model(
         {"dataset": "mnist", "arch": "mnist", "latent_dim": 32, "update": "two-pass"}
     )

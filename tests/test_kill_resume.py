@@ -28,9 +28,10 @@ import pytest
 import torch
 
 from ali import checkpoint as ckpt
+from ali import rundir
 from ali.config import make_config
+from ali.finish import train_and_finish
 from ali.presets import PRESETS
-from ali.training.loop import train
 
 KILLS = 20
 EARLY_KILLS = 2  # right after the run directory holds its options, before the first checkpoint
@@ -121,7 +122,7 @@ def _kill_when(pid: int, run_dir: Path, after_step: int, in_write: bool, rng: ra
     stats, deadline = run_dir / "stats.jsonl", time.monotonic() + 60
     while time.monotonic() < deadline and _alive(pid):
         rows = _rows(stats)
-        if rows and max(rows) > after_step and ckpt.list_checkpoints(run_dir):
+        if rows and max(rows) > after_step and rundir.list_checkpoints(run_dir):
             break
         time.sleep(0.005)
     if in_write:
@@ -152,7 +153,7 @@ def test_sigkill_at_random_moments_then_resume_matches_uninterrupted(fast_dir: P
     threads = torch.get_num_threads()
     server = ForkServer()  # starts importing while the reference trains
     try:
-        ref_metrics = train(make_config(values), reference, progress=False)
+        ref_metrics = train_and_finish(make_config(values), reference, progress=False)
     finally:
         torch.set_num_threads(threads)
     ref_rows = _rows(reference / "stats.jsonl")
@@ -173,7 +174,7 @@ def test_sigkill_at_random_moments_then_resume_matches_uninterrupted(fast_dir: P
                 break  # the run ended before this kill: an error (counted as lost) or finished early
             kills += 1
             in_write += bool(list(run_dir.glob(".checkpoint-*.tmp-*")))  # the kill left a half-written file
-            found = ckpt.list_checkpoints(run_dir)
+            found = rundir.list_checkpoints(run_dir)
             for path in found:  # every checkpoint on disk loads, holds its own step and finite values
                 tensors, header = ckpt.read_checkpoint(path)
                 assert header["step"] == int(path.stem.split("-")[1])
@@ -198,8 +199,8 @@ def test_sigkill_at_random_moments_then_resume_matches_uninterrupted(fast_dir: P
     assert in_write >= KILLS // 4, f"only {in_write} kills hit a checkpoint write"
     assert before_first >= 1, "no kill landed before the first checkpoint"
     assert _rows(run_dir / "stats.jsonl") == ref_rows
-    ours, _ = ckpt.read_checkpoint(ckpt.checkpoint_path(run_dir, SETTINGS["steps"]))
-    theirs, _ = ckpt.read_checkpoint(ckpt.checkpoint_path(reference, SETTINGS["steps"]))
+    ours, _ = ckpt.read_checkpoint(rundir.checkpoint_path(run_dir, SETTINGS["steps"]))
+    theirs, _ = ckpt.read_checkpoint(rundir.checkpoint_path(reference, SETTINGS["steps"]))
     assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours)
     metrics = json.loads((run_dir / "metrics.json").read_text())
     drop = {"train_seconds"}

@@ -21,6 +21,7 @@ from ali.errors import AliError
 from ali.evaluation.evaluate import evaluate_model
 from ali.methods import ali_kplus1
 from ali.methods.ali_kplus1 import class_predictions, labelled_set
+from ali.methods.base import Batch
 from ali.nets.architectures import ARCHITECTURES
 from ali.nets.model import Model
 from ali.presets import PRESETS
@@ -59,7 +60,7 @@ def test_the_labelled_term_teaches_d_the_labels():
     torch.set_num_threads(1)  # small convolutions: a second thread only waits on the busy machine
     try:
         for index, rows in enumerate(picks):
-            step(data.to_float(data.train[rows]), index)
+            step(Batch(data.to_float(data.train[rows])), index)
     finally:
         torch.set_num_threads(threads)
     x_l, y_l = labelled_set(data, 2, 0)
@@ -227,7 +228,7 @@ def _buffers_after_one_step(labelled_value: int) -> dict[str, torch.Tensor]:
     )
     step = _step(config, model, optimizers, data)
     torch.manual_seed(1)
-    step(torch.rand(4, 3, 32, 32, generator=torch.Generator().manual_seed(2)), 0)
+    step(Batch(torch.rand(4, 3, 32, 32, generator=torch.Generator().manual_seed(2))), 0)
     return {k: v.clone() for k, v in model.state_dict().items() if "running" in k}
 
 

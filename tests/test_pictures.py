@@ -19,6 +19,7 @@ from ali import pictures
 from ali.cli import main
 from ali.config import make_config
 from ali.data.dataset import Dataset
+from ali.finish import train_and_finish
 from tests.shared_data import require_shared
 
 H = W = 28
@@ -57,7 +58,7 @@ def run_dir(tmp_path_factory) -> Path:
     patch = pytest.MonkeyPatch()
     patch.setattr(loop, "load_dataset", lambda *_args: _synthetic())
     try:
-        loop.train(config, out, progress=False)
+        train_and_finish(config, out, progress=False)
     finally:
         patch.undo()
     return out

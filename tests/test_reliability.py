@@ -17,9 +17,10 @@ import pytest
 import torch
 
 from ali import checkpoint as ckpt
-from ali import cli
+from ali import cli, rundir
 from ali.config import make_config
 from ali.errors import AliError
+from ali.finish import train_and_finish
 from ali.presets import PRESETS
 from ali.training import loop
 
@@ -48,7 +49,7 @@ def _rows(run: Path) -> list[dict]:
 
 def _assert_checkpoints_finite(run: Path) -> list[int]:
     steps = []
-    for path in ckpt.list_checkpoints(run):
+    for path in rundir.list_checkpoints(run):
         tensors, header = ckpt.read_checkpoint(path)
         assert all(torch.isfinite(t).all() for t in tensors.values() if t.is_floating_point()), path
         steps.append(header["step"])
@@ -59,9 +60,9 @@ def _wrap_step(monkeypatch, after) -> None:
     """Make the loop's step call after(model, step, losses) and return what that returns."""
     real = loop.build_step
 
-    def build(config, model, optimizers, runtime, data=None):
-        inner = real(config, model, optimizers, runtime, data)
-        return lambda x, step, y=None: after(model, step, inner(x, step, y))
+    def build(config, model, optimizers, runtime, data=None, method=None):
+        inner = real(config, model, optimizers, runtime, data, method)
+        return lambda batch, step: after(model, step, inner(batch, step))
 
     monkeypatch.setattr(loop, "build_step", build)
 
@@ -88,7 +89,7 @@ def _inject(monkeypatch, at: int, kind: str, every_time: bool) -> list[int]:
 def test_nan_injection_recovers_with_lower_lr(tmp_path: Path, monkeypatch, capsys, kind: str) -> None:
     hits = _inject(monkeypatch, at=23, kind=kind, every_time=False)
     run = tmp_path / "run"
-    loop.train(make_config(SMALL), run, progress=False)
+    train_and_finish(make_config(SMALL), run, progress=False)
     assert hits == [23]
     rows = _rows(run)
     events = [r for r in rows if r.get("event") == "divergence"]
@@ -99,7 +100,7 @@ def test_nan_injection_recovers_with_lower_lr(tmp_path: Path, monkeypatch, capsy
     first = make_config(SMALL).lr * loop.lr_factor(make_config(SMALL), 24)
     assert next(r for r in losses if r["step"] == 25)["lr"] == pytest.approx(0.5 * first)
     assert _assert_checkpoints_finite(run) == [10, 20, 30, 40]
-    assert ckpt.read_checkpoint(ckpt.checkpoint_path(run, 40))[1]["extra"]["lr_scale"] == 0.5
+    assert ckpt.read_checkpoint(rundir.checkpoint_path(run, 40))[1]["extra"]["lr_scale"] == 0.5
     assert "warning: non-finite loss or weights at step 25" in capsys.readouterr().err
     assert (run / "metrics.json").is_file()
 
@@ -130,14 +131,14 @@ def test_d_wins_warning_names_step_and_figures(tmp_path: Path, monkeypatch, caps
 
 def _finished_run(tmp_path: Path) -> tuple[Path, dict[str, bytes]]:
     run = tmp_path / "run"
-    loop.train(make_config({**SMALL, "steps": 20}), run, progress=False)
-    return run, {p.name: p.read_bytes() for p in ckpt.list_checkpoints(run)}
+    train_and_finish(make_config({**SMALL, "steps": 20}), run, progress=False)
+    return run, {p.name: p.read_bytes() for p in rundir.list_checkpoints(run)}
 
 
 def _assert_intact(run: Path, before: dict[str, bytes]) -> None:
-    assert {p.name: p.read_bytes() for p in ckpt.list_checkpoints(run)} == before
+    assert {p.name: p.read_bytes() for p in rundir.list_checkpoints(run)} == before
     assert not list(run.glob(".*.tmp-*"))
-    ckpt.newest_valid_checkpoint(run)
+    rundir.newest_valid_checkpoint(run)
 
 
 @pytest.mark.parametrize("code", [errno.ENOSPC, errno.EACCES, errno.EROFS])
@@ -150,7 +151,7 @@ def test_failed_checkpoint_write_is_one_error_line(tmp_path: Path, monkeypatch, 
             raise OSError(code, os.strerror(code))
         return real_replace(src, dst)
 
-    monkeypatch.setattr(ckpt.os, "replace", failing)
+    monkeypatch.setattr(rundir.os, "replace", failing)
     assert cli.main(["train", "--out", str(run), "--resume", "--steps", "30", "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: cannot write checkpoint checkpoint-000000030.safetensors") and os.strerror(code) in err

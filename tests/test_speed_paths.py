@@ -18,6 +18,7 @@ from ali.config import for_method, make_config
 from ali.data.batches import to_model_layout
 from ali.errors import AliError
 from ali.methods.adversarial import update_mode
+from ali.methods.base import Batch
 from ali.nets import architectures
 from ali.nets.architectures import Architecture
 from ali.nets.layers import DenseConv2d, DenseConvTranspose2d, Layer
@@ -155,5 +156,5 @@ def test_the_step_uses_the_runtime_it_was_built_with():
     model = _model("toy")
     calls = []
     rt = make_runtime("fp32", torch.device("cpu"), all_reduce=lambda grads: calls.append(len(grads)))
-    build_step(model.config, model, _sgd(model, 0.1, 0.1), rt)(torch.randn(16, 2), 0)
+    build_step(model.config, model, _sgd(model, 0.1, 0.1), rt)(Batch(torch.randn(16, 2)), 0)
     assert calls == [sum(1 for _ in model.parameters())]

@@ -19,7 +19,8 @@ scored:
 | imagenet64 | npz train batches, or class tree | npz val, else every 10th image |
 | folder:PATH | every image under PATH, 64x64 RGB | every 10th image |
 
-SVHN's official train split (73,257) is the Dataset's `labelled_pool`: the semi-supervised
+Each dataset is declared once in ali.data.specs (its splits, loader, download, default
+architecture and classifier). SVHN's official train split (73,257) is the Dataset's `labelled_pool`: the semi-supervised
 protocols draw their labelled examples from it. CIFAR-10's [45000:50000] (the authors'
 validation split) and the other official splits are available from `load_split`.
 """
@@ -31,27 +32,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ali.data.celeba import load_celeba
-from ali.data.cifar import load_cifar10_split
 from ali.data.dataset import Dataset
 from ali.data.folder import load_folder
-from ali.data.idx import load_idx_split
-from ali.data.imagenet import load_imagenet64
-from ali.data.stacked_mnist import load_stacked_mnist
-from ali.data.svhn import load_svhn_split
+from ali.data.specs import DATASETS, DatasetSpec
 from ali.data.toy import MIXTURES, load_toy
 from ali.errors import AliError
 
-IMAGE_DATASETS: tuple[str, ...] = ("mnist", "fashion-mnist", "stacked-mnist", "cifar10", "svhn", "celeba64", "imagenet64")
+IMAGE_DATASETS: tuple[str, ...] = tuple(DATASETS)  # every declared dataset (ali.data.specs) holds images
 FOLDER_PREFIX = "folder:"
-# Splits `load_split` serves, per dataset (CelebA and ImageNet go through load_image_dataset).
-SPLITS = {
-    "mnist": ("train", "test"),
-    "fashion-mnist": ("train", "test"),
-    "cifar10": ("train", "test"),
-    "svhn": ("train", "test", "extra"),
-}
-CIFAR10_TRAIN = 45_000
 
 
 def is_image_dataset(name: str) -> bool:
@@ -65,45 +53,36 @@ def _tensor(array: np.ndarray) -> torch.Tensor:
 
 def load_split(name: str, data_dir: Path | str, split: str) -> tuple[torch.Tensor, torch.Tensor]:
     """Images (N, C, H, W) uint8 and labels (N,) int64 of one official split, e.g.
-    ("svhn", "test") or ("cifar10", "test"), for evaluation code that needs the test sets."""
+    SVHN's or CIFAR-10's test split, for evaluation code that needs the test sets (the splits
+    each dataset serves: DatasetSpec.splits)."""
     data_dir = Path(data_dir).expanduser().resolve()
-    if split not in SPLITS.get(name, ()):
-        known = ", ".join(f"{n}: {'/'.join(s)}" for n, s in SPLITS.items())
+    spec = DATASETS.get(name)
+    if spec is None or split not in spec.splits:
+        known = ", ".join(f"{n}: {'/'.join(s.splits)}" for n, s in DATASETS.items() if s.splits)
         raise AliError(f"no split {split!r} for dataset {name!r}; known: {known}")
-    if name in ("mnist", "fashion-mnist"):
-        images, labels = load_idx_split(name, data_dir, split)
-    elif name == "cifar10":
-        images, labels = load_cifar10_split(data_dir, split)
-    else:
-        images, labels = load_svhn_split(data_dir, split)
+    images, labels = spec.load_split(data_dir, split)
     return _tensor(images), _tensor(labels)
 
 
 def _parts(name: str, data_dir: Path) -> dict:
-    if name == "stacked-mnist":
-        return load_stacked_mnist(data_dir)
-    if name in ("mnist", "fashion-mnist", "svhn"):
-        train_split = "extra" if name == "svhn" else "train"
-        train, labels = load_split(name, data_dir, train_split)
-        heldout, heldout_labels = load_split(name, data_dir, "test")
-        parts = {"train": train, "labels": labels, "heldout": heldout, "heldout_labels": heldout_labels}
-        if name == "svhn":
-            parts["labelled_pool"] = load_split(name, data_dir, "train")
-        return parts
-    if name == "cifar10":
-        images, labels = load_split(name, data_dir, "train")
-        heldout, heldout_labels = load_split(name, data_dir, "test")
-        return {
-            "train": images[:CIFAR10_TRAIN],
-            "labels": labels[:CIFAR10_TRAIN],
-            "heldout": heldout,
-            "heldout_labels": heldout_labels,
-        }
-    if name == "celeba64":
-        return load_celeba(data_dir)
-    if name == "imagenet64":
-        return load_imagenet64(data_dir)
-    return load_folder(Path(name[len(FOLDER_PREFIX) :]).expanduser())
+    spec = DATASETS.get(name)
+    if spec is None:
+        return load_folder(Path(name[len(FOLDER_PREFIX) :]).expanduser())
+    if spec.load is not None:
+        return spec.load(data_dir)
+    return _split_parts(spec, data_dir)
+
+
+def _split_parts(spec: DatasetSpec, data_dir: Path) -> dict:
+    """A dataset with official splits: train (its first `train_rows`), held out, labelled pool."""
+    train, labels = load_split(spec.name, data_dir, spec.train_split)
+    heldout, heldout_labels = load_split(spec.name, data_dir, spec.heldout_split)
+    if spec.train_rows is not None:
+        train, labels = train[: spec.train_rows], labels[: spec.train_rows]
+    parts = {"train": train, "labels": labels, "heldout": heldout, "heldout_labels": heldout_labels}
+    if spec.labelled_pool_split is not None:
+        parts["labelled_pool"] = load_split(spec.name, data_dir, spec.labelled_pool_split)
+    return parts
 
 
 def load_image_dataset(name: str, data_dir: Path | str) -> Dataset:

@@ -9,7 +9,9 @@ Transposed convolutions leave two marks on samples that a classifier may not see
   edges do not count. Natural images have almost none there;
 - a **frame**: without padding, border pixels sum fewer input positions than interior ones, so
   they vary less from sample to sample; `border_spread_ratio` is the per-pixel spread (the std
-  across images at each position) on the outer `ring` pixels over that of the interior.
+  across images at each position) on the outer `ring` pixels over that of the interior, and
+  `border_mean_offset` how far the ring's average level sits from the interior's (a light or
+  dark frame), both set beside the real images' own.
 `pixel_spread` is the mean over positions of that std: how different the images are from each
 other (samples that all look alike score low).
 """
@@ -24,12 +26,24 @@ def pixel_spread(images: torch.Tensor) -> float:
     return float(images.float().std(0).mean())
 
 
+def _interior(shape: torch.Size, ring: int, device: torch.device) -> torch.Tensor:
+    inner = torch.zeros(shape, dtype=torch.bool, device=device)
+    inner[ring:-ring, ring:-ring] = True
+    return inner
+
+
 def border_spread_ratio(images: torch.Tensor, ring: int = 2) -> float:
     """Spread on the outer `ring` pixels of each side over the spread inside them."""
     spread = images.float().std(0).mean(0)  # (H, W)
-    inner = torch.zeros_like(spread, dtype=torch.bool)
-    inner[ring:-ring, ring:-ring] = True
+    inner = _interior(spread.shape, ring, spread.device)
     return float(spread[~inner].mean() / spread[inner].mean().clamp_min(1e-12))
+
+
+def border_mean_offset(images: torch.Tensor, ring: int = 2) -> float:
+    """Mean level of the outer `ring` pixels minus that of the interior (pixel values in [0, 1])."""
+    level = images.float().mean(dim=(0, 1))  # (H, W)
+    inner = _interior(level.shape, ring, level.device)
+    return float(level[~inner].mean() - level[inner].mean())
 
 
 def checkerboard_power(images: torch.Tensor, ring: int = 4) -> float:
@@ -52,5 +66,6 @@ def artifact_metrics(samples: torch.Tensor, real: torch.Tensor) -> dict[str, flo
     for prefix, images in (("sample", samples), ("data", real)):
         out[f"{prefix}_pixel_spread"] = round(pixel_spread(images), 5)
         out[f"{prefix}_border_spread_ratio"] = round(border_spread_ratio(images), 4)
+        out[f"{prefix}_border_mean_offset"] = round(border_mean_offset(images), 4)
         out[f"{prefix}_checkerboard_power"] = round(checkerboard_power(images), 5)
     return out

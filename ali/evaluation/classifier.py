@@ -35,10 +35,12 @@ from safetensors.torch import save_file
 from torch import nn
 
 from ali.data import load_split
+from ali.data.specs import DATASETS as DATASET_SPECS
 from ali.errors import AliError
 from ali.progress import progress_bar
 
-DATASETS: tuple[str, ...] = ("mnist", "fashion-mnist")
+# The datasets with a domain classifier of their own (DatasetSpec.classifier, ali.data.specs).
+DATASETS: tuple[str, ...] = tuple(name for name, spec in DATASET_SPECS.items() if spec.has_own_classifier)
 NUM_CLASSES = 10
 IMAGE_SHAPE = (1, 28, 28)
 FEATURE_DIM = 1024

@@ -42,6 +42,7 @@ import torch
 
 from ali.data import load_split
 from ali.data.dataset import Dataset
+from ali.data.specs import DATASETS as DATASET_SPECS
 from ali.errors import AliError
 from ali.evaluation import classifier as clf
 from ali.evaluation.image_eval import (
@@ -63,10 +64,13 @@ from ali.evaluation.sample_quality import (
     stacked_mnist_modes,
 )
 from ali.evaluation.semisupervised import SVM_SPLITS, encoder_features, svm_protocol
-from ali.methods.ali_kplus1 import class_predictions
+from ali.methods import METHODS, get_method
+from ali.methods.base import Method
 from ali.nets.model import Model
 
-METRIC_GROUPS = ("samples", "recon", "svm", "kplus1", "stacked", "inception")
+# A method's own metric group (Method.metrics_group, e.g. K+1's "kplus1") -> that method.
+METHOD_METRICS: dict[str, Method] = {m.metrics_group: m for m in METHODS.values() if m.metrics is not None}
+METRIC_GROUPS = ("samples", "recon", "svm", *METHOD_METRICS, "stacked", "inception")
 DEFAULT_METRICS = ("samples", "recon")
 SAMPLES = 10_000  # generated images the sample metrics score ...
 IS_SPLITS = 10  # ... in splits of 1,000: the published MNIST inception scores' protocol
@@ -83,12 +87,14 @@ def parse_metrics(text: str) -> tuple[str, ...]:
 
 
 def classifier_dataset(dataset: str) -> str:
-    """The domain classifier a dataset's samples are scored with."""
-    if dataset in clf.DATASETS:
-        return dataset
-    if dataset == "stacked-mnist":
-        return "mnist"
-    raise AliError(f"classifier metrics exist for {', '.join(clf.DATASETS)} and stacked-mnist; this run trained on {dataset!r}")
+    """The domain classifier a dataset's samples are scored with (DatasetSpec.classifier)."""
+    spec = DATASET_SPECS.get(dataset)
+    if spec is not None and spec.classifier is not None:
+        return spec.classifier
+    borrowed = [n for n, s in DATASET_SPECS.items() if s.classifier is not None and not s.has_own_classifier]
+    raise AliError(
+        f"classifier metrics exist for {', '.join(clf.DATASETS)} and {', '.join(borrowed)}; this run trained on {dataset!r}"
+    )
 
 
 def evaluate_model(
@@ -136,13 +142,11 @@ def evaluate_model(
             generated = decode(model, model.sample_prior(samples, device="cpu"), c_samples)
         as_uint8 = lambda t: (t.clamp(0, 1) * 255).round().to(torch.uint8)  # noqa: E731
         out.update(inception_metrics(as_uint8(generated), dataset.heldout[:test_images], inception_weights))
-    if "kplus1" in metrics:
-        if model.method != "ali-kplus1":
-            raise AliError(f"the kplus1 metric is the classifier of an ali-kplus1 run; this run's method is {model.method!r}")
-        if y_test is None or y_test.dim() != 1:
-            raise AliError(f"the kplus1 metric needs class labels on the test split; {dataset.name!r} has none")
-        labels = model.config.labels_per_class * model.config.num_classes if model.config is not None else 0
-        out[f"kplus1_error_{labels}"] = float((class_predictions(model, x_test) != y_test).float().mean())
+    for group, owner in METHOD_METRICS.items():
+        if group in metrics:
+            if model.method != owner.name:
+                raise AliError(f"the {group} metric is measured on {owner.name} runs; this run's method is {model.method!r}")
+            out.update(owner.metrics(model, dataset, test_images))
     if "svm" in metrics:
         out.update(svm_metrics(model, dataset.name, data_dir))
     return round_metrics(out)
@@ -253,12 +257,16 @@ def round_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
     return {k: round(v, 6) if isinstance(v, float) else v for k, v in metrics.items()}
 
 
-def end_of_training_metrics(model: Model, dataset: Dataset, data_dir: Path | str, condition_dim: int = 0) -> dict[str, Any]:
-    """DEFAULT_METRICS for a dataset with a domain classifier (without the classifier, a note that
-    says how to make one: training never fails for want of it), and a K+1 run's test error."""
+def end_of_training_metrics(
+    model: Model, dataset: Dataset, data_dir: Path | str, method: Method | None = None, condition_dim: int = 0
+) -> dict[str, Any]:
+    """The method's own metric group (Method.metrics: a K+1 run's test error), then DEFAULT_METRICS
+    for a dataset with a domain classifier (without the classifier, a note that says how to make
+    one: training never fails for want of it)."""
+    method = get_method(model.method) if method is None else method
     out: dict[str, Any] = {}
-    if model.method == "ali-kplus1":
-        out.update(evaluate_model(model, dataset, data_dir, ("kplus1",), progress=False))
+    if method.metrics is not None:
+        out.update(evaluate_model(model, dataset, data_dir, (method.metrics_group,), progress=False))
     if dataset.name in clf.DATASETS:
         try:
             out.update(evaluate_model(model, dataset, data_dir, DEFAULT_METRICS, condition_dim, progress=False))

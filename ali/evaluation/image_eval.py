@@ -32,7 +32,6 @@ import torch
 from torch import nn
 
 from ali.data.dataset import Dataset, as_conditions, evaluation_conditions
-from ali.errors import AliError
 from ali.evaluation.artifacts import artifact_metrics
 from ali.evaluation.grids import image_grid, interleave_columns, save_image
 from ali.nets.model import Model
@@ -259,18 +258,3 @@ def evaluate_images(model: Model, dataset: Dataset, n: int, run_dir: Path, condi
     save_image(image_grid(shown_samples[:100], ncol=10), run_dir / "samples.png")
     save_image(image_grid(interleave_columns(x, recon), ncol=10), run_dir / "reconstructions.png")
     return {k: round(v, 6) if isinstance(v, float) else v for k, v in metrics.items()}
-
-
-def prepare_image_model(model: Model, dataset: Dataset, fresh: bool) -> None:
-    """Check the data fits the architecture; on a fresh run set the decoder's untied output biases
-    to the log-odds of the mean of the first 500 training images (docs/PAPER.md §2)."""
-    if not dataset.is_image:
-        return
-    shape = tuple(dataset.train.shape[1:])
-    if shape != tuple(model.arch.x_shape):
-        raise AliError(
-            f"dataset {dataset.name!r} has images of shape {shape} but architecture {model.config.arch!r} expects "
-            f"{tuple(model.arch.x_shape)}; choose a matching --set arch=..."
-        )
-    if fresh:  # a resumed run restores the biases from its checkpoint
-        model.decoder.init_untied_bias(dataset.to_float(dataset.train[:500]))

@@ -35,7 +35,7 @@ from torch import nn
 from ali.errors import AliError
 from ali.keys import Key, boolean, in_range
 from ali.methods.adversarial import adversarial_update, update_mode
-from ali.methods.base import ADVERSARIAL_KEYS, Losses, Method, StepFn, StepInputs, balance_score, reconstruction_error
+from ali.methods.base import ADVERSARIAL_KEYS, Batch, Losses, Method, StepFn, StepInputs, balance_score, reconstruction_error
 from ali.nets.architectures import ARCHITECTURES, Architecture
 from ali.nets.layers import Layer, build_stack, out_width
 from ali.nets.networks import Decoder, JointDiscriminator, _as_latent_map
@@ -203,9 +203,10 @@ def make_step(inputs: StepInputs) -> StepFn:
     mode = update_mode(inputs.settings["update"], model["discriminator"], rt.precision)
     cycle_weight = inputs.settings["cycle_weight"]
 
-    def step(x: torch.Tensor, index: int, y: torch.Tensor | None = None) -> Losses:
+    def step(batch: Batch, index: int) -> Losses:
+        x, y = batch.x, batch.y
         if y is None:
-            raise ValueError("ali-conditional's step needs the batch's condition vectors y: step(x, index, y)")
+            raise ValueError("ali-conditional's step needs the batch's condition vectors: step(Batch(x, y), index)")
         # y is data: nothing may flow back into it (a y that required grad would also be wrapped
         # by the fused update's gradient scaling, for nothing).
         y = y.detach().to(x.dtype)

@@ -6,12 +6,11 @@ not called ali.py, so that a name imported from ali.methods never shadows the pa
 
 from __future__ import annotations
 
-import torch
-
 from ali.methods.adversarial import adversarial_update, update_mode
 from ali.methods.base import (
     ADVERSARIAL_KEYS,
     JOINT_OPTIMIZERS,
+    Batch,
     Losses,
     Method,
     StepFn,
@@ -25,7 +24,8 @@ def make_step(inputs: StepInputs) -> StepFn:
     model, rt, prior = inputs.model, inputs.runtime, inputs.prior
     mode = update_mode(inputs.settings["update"], model["discriminator"], rt.precision)
 
-    def step(x: torch.Tensor, index: int) -> Losses:
+    def step(batch: Batch, index: int) -> Losses:
+        x = batch.x
         z = prior(x.shape[0], index, x.device)
         with rt.autocast():
             z_hat = model["encoder"](x)

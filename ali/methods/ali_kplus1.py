@@ -36,9 +36,10 @@ from ali.data.dataset import Dataset
 from ali.errors import AliError
 from ali.keys import Key, in_range
 from ali.methods.adversarial import adversarial_update, update_mode
-from ali.methods.base import ADVERSARIAL_KEYS, Losses, Method, StepFn, StepInputs, balance_score, decoder, encoder
+from ali.methods.base import ADVERSARIAL_KEYS, Batch, Losses, Method, StepFn, StepInputs, balance_score, decoder, encoder
 from ali.nets.architectures import Architecture
 from ali.nets.layers import running_stats_frozen
+from ali.nets.model import Model
 from ali.nets.networks import JointDiscriminator
 
 RUN_SEED = -1  # label_seed's default: the labelled set follows the run's seed
@@ -96,7 +97,8 @@ def make_step(inputs: StepInputs) -> StepFn:
     mode = update_mode(cfg["update"], d, rt.precision)
     weight = cfg["supervised_weight"]
 
-    def step(x: torch.Tensor, index: int) -> Losses:
+    def step(batch: Batch, index: int) -> Losses:
+        x = batch.x
         # The labelled batch of step `index`: a function of (seed, index), so resume is exact.
         cpu_draw = torch.Generator().manual_seed(seed * 1_000_003 + index)  # the same batches on any device
         pick = torch.randint(len(y_pool), (x.shape[0],), generator=cpu_draw, device="cpu")
@@ -137,6 +139,17 @@ def class_predictions(model: nn.ModuleDict, x: torch.Tensor, batch: int = 500) -
         model.train(was_training)
 
 
+def heldout_error(model: Model, dataset: Dataset, test_images: int | None = None) -> dict[str, float]:
+    """The K+1 classifier's error (a fraction) on the first `test_images` held-out images (all by
+    default), named by the run's number of labels: kplus1_error_100 for 10 per class."""
+    labels = dataset.heldout_labels
+    if labels is None or labels.dim() != 1:
+        raise AliError(f"the kplus1 metric needs class labels on the test split; {dataset.name!r} has none")
+    x_test, y_test = dataset.to_float(dataset.heldout[:test_images]), labels[:test_images]
+    count = model.config.labels_per_class * model.config.num_classes if model.config is not None else 0
+    return {f"kplus1_error_{count}": float((class_predictions(model, x_test) != y_test).float().mean())}
+
+
 METHOD = Method(
     name="ali-kplus1",
     title="ALI, K+1 semi-supervised",
@@ -144,6 +157,8 @@ METHOD = Method(
     optimizers={"generator": ("encoder", "decoder"), "discriminator": ("discriminator",)},
     make_step=make_step,
     score=balance_score,
+    metrics=heldout_error,
+    metrics_group="kplus1",
     keys={
         **ADVERSARIAL_KEYS,
         "num_classes": Key(10, in_range(2), "K, the number of classes D tells apart (the fake class is the K+1-th)"),

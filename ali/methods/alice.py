@@ -37,6 +37,7 @@ from ali.methods.adversarial import add_grads, adversarial_update, optimizer_ste
 from ali.methods.base import (
     ADVERSARIAL_KEYS,
     JOINT_OPTIMIZERS,
+    Batch,
     Losses,
     Method,
     StepFn,
@@ -111,7 +112,8 @@ def _explicit_step(inputs: StepInputs) -> StepFn:
     weight, z_weight = cfg["recon_weight"], cfg["z_cycle_weight"]
     detach_code = cfg["recon_trains"] == "decoder"
 
-    def step(x: torch.Tensor, index: int) -> Losses:
+    def step(batch: Batch, index: int) -> Losses:
+        x = batch.x
         z = prior(x.shape[0], index, x.device)
         with rt.autocast():
             z_hat, x_tilde, x_cycle = _forward(model, x, z, detach_code, cfg)
@@ -131,7 +133,8 @@ def _adversarial_step(inputs: StepInputs) -> StepFn:
     model, rt, prior, cfg = inputs.model, inputs.runtime, inputs.prior, inputs.settings
     mode = update_mode(cfg["update"], model["discriminator"], rt.precision)
 
-    def step(x: torch.Tensor, index: int) -> Losses:
+    def step(batch: Batch, index: int) -> Losses:
+        x = batch.x
         z = prior(x.shape[0], index, x.device)
         with rt.autocast():
             z_hat, x_tilde, x_cycle = _forward(model, x, z, False, cfg)

@@ -7,7 +7,8 @@ one registry line.
 
 A step is built once per run from explicit inputs (`StepInputs`): the model, its optimizers,
 the runtime (autocast, loss scaler, all-reduce), the prior sampler, and the values of exactly
-the config keys the method declares. It is then called as `step(x, index) -> losses`.
+the config keys the method declares. It is then called as `step(batch, index) -> losses`, where
+`batch` is a `Batch`: the images x and, for a conditional method, their condition vectors y.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from ali.nets.networks import Decoder, GaussianEncoder, JointDiscriminator, Marg
 
 Losses = dict[str, torch.Tensor]
 Optimizers = dict[str, torch.optim.Optimizer]
-StepFn = Callable[..., Losses]  # step(x, index) -> losses; conditional methods: step(x, index, y)
+StepFn = Callable[["Batch", int], Losses]  # step(batch, index) -> losses
 Score = Callable[[list[dict[str, float]]], tuple[float | None, str]]
 
 # Keys every method with a discriminator reads.
@@ -54,6 +55,15 @@ ADVERSARIAL_KEYS: dict[str, Key] = {
     "guard_d_win_loss": Key(0.01, in_range(0, 1.386), "warn when loss_d stays below this (D wins completely) ..."),
     "guard_d_win_logs": Key(5, in_range(1), "... for this many consecutive log lines"),
 }
+
+
+@dataclass(frozen=True)
+class Batch:
+    """One training batch in the model's layout: x, and the condition vectors y of a conditional
+    method's batch (None for every other method)."""
+
+    x: torch.Tensor
+    y: torch.Tensor | None = None
 
 
 @dataclass
@@ -98,9 +108,14 @@ class Method:
     keys: dict[str, Key] = field(default_factory=dict)  # the config keys the method owns (ali.keys)
     phases: int = 1  # consecutive phases of `steps` steps each, every one on the full schedule
     draws_prior: bool = True
-    # Conditional methods (docs/PAPER.md §6) get each batch's condition vectors y as a third step
-    # argument: one-hot class labels or binary attributes of size settings["condition_dim"].
+    # Conditional methods (docs/PAPER.md §6) get each batch's condition vectors as its Batch's y:
+    # one-hot class labels or binary attributes of size settings["condition_dim"].
     conditional: bool = False
+    # What a method measures of its own trained model, at the end of training and as the metric
+    # group `metrics_group` of `ali evaluate` (K+1: its classifier's error on the held-out split):
+    # (model, dataset, first N held-out images or None for all) -> metrics. None: no such metric.
+    metrics: Callable[[Model, Dataset, int | None], dict[str, float]] | None = None
+    metrics_group: str = ""
     # Refuses (AliError) a combination of the method's settings in which a key would be ignored.
     check_settings: Callable[[dict[str, Any]], None] = lambda settings: None
 

@@ -3,11 +3,10 @@ mapping on the generator's own samples, minimising E||z - Gz(Gx(z))||^2."""
 
 from __future__ import annotations
 
-import torch
-
 from ali.methods.adversarial import adversarial_update, update_mode
 from ali.methods.base import (
     ADVERSARIAL_KEYS,
+    Batch,
     Losses,
     Method,
     StepFn,
@@ -25,7 +24,8 @@ def make_gan_step(inputs: StepInputs, train_inverse: bool) -> StepFn:
     model, rt, prior = inputs.model, inputs.runtime, inputs.prior
     mode = update_mode(inputs.settings["update"], model["x_discriminator"], rt.precision)
 
-    def step(x: torch.Tensor, index: int) -> Losses:
+    def step(batch: Batch, index: int) -> Losses:
+        x = batch.x
         z = prior(x.shape[0], index, x.device)
         extra, out = None, {}
         with rt.autocast():

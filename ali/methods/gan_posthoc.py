@@ -12,6 +12,7 @@ import torch
 from ali.methods.adversarial import adversarial_update, update_mode
 from ali.methods.base import (
     ADVERSARIAL_KEYS,
+    Batch,
     Losses,
     Method,
     StepFn,
@@ -28,9 +29,10 @@ def make_step(inputs: StepInputs) -> StepFn:
     gan_step = make_gan_step(inputs, train_inverse=False)
     mode = update_mode(inputs.settings["update"], model["discriminator"], rt.precision)
 
-    def step(x: torch.Tensor, index: int) -> Losses:
+    def step(batch: Batch, index: int) -> Losses:
+        x = batch.x
         if index < inputs.phase_steps:
-            return gan_step(x, index)
+            return gan_step(batch, index)
         z = prior(x.shape[0], index, x.device)
         model["decoder"].eval()  # frozen: its batch-norm averages stay as the GAN phase left them
         with rt.autocast():

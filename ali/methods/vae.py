@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ali.methods.adversarial import optimizer_step
-from ali.methods.base import Losses, Method, StepFn, StepInputs, decoder
+from ali.methods.base import Batch, Losses, Method, StepFn, StepInputs, decoder
 from ali.nets.architectures import Architecture
 from ali.nets.networks import GaussianEncoder
 
@@ -59,7 +59,8 @@ def make_step(inputs: StepInputs) -> StepFn:
     opt = inputs.optimizers["generator"]
     images = "likelihood" not in model
 
-    def step(x: torch.Tensor, index: int) -> Losses:
+    def step(batch: Batch, index: int) -> Losses:
+        x = batch.x
         with rt.autocast():
             mu, log_sigma = model["encoder"].moments(x)
             mu, log_sigma = mu.float(), log_sigma.float()

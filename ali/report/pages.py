@@ -21,20 +21,25 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ali.checkpoint import (
-    BALANCED_FILE,
-    LEGACY_BALANCED_FILE,
-    atomic_write_bytes,
-    balanced_record,
-    list_checkpoints,
-    read_balanced,
-)
 from ali.errors import AliError
 from ali.evaluation.image_eval import CONDITIONAL_PREFIX
 from ali.report.curves import metric_spread, number, training_curves
 from ali.report.markup import code, document, esc, fmt, img, note, picture, section, table
 from ali.report.reference import metrics_for, published
-from ali.rundir import COMPARISON_FILE, METRICS_FILE, OPTIONS_FILE, REPORT_FILE, RESOLVED_KEY, STATS_FILE
+from ali.rundir import (
+    BALANCED_FILE,
+    COMPARISON_FILE,
+    LEGACY_BALANCED_FILE,
+    METRICS_FILE,
+    OPTIONS_FILE,
+    REPORT_FILE,
+    RESOLVED_KEY,
+    STATS_FILE,
+    atomic_write_bytes,
+    balanced_record,
+    list_checkpoints,
+    read_balanced,
+)
 
 STUDY_FILE = "study.json"
 STUDY_FIGURE = "study.png"

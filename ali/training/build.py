@@ -1,23 +1,22 @@
-"""A run's model, optimizers and step, built from its config and its method (ali.methods), and a
-trained run's model, built from its directory (ali.rundir) and restored from its newest checkpoint."""
+"""A run's model, optimizers and step, built from its config and its method (ali.methods), and
+the model's set-up from the training data (the decoder's untied output biases). The networks
+alone (`build_networks`, what a trained run is restored into) are ali.rundir's.
+
+Callers resolve the run's method once (`get_method(config.method)`) and pass it on; each
+function here resolves it itself where none is given."""
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
-
 import torch
 
-from ali import checkpoint as ckpt
-from ali.config import TrainConfig
+from ali.config import TrainConfig, settings
 from ali.data.dataset import Dataset
 from ali.data.prior import PriorSampler
+from ali.errors import AliError
 from ali.methods import get_method
-from ali.methods.base import Optimizers, StepFn, StepInputs, StepRuntime
-from ali.nets.architectures import ARCHITECTURES
-from ali.nets.layers import init_weights
+from ali.methods.base import Batch, Method, Optimizers, StepFn, StepInputs, StepRuntime
 from ali.nets.model import Model
-from ali.rundir import load_run_config
+from ali.rundir import build_networks
 
 
 def set_learning_rates(optimizers: Optimizers, lr: float, d_lr_factor: float) -> None:
@@ -27,13 +26,11 @@ def set_learning_rates(optimizers: Optimizers, lr: float, d_lr_factor: float) ->
             group["lr"] = lr * (d_lr_factor if name.startswith("discriminator") else 1.0)
 
 
-def build_model(config: TrainConfig) -> tuple[Model, Optimizers]:
-    """The method's networks (weights ~ N(0, init_std)) and one Adam(lr, (beta1, beta2)) per
-    optimizer group of the method; discriminators at lr * d_lr_factor."""
-    method = get_method(config.method)
-    arch = ARCHITECTURES[config.arch]
-    model = Model(method.networks(arch, settings(config)), arch, method.name, config)
-    init_weights(model, config.init_std, config.tconv_init)
+def build_model(config: TrainConfig, method: Method | None = None) -> tuple[Model, Optimizers]:
+    """The method's networks (build_networks) and one Adam(lr, (beta1, beta2)) per optimizer
+    group of the method; discriminators at lr * d_lr_factor."""
+    method = get_method(config.method) if method is None else method
+    model = build_networks(config, method)
     # fused=True: one kernel for all tensors; the per-tensor loop was a third of a toy step's time.
     adam = dict(lr=config.lr, betas=(config.beta1, config.beta2), fused=True)
     groups = {name: model.parameters_of(nets) for name, nets in method.optimizers.items()}
@@ -42,28 +39,28 @@ def build_model(config: TrainConfig) -> tuple[Model, Optimizers]:
     return model, optimizers
 
 
-def settings(config: TrainConfig) -> dict[str, Any]:
-    """The values of the config keys the run's method owns."""
-    return {k: getattr(config, k) for k in get_method(config.method).keys}
-
-
-def total_steps(config: TrainConfig) -> int:
+def total_steps(config: TrainConfig, method: Method | None = None) -> int:
     """Steps of the whole run: `steps` for each of the method's phases."""
-    return config.steps * get_method(config.method).phases
+    return config.steps * (get_method(config.method) if method is None else method).phases
 
 
 def build_step(
-    config: TrainConfig, model: Model, optimizers: Optimizers, runtime: StepRuntime, data: Dataset | None = None
+    config: TrainConfig,
+    model: Model,
+    optimizers: Optimizers,
+    runtime: StepRuntime,
+    data: Dataset | None = None,
+    method: Method | None = None,
 ) -> StepFn:
-    """The method's step with its inputs fixed: call it as step(x, index[, y]) -> losses."""
-    method = get_method(config.method)
+    """The method's step with its inputs fixed: call it as step(batch, index) -> losses."""
+    method = get_method(config.method) if method is None else method
     prior = PriorSampler(config.prior_sampling, model.arch.latent_dim, config.seed) if method.draws_prior else None
-    inputs = StepInputs(model, optimizers, runtime, prior, settings(config), config.steps, data, config.seed)
+    inputs = StepInputs(model, optimizers, runtime, prior, settings(config, method), config.steps, data, config.seed)
     inner = method.make_step(inputs)
 
-    def step(x: torch.Tensor, index: int, y: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    def step(batch: Batch, index: int) -> dict[str, torch.Tensor]:
         model.train()
-        losses = inner(x, index, y) if method.conditional else inner(x, index)
+        losses = inner(batch, index)
         if runtime.scaler is not None:
             runtime.scaler.update()
         return losses
@@ -71,23 +68,22 @@ def build_step(
     return step
 
 
-def condition_dim(config: TrainConfig) -> int:
+def condition_dim(config: TrainConfig, method: Method | None = None) -> int:
     """The size of a conditional run's condition vectors; 0 for an unconditional method."""
-    return int(getattr(config, "condition_dim", 0)) if get_method(config.method).conditional else 0
+    conditional = (get_method(config.method) if method is None else method).conditional
+    return int(getattr(config, "condition_dim", 0)) if conditional else 0
 
 
-def restore_trained(run_dir: Path, config: TrainConfig) -> tuple[Model, int]:
-    """The run's model in evaluation mode, restored from its newest valid checkpoint, and that step."""
-    model, _ = build_model(config)
-    _, tensors, header = ckpt.newest_valid_checkpoint(run_dir)
-    step = ckpt.restore(tensors, header, model, restore_rng=False)
-    model.eval()
-    return model, step
-
-
-def load_trained(run_dir: Path | str) -> tuple[TrainConfig, Model, int]:
-    """A finished or interrupted run's config, its model from the newest valid checkpoint, that step."""
-    run_dir = Path(run_dir)
-    config = load_run_config(run_dir)
-    model, step = restore_trained(run_dir, config)
-    return config, model, step
+def fit_to_data(model: Model, dataset: Dataset, fresh: bool) -> None:
+    """Check the data fits the architecture; on a fresh run set the decoder's untied output biases
+    to the log-odds of the mean of the first 500 training images (docs/PAPER.md §2)."""
+    if not dataset.is_image:
+        return
+    shape = tuple(dataset.train.shape[1:])
+    if shape != tuple(model.arch.x_shape):
+        raise AliError(
+            f"dataset {dataset.name!r} has images of shape {shape} but architecture {model.config.arch!r} expects "
+            f"{tuple(model.arch.x_shape)}; choose a matching --set arch=..."
+        )
+    if fresh:  # a resumed run restores the biases from its checkpoint
+        model.decoder.init_untied_bias(dataset.to_float(dataset.train[:500]))

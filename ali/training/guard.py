@@ -20,8 +20,9 @@ from typing import Any
 
 import torch
 
-from ali.checkpoint import load_optimizer_state, run_dir_writes, truncate_stats
+from ali.checkpoint import load_optimizer_state
 from ali.errors import AliError
+from ali.rundir import run_dir_writes, truncate_stats
 
 
 def _cpu_copy(obj: Any) -> Any:

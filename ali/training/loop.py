@@ -1,8 +1,10 @@
-"""The training loop: schedule, logging, checkpoints, exact resume, final evaluation.
+"""The training loop: schedule, logging, checkpoints, exact resume; nothing else.
 
 The run directory's files are named in ali.rundir. One pass of the loop: the learning rate for
 the step, a batch from the sampler, the method's step (ali.methods, built once by
-training.build.build_step), and, at log lines and checkpoints, the divergence guard.
+training.build.build_step), and, at log lines and checkpoints, the divergence guard. `train`
+returns the trained model (a `TrainedRun`); its evaluation, pictures and report are
+ali.finish.finish_run's, which `ali train`, the study and the benchmarks call after it.
 """
 
 from __future__ import annotations
@@ -11,30 +13,28 @@ import json
 import shutil
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from ali import checkpoint as ckpt
+from ali import rundir
 from ali.config import TrainConfig, to_dict
 from ali.data import load_dataset
 from ali.data.batches import to_model_layout
 from ali.data.dataset import Dataset, as_conditions, evaluation_conditions
 from ali.data.sampler import EpochSampler
 from ali.errors import AliError
-from ali.evaluation.evaluate import end_of_training_metrics
-from ali.evaluation.image_eval import evaluate_images, prepare_image_model, write_sample_grid
-from ali.evaluation.toy_eval import data_extent, evaluate_toy
+from ali.evaluation.image_eval import write_sample_grid
 from ali.methods import get_method
-from ali.methods.base import Score
+from ali.methods.base import Batch, Method, Score
 from ali.nets.model import Model
 from ali.progress import progress_bar
-from ali.report.figures import comparison_rows, save_png
-from ali.report.pages import write_report
-from ali.rundir import COMPARISON_FILE, METRICS_FILE, STATS_FILE, prepare_run_dir, write_condition_names
+from ali.rundir import STATS_FILE, prepare_run_dir, write_condition_names
 from ali.training import distributed
-from ali.training.build import build_model, build_step, condition_dim, set_learning_rates, total_steps
+from ali.training.build import build_model, build_step, condition_dim, fit_to_data, set_learning_rates, total_steps
 from ali.training.guard import DivergenceGuard
 from ali.training.hardware import make_runtime, prepare_model, resolve_precision
 from ali.training.tensorboard import TensorBoardLog
@@ -74,30 +74,11 @@ class StatsLog:
         row.update({k: round(float(v) / self.count, 6) for k, v in self.sums.items()})
         row["lr"] = lr
         row["steps_per_s"] = round(self.count / max(now - self.last_time, 1e-9), 2)
-        with ckpt.run_dir_writes(self.path.parent, STATS_FILE), open(self.path, "a") as f:
+        with rundir.run_dir_writes(self.path.parent, STATS_FILE), open(self.path, "a") as f:
             f.write(json.dumps(row) + "\n")
         self.sums, self.count, self.last_time = {}, 0, now
         self.recent.append(row)
         return row
-
-
-def evaluate_run(model: Model, dataset: Dataset, config: TrainConfig, run_dir: Path, train_seconds: float) -> dict[str, Any]:
-    """Final evaluation where the model is (its device): metrics.json, and the sample pictures
-    (images) or comparison figure (toy). Image runs score reconstructions on every held-out image
-    and samples by the fixed protocol of ali.evaluation.evaluate; `eval_samples` sets only the
-    pixel checks and the pictures (eval_images)."""
-    with ckpt.run_dir_writes(run_dir, "metrics.json and the evaluation pictures"):
-        if dataset.is_image:
-            metrics = evaluate_images(model, dataset, config.eval_samples, run_dir, condition_dim(config))
-            metrics = {**end_of_training_metrics(model, dataset, config.data_dir, condition_dim(config)), **metrics}
-        else:
-            metrics, panels = evaluate_toy(model, dataset, config.eval_samples)
-            title = get_method(config.method).title
-            image = comparison_rows([(title, panels)], len(dataset.mixture.means), data_extent(dataset))
-            save_png(image, run_dir / COMPARISON_FILE)
-        metrics = {**metrics, "train_seconds": round(train_seconds, 2), "steps": total_steps(config)}
-        ckpt.atomic_write_json(run_dir / METRICS_FILE, metrics)
-    return metrics
 
 
 def _resume_state(run_dir: Path, model: Model, optimizers: dict, stats: StatsLog, is_main: bool) -> tuple[int, dict[str, Any]]:
@@ -106,25 +87,41 @@ def _resume_state(run_dir: Path, model: Model, optimizers: dict, stats: StatsLog
     A run killed before its first checkpoint has its options and nothing else worth keeping: it
     starts again from step 0 with its saved config (nothing was lost, nothing had been saved)."""
     start, extra = 0, {}
-    if ckpt.list_checkpoints(run_dir):
-        _, tensors, header = ckpt.newest_valid_checkpoint(run_dir)
+    if rundir.list_checkpoints(run_dir):
+        _, tensors, header = rundir.newest_valid_checkpoint(run_dir)
         start = ckpt.restore(tensors, header, model, optimizers)
         extra = header.get("extra", {})
         stats.load_pending(ckpt.aux_tensors(tensors), int(extra.get("stats_count", 0)))
     elif is_main:
         print(f"{run_dir} has no checkpoint yet (stopped before the first): starting it from step 0 with its saved config")
     if is_main:  # other ranks only read the checkpoint
-        with ckpt.run_dir_writes(run_dir, STATS_FILE):
-            ckpt.remove_stale_temp_files(run_dir)
-            balanced = ckpt.read_balanced(run_dir)
+        with rundir.run_dir_writes(run_dir, STATS_FILE):
+            rundir.remove_stale_temp_files(run_dir)
+            balanced = rundir.read_balanced(run_dir)
             if balanced is not None and balanced.get("step", 0) > start:  # names a damaged, skipped checkpoint
-                ckpt.balanced_record(run_dir).unlink()
-            ckpt.truncate_stats(run_dir / STATS_FILE, start)
+                rundir.balanced_record(run_dir).unlink()
+            rundir.truncate_stats(run_dir / STATS_FILE, start)
     return start, extra
 
 
-def train(config: TrainConfig, run_dir: Path, resume: bool = False, progress: bool = True) -> dict[str, Any]:
-    """Train (or continue) the run in run_dir and evaluate it. Returns the metrics."""
+@dataclass
+class TrainedRun:
+    """What `train` hands on for the run's evaluation (ali.finish): the trained model where it
+    trained, the dataset (its training split back on the CPU), the config and its method, and
+    the training time in seconds, resumed parts included."""
+
+    model: Model
+    dataset: Dataset
+    config: TrainConfig
+    method: Method
+    train_seconds: float
+    steps: int
+
+
+def train(config: TrainConfig, run_dir: Path, resume: bool = False, progress: bool = True) -> TrainedRun | None:
+    """Train (or continue) the run in run_dir, checkpointing as it goes. Returns the trained run;
+    None on a data-parallel rank other than 0."""
+    method = get_method(config.method)
     dist_ctx = distributed.start(config)
     precision = resolve_precision(config.precision, dist_ctx.device)
     if not resume and dist_ctx.is_main:
@@ -134,8 +131,8 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False, progress: bo
         torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
     dataset = load_dataset(config.dataset, config.data_dir)
-    model, optimizers = build_model(config)
-    prepare_image_model(model, dataset, fresh=not resume)
+    model, optimizers = build_model(config, method)
+    fit_to_data(model, dataset, fresh=not resume)
     prepare_model(model, dist_ctx.device, config.compile)
     dataset.train = dataset.train.to(dist_ctx.device)  # uint8 images: 4x less to hold and to index
     stats = StatsLog((run_dir if dist_ctx.is_main else _scratch_dir(dist_ctx)) / STATS_FILE)
@@ -144,14 +141,14 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False, progress: bo
     distributed.reseed(dist_ctx, config.seed, start)
     distributed.prepare_replica(model, dist_ctx, config.sync_bn)
     runtime = make_runtime(precision, dist_ctx.device, dist_ctx.all_reduce_mean if dist_ctx.active else None)
-    train_step = build_step(config, model, optimizers, runtime, dataset)
-    score = get_method(config.method).score
-    total = total_steps(config)
+    train_step = build_step(config, model, optimizers, runtime, dataset, method)
+    score = method.score
+    total = total_steps(config, method)
     # Reliability (docs/RELIABILITY.md): checks at log lines and before checkpoints, rollback.
     guard = DivergenceGuard(config, stats.path, float(extra.get("lr_scale", 1.0)), int(extra.get("guard_failures", 0)))
     guard.remember(start, model, optimizers, stats.sums, stats.count)
     board = TensorBoardLog(run_dir) if config.tensorboard and dist_ctx.is_main else None
-    conditions, grid_conditions = _conditions(config, dataset, dist_ctx.device)
+    conditions, grid_conditions = _conditions(config, method, dataset, dist_ctx.device)
     if conditions is not None and dist_ctx.is_main and not resume:
         write_condition_names(run_dir, dataset.label_names)
     sampler = EpochSampler(len(dataset.train), config.batch_size, config.seed)
@@ -161,9 +158,9 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False, progress: bo
     while step < total:
         lr = config.lr * lr_factor(config, step) * guard.lr_scale
         set_learning_rates(optimizers, lr, config.d_lr_factor)
-        batch = dist_ctx.local_indices(sampler.indices(step))
-        x = to_model_layout(dataset.to_float(dataset.train[batch]))
-        stats.add(train_step(x, step, None if conditions is None else conditions[batch]))
+        rows = dist_ctx.local_indices(sampler.indices(step))
+        x = to_model_layout(dataset.to_float(dataset.train[rows]))
+        stats.add(train_step(Batch(x, None if conditions is None else conditions[rows]), step))
         done = step + 1
         at_log = done % config.log_every == 0 or done == total
         at_checkpoint = done % config.checkpoint_every == 0 or done == total
@@ -187,7 +184,7 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False, progress: bo
             guard.remember(done, model, optimizers, stats.sums, stats.count)
         if config.grid_every and done % config.grid_every == 0 and dataset.is_image and dist_ctx.is_main:
             grid = run_dir / f"samples-{done:09d}.png"
-            with ckpt.run_dir_writes(run_dir, "sample grid"), torch.inference_mode():
+            with rundir.run_dir_writes(run_dir, "sample grid"), torch.inference_mode():
                 write_sample_grid(model, grid, conditions=grid_conditions)
             if board is not None:
                 board.image("samples", grid, done)
@@ -200,18 +197,16 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False, progress: bo
     distributed.finish(dist_ctx)
     if not dist_ctx.is_main:
         shutil.rmtree(stats.path.parent, ignore_errors=True)
-        return {}
+        return None
     dataset.train = dataset.train.cpu()
-    with torch.inference_mode():
-        metrics = evaluate_run(model, dataset, config, run_dir, seconds)
-    with ckpt.run_dir_writes(run_dir, "report.html"):
-        write_report(run_dir)
-    return metrics
+    return TrainedRun(model, dataset, config, method, seconds, total)
 
 
-def _conditions(config: TrainConfig, dataset: Dataset, device: torch.device) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+def _conditions(
+    config: TrainConfig, method: Method, dataset: Dataset, device: torch.device
+) -> tuple[torch.Tensor | None, torch.Tensor | None]:
     """A conditional run's condition vectors of the training set (on the device) and of its grids."""
-    size = condition_dim(config)
+    size = condition_dim(config, method)
     if not size:
         return None, None
     if dataset.labels is None or not dataset.is_image:
@@ -242,11 +237,11 @@ def save_snapshot(
     aux: dict[str, torch.Tensor] = {}
     if stats is not None:  # unlogged sums travel along, so a resumed run logs the same lines
         extra["stats_count"], aux = stats.count, dict(stats.sums)
-    path = ckpt.checkpoint_path(run_dir, step)
-    with ckpt.run_dir_writes(run_dir, f"checkpoint {path.name}"):
-        ckpt.save_checkpoint(path, model, optimizers, step, to_dict(config), extra, aux)
+    path = rundir.checkpoint_path(run_dir, step)
+    with rundir.run_dir_writes(run_dir, f"checkpoint {path.name}"):
+        rundir.save_checkpoint(path, model, optimizers, step, to_dict(config), extra, aux)
         if stats is not None:
             if score is not None:
-                ckpt.update_balanced(run_dir, path, step, *score(stats.recent))
+                rundir.update_balanced(run_dir, path, step, *score(stats.recent))
             stats.recent = []
-        ckpt.prune_checkpoints(run_dir, config.keep_checkpoints)
+        rundir.prune_checkpoints(run_dir, config.keep_checkpoints)

@@ -1,0 +1,60 @@
+"""A trained run's finish, after `training.loop.train` returns: metrics.json, the evaluation
+pictures (image grids, or the toy comparison figure) and report.html.
+
+`ali train`, the study and the benchmarks call `train_and_finish` (or `finish_run` on what
+`train` returned); the training loop itself neither evaluates nor draws.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ali import rundir
+from ali.config import TrainConfig
+from ali.evaluation.evaluate import end_of_training_metrics
+from ali.evaluation.image_eval import evaluate_images
+from ali.evaluation.toy_eval import data_extent, evaluate_toy
+from ali.report.figures import comparison_rows, save_png
+from ali.report.pages import write_report
+from ali.rundir import COMPARISON_FILE, METRICS_FILE
+from ali.training.build import condition_dim
+from ali.training.loop import TrainedRun, train
+
+
+def evaluate_run(run: TrainedRun, run_dir: Path) -> dict[str, Any]:
+    """Final evaluation where the model is (its device): metrics.json, and the sample pictures
+    (images) or comparison figure (toy). Image runs score reconstructions on every held-out image
+    and samples by the fixed protocol of ali.evaluation.evaluate; `eval_samples` sets only the
+    pixel checks and the pictures (eval_images)."""
+    model, dataset, config = run.model, run.dataset, run.config
+    with rundir.run_dir_writes(run_dir, "metrics.json and the evaluation pictures"):
+        if dataset.is_image:
+            size = condition_dim(config, run.method)
+            metrics = evaluate_images(model, dataset, config.eval_samples, run_dir, size)
+            metrics = {**end_of_training_metrics(model, dataset, config.data_dir, run.method, size), **metrics}
+        else:
+            metrics, panels = evaluate_toy(model, dataset, config.eval_samples)
+            image = comparison_rows([(run.method.title, panels)], len(dataset.mixture.means), data_extent(dataset))
+            save_png(image, run_dir / COMPARISON_FILE)
+        metrics = {**metrics, "train_seconds": round(run.train_seconds, 2), "steps": run.steps}
+        rundir.atomic_write_json(run_dir / METRICS_FILE, metrics)
+    return metrics
+
+
+def finish_run(run: TrainedRun, run_dir: Path) -> dict[str, Any]:
+    """Evaluate the trained run (evaluate_run) and write its report.html. Returns the metrics."""
+    with torch.inference_mode():
+        metrics = evaluate_run(run, run_dir)
+    with rundir.run_dir_writes(run_dir, "report.html"):
+        write_report(run_dir)
+    return metrics
+
+
+def train_and_finish(config: TrainConfig, run_dir: Path, resume: bool = False, progress: bool = True) -> dict[str, Any]:
+    """Train (or continue) the run in run_dir, then evaluate it and write its report. Returns the
+    metrics; {} on a data-parallel rank other than 0 (rank 0 evaluates)."""
+    run = train(config, run_dir, resume=resume, progress=progress)
+    return {} if run is None else finish_run(run, run_dir)
