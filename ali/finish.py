@@ -15,9 +15,10 @@ import torch
 from ali import rundir
 from ali.config import TrainConfig
 from ali.evaluation.evaluate import end_of_training_metrics
+from ali.evaluation.grids import save_image
 from ali.evaluation.image_eval import evaluate_images
 from ali.evaluation.toy_eval import data_extent, evaluate_toy
-from ali.report.figures import comparison_rows, save_png
+from ali.report.figures import comparison_rows
 from ali.report.pages import write_report
 from ali.rundir import COMPARISON_FILE, METRICS_FILE
 from ali.training.build import condition_dim
@@ -38,7 +39,7 @@ def evaluate_run(run: TrainedRun, run_dir: Path) -> dict[str, Any]:
         else:
             metrics, panels = evaluate_toy(model, dataset, config.eval_samples)
             image = comparison_rows([(run.method.title, panels)], len(dataset.mixture.means), data_extent(dataset))
-            save_png(image, run_dir / COMPARISON_FILE)
+            save_image(image, run_dir / COMPARISON_FILE)
         metrics = {**metrics, "train_seconds": round(run.train_seconds, 2), "steps": run.steps}
         rundir.atomic_write_json(run_dir / METRICS_FILE, metrics)
     return metrics

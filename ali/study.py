@@ -28,12 +28,13 @@ from ali.config import for_method, make_config, to_dict
 from ali.data import load_dataset
 from ali.errors import AliError
 from ali.evaluation.evaluate import check_svm_dataset, svm_metrics
+from ali.evaluation.grids import save_image
 from ali.evaluation.toy_eval import data_extent, toy_panels
 from ali.finish import train_and_finish
 from ali.methods import get_method, method_keys
 from ali.methods.base import Method
 from ali.pictures import reconstruct_image, sample_image
-from ali.report.figures import comparison_rows, picture_rows, save_png
+from ali.report.figures import comparison_rows, picture_rows
 from ali.report.pages import write_report
 from ali.rundir import METRICS_FILE, OPTIONS_FILE, atomic_write_json, load_trained
 
@@ -209,7 +210,7 @@ def _toy_figure(methods: dict[str, Method], out: Path) -> None:
         dataset = load_dataset(config.dataset, config.data_dir)
         rows.append((method.title, toy_panels(model, dataset, config.eval_samples)))
     image = comparison_rows(rows, len(dataset.mixture.means), data_extent(dataset))
-    save_png(image, out / "study.png")
+    save_image(image, out / "study.png")
 
 
 def _image_figure(methods: dict[str, Method], out: Path) -> None:
@@ -225,4 +226,4 @@ def _image_figure(methods: dict[str, Method], out: Path) -> None:
         pictures = [sample_image(model, 64), reconstruct_image(model, dataset, pairs, pairs_per_row=4)]
         rows.append((method.title, pictures))
     if rows:
-        save_png(picture_rows(rows, ("samples Gx(z)", "x | Gx(Gz(x))")), out / "study.png")
+        save_image(picture_rows(rows, ("samples Gx(z)", "x | Gx(Gz(x))")), out / "study.png")

@@ -12,7 +12,8 @@ import pytest
 import report_fixtures as fx
 
 from ali.errors import AliError
-from ali.report.pages import metrics_table, read_stats, write_report
+from ali.report.pages import metrics_table, write_report
+from ali.report.readers import read_stats
 from ali.report.reference import REFERENCE, published
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import math
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import torch
 from PIL import Image
 
 from ali.errors import AliError
+from ali.rundir import atomic_write_bytes
 
 PAD = 2  # pixels between tiles
 PAD_VALUE = 0.5  # grey: visible against both MNIST's black and CelebA's light backgrounds
@@ -35,14 +37,13 @@ def image_grid(images: torch.Tensor, ncol: int | None = None, pad: int = PAD) ->
 
 
 def save_image(image: Image.Image, path: Path) -> None:
-    """Write a PNG atomically (temporary file, then rename)."""
+    """Write a PNG atomically (ali.rundir.atomic_write_bytes: temporary file, then rename)."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
+    png = io.BytesIO()
+    image.save(png, format="PNG")
     try:
-        image.save(tmp, format="PNG")
-        tmp.replace(path)
+        atomic_write_bytes(path, png.getvalue())
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise AliError(f"cannot write image {path}: {exc.strerror or exc}; choose a writable --out") from None
 
 

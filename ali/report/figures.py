@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 import colorsys
-from pathlib import Path
 
 import torch
 from PIL import Image, ImageDraw
@@ -76,9 +75,3 @@ def picture_rows(rows: list[tuple[str, list[Image.Image]]], titles: tuple[str, .
             draw.text((left, top + picture.height + 3), title, fill=(0, 0, 0))
             left += width + MARGIN
     return image
-
-
-def save_png(image: Image.Image, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    image.save(tmp, format="PNG")
-    tmp.replace(path)

@@ -25,11 +25,10 @@ from ali.errors import AliError
 from ali.evaluation.image_eval import CONDITIONAL_PREFIX
 from ali.report.curves import metric_spread, number, training_curves
 from ali.report.markup import code, document, esc, fmt, img, note, picture, section, table
+from ali.report.readers import STUDY_FILE, is_run_dir, is_study_dir, read_json, read_object, read_stats, study_runs
 from ali.report.reference import metrics_for, published
 from ali.rundir import (
-    BALANCED_FILE,
     COMPARISON_FILE,
-    LEGACY_BALANCED_FILE,
     METRICS_FILE,
     OPTIONS_FILE,
     REPORT_FILE,
@@ -41,11 +40,9 @@ from ali.rundir import (
     read_balanced,
 )
 
-STUDY_FILE = "study.json"
 STUDY_FIGURE = "study.png"
 MAX_TRAINING_GRIDS = 24  # more grids than this are thinned evenly, so the page stays a few MB
 _GRID_NAME = re.compile(r"^samples-(\d+)\.png$")
-_SEED_DIR = re.compile(r"^seed-(\d+)$")
 _KEY_OPTIONS = ("dataset", "method", "arch", "latent_dim", "steps", "batch_size", "lr", "seed", "device", "precision")
 _PICTURES = (  # file, title, caption
     (
@@ -72,69 +69,6 @@ _WHY_MISSING = {
 
 
 # ---------------------------------------------------------------- reading the directory
-
-
-def is_study_dir(path: Path) -> bool:
-    """A study directory holds study.json, or the `<method>/seed-<n>/` runs of an unfinished study."""
-    return path.is_dir() and ((path / STUDY_FILE).is_file() or bool(study_runs(path)))
-
-
-def is_run_dir(path: Path) -> bool:
-    """A run directory holds at least one of the files `ali train` writes."""
-    names = (OPTIONS_FILE, STATS_FILE, METRICS_FILE, BALANCED_FILE, LEGACY_BALANCED_FILE, COMPARISON_FILE, "samples.png")
-    return path.is_dir() and (any((path / n).is_file() for n in names) or bool(list_checkpoints(path)))
-
-
-def read_json(path: Path) -> tuple[Any, str | None]:
-    """(value, None), or (None, why it could not be read). Infinity and NaN literals are accepted."""
-    if not path.is_file():
-        return None, "missing"
-    try:
-        return json.loads(path.read_text()), None
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        return None, f"unreadable: {exc}"
-
-
-def _read_object(path: Path, missing: list[str]) -> dict[str, Any]:
-    """The JSON object in path, or {} with the problem noted in `missing`."""
-    value, why = read_json(path)
-    if isinstance(value, dict):
-        return value
-    missing.append(path.name if why == "missing" else f"{path.name} ({why or 'not a JSON object'})")
-    return {}
-
-
-def read_stats(path: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]], int]:
-    """(log rows, events, lines skipped). A line that is not a JSON object (the torn last line of
-    a run killed mid-write) is skipped and counted, never fatal."""
-    rows: list[dict[str, Any]] = []
-    events: list[dict[str, Any]] = []
-    skipped = 0
-    try:
-        lines = path.read_text(errors="replace").splitlines()
-    except OSError:
-        return rows, events, 0
-    for line in filter(str.strip, lines):
-        try:
-            item = json.loads(line)
-        except ValueError:
-            item = None
-        if isinstance(item, dict) and "event" in item:
-            events.append(item)
-        elif isinstance(item, dict) and math.isfinite(number(item.get("step"))):
-            rows.append(item)
-        else:
-            skipped += 1
-    return rows, events, skipped
-
-
-def study_runs(study: Path) -> dict[str, list[tuple[int, Path]]]:
-    """method -> [(seed, run dir)] for every `<method>/seed-<n>/` run, seeds ascending."""
-    found: dict[str, list[tuple[int, Path]]] = {}
-    for seed_dir in study.glob("*/seed-*"):
-        if (m := _SEED_DIR.match(seed_dir.name)) and is_run_dir(seed_dir):
-            found.setdefault(seed_dir.parent.name, []).append((int(m.group(1)), seed_dir))
-    return {method: sorted(runs) for method, runs in sorted(found.items())}
 
 
 # ---------------------------------------------------------------- HTML pieces
@@ -255,8 +189,8 @@ def _checkpoints_html(run_dir: Path) -> str:
 def run_page(run_dir: Path) -> str:
     """The HTML of one run's report."""
     missing: list[str] = []
-    options = _read_object(run_dir / OPTIONS_FILE, missing)
-    metrics = _read_object(run_dir / METRICS_FILE, missing)
+    options = read_object(run_dir / OPTIONS_FILE, missing)
+    metrics = read_object(run_dir / METRICS_FILE, missing)
     rows, events, skipped = read_stats(run_dir / STATS_FILE)
     if not (run_dir / STATS_FILE).is_file():
         missing.append(STATS_FILE)
@@ -340,7 +274,7 @@ def _run_cards(runs: dict[str, list[tuple[int, Path]]]) -> str:
 def study_page(study: Path) -> str:
     """The HTML of one study's report."""
     missing: list[str] = []
-    data = _read_object(study / STUDY_FILE, missing)
+    data = read_object(study / STUDY_FILE, missing)
     results = data.get("methods") if isinstance(data.get("methods"), dict) else {}
     runs = study_runs(study)
     per_method = _per_seed_metrics(results, runs)
