@@ -54,6 +54,7 @@ from ali.nets.architectures import ARCHITECTURES  # noqa: E402
 from ali.presets import PRESETS  # noqa: E402
 from ali.training.build import build_model, build_step  # noqa: E402
 from ali.training.hardware import machine_line, make_runtime, prepare_model, resolve_precision  # noqa: E402
+from benchmarks.throughput import matmul_tflops, synchronize  # noqa: E402
 
 PRECISIONS = ("bf16", "fp16", "fp32")
 PAPER_ARCHS = ("mnist", "cifar10", "svhn", "celeba64", "imagenet64")
@@ -122,11 +123,11 @@ def run_arch(arch: str, args: argparse.Namespace) -> dict:
     for index in range(2):
         step(x, index)
     steps = 3 if device.type == "cpu" else 20
-    sync(device)
+    synchronize(device)
     began = time.perf_counter()
     for index in range(steps):
         step(x, index)
-    sync(device)
+    synchronize(device)
     seconds = (time.perf_counter() - began) / steps
     return {"steps_per_s": round(1 / seconds, 2), "img_per_s": round(batch / seconds, 1), "precision": precision}
 
@@ -166,11 +167,6 @@ def run_torchrun(args: argparse.Namespace, work: Path, log) -> dict:
     cmd += ["--config", str(config), "--out", str(work / "run"), "--no-progress"]
     subprocess.run(cmd, check=True, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, timeout=args.timeout)
     return {"ranks": ranks, "steps_per_s": steps_per_s(work / "run")}
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def peak_memory_mb(device: str) -> dict:
@@ -220,21 +216,6 @@ def child(name: str, args: argparse.Namespace) -> int:
     return 0 if row["status"] != "fail" else 1
 
 
-def matmul_tflops(device: torch.device, dtype: torch.dtype, n: int = 4096, repeats: int = 10) -> float:
-    """Best-of matrix-multiply throughput: the peak the arch steps' TFLOP/s is set beside."""
-    n = n if device.type == "cuda" else 1024
-    a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
-    a @ b
-    best = float("inf")
-    for _ in range(repeats):
-        sync(device)
-        t = time.perf_counter()
-        a @ b
-        sync(device)
-        best = min(best, time.perf_counter() - t)
-    return round(2 * n**3 / best / 1e12, 3)
-
-
 def table(rows: list[dict]) -> str:
     lines = [f"{'case':<34} {'status':<6} {'steps/s':>9} {'img/s':>9} {'peak GPU MB':>11} {'peak RSS MB':>11}  note"]
     for r in rows:
@@ -281,8 +262,8 @@ def main(argv: list[str] | None = None) -> int:
         write_random_mnist(out / "data" / "mnist")
     device = torch.device(args.device)
     machine = {**machine_line(), "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu"}
-    machine["matmul_tflops_bf16"] = matmul_tflops(device, torch.bfloat16)
-    machine["matmul_tflops_fp32"] = matmul_tflops(device, torch.float32)
+    machine["matmul_tflops_bf16"] = round(matmul_tflops(device, torch.bfloat16), 3)
+    machine["matmul_tflops_fp32"] = round(matmul_tflops(device, torch.float32), 3)
     rows = []
     for name in chosen:
         cmd = [sys.executable, __file__, "--case", name, "--out", str(out), "--device", args.device]

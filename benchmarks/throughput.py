@@ -87,9 +87,11 @@ def synchronize(device: torch.device | None) -> None:
         torch.cuda.synchronize(device)
 
 
-def matmul_tflops_bf16(device: torch.device, n: int = 8192, repeats: int = 10) -> float:
-    """Best-of bf16 matrix-multiply throughput on the GPU: the peak its steps are set beside."""
-    a, b = (torch.randn(n, n, device=device, dtype=torch.bfloat16) for _ in range(2))
+def matmul_tflops(device: torch.device, dtype: torch.dtype = torch.bfloat16, n: int = 0, repeats: int = 10) -> float:
+    """Best-of matrix-multiply TFLOP/s in `dtype` (n x n, default 8192 on a GPU, 1024 on a CPU):
+    the peak a step's achieved throughput is set beside."""
+    n = n or (8192 if device.type == "cuda" else 1024)
+    a, b = (torch.randn(n, n, device=device, dtype=dtype) for _ in range(2))
     a @ b
     best = float("inf")
     for _ in range(repeats):
@@ -183,7 +185,7 @@ def run(arch: str, batch: int, asked: str, steps: int, rounds: int, threads: int
     if device.type == "cpu":
         result["ours_fraction_of_sgemm"] = round(result["ours_gflops"] / result["sgemm_gflops"], 3)
     else:
-        peak = matmul_tflops_bf16(device)
+        peak = matmul_tflops(device, torch.bfloat16)
         result.update(
             device=torch.cuda.get_device_name(device),
             ours_tflops=round(result["ours_gflops"] / 1e3, 3),
