@@ -56,7 +56,7 @@ def checkpoint_bytes(
     config: dict[str, Any],
     extra: dict[str, Any] | None = None,
     aux: dict[str, torch.Tensor] | None = None,
-) -> None:
+) -> bytes:
     """The checkpoint file's bytes: everything needed to continue exactly (nets, optimizers, RNG,
     step, aux tensors). ali.rundir.save_checkpoint writes them atomically into a run directory."""
     tensors = {f"net/{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}

@@ -178,14 +178,10 @@ def _update(inputs: StepInputs, mode: str, x, z, z_hat, x_tilde, extra, sides: l
     # Each side D's own gradient, taken before the shared backward frees the graph; scaled like
     # every loss under fp16, since the scaler's step divides gradients by its scale.
     scale = rt.scaler.scale if rt.scaler is not None else (lambda loss: loss)
-    side_grads = [
-        (
-            name,
-            list(model[name].parameters()),
-            torch.autograd.grad(scale(loss_d), list(model[name].parameters()), retain_graph=True),
-        )
-        for name, loss_d, _, _ in sides
-    ]
+    side_grads = []
+    for name, loss_d, _, _ in sides:
+        params = list(model[name].parameters())
+        side_grads.append((name, params, torch.autograd.grad(scale(loss_d), params, retain_graph=True)))
     out.update(adversarial_update(model["discriminator"], (x, z_hat), (x_tilde, z), inputs.optimizers, mode, extra, rt))
     for name, params, grads in side_grads:
         opt = inputs.optimizers[SIDE_OPTIMIZERS[name]]
