@@ -44,6 +44,9 @@ class CommonConfig:
     decay_start: float = 1.0
     lr_final_fraction: float = 1.0
     init_std: float = 0.02
+    # Exponential moving average of the generators' weights (ali.nets.model): 0 = none; e.g.
+    # 0.999 averages over about the last 1,000 steps. Samples, grids and every evaluation use it.
+    ema_decay: float = 0.0
     # "nearest": strided transposed convs start as nearest upsampling + conv (ali.nets.layers.init_weights)
     tconv_init: str = "normal"
     seed: int = 0
@@ -95,6 +98,7 @@ RULES: dict[str, Rule] = {
     "decay_start": in_range(0, 1),
     "lr_final_fraction": in_range(0, 1),
     "init_std": in_range(0, lo_open=True),
+    "ema_decay": in_range(0, 0.99999),
     "tconv_init": one_of("normal", "nearest"),
     "seed": in_range(0),
     "log_every": in_range(1),

@@ -246,6 +246,8 @@ def build_networks(config: TrainConfig, method: Method | None = None) -> Model:
     arch = ARCHITECTURES[config.arch]
     model = Model(method.networks(arch, settings(config, method)), arch, method.name, config)
     init_weights(model, config.init_std, config.tconv_init)
+    if config.ema_decay > 0:
+        model.add_averages()
     return model
 
 
@@ -255,6 +257,7 @@ def restore_trained(run_dir: Path, config: TrainConfig) -> tuple[Model, int]:
     model = build_networks(config)
     _, tensors, header = newest_valid_checkpoint(run_dir)
     step = ckpt.restore(tensors, header, model, restore_rng=False)
+    model = model.with_averages()
     model.eval()
     return model, step
 

@@ -4,14 +4,25 @@
 keys are `<network>.<parameter>`, device moves, layout changes, compilation and replica setup
 walk `model.items()`, and no module writes the list of network names out again. Which networks
 exist is the method's choice (ali.methods).
+
+A run may also keep exponential moving averages of its generators' weights (`average_encoder`,
+`average_decoder`; config key `ema_decay`): no optimizer sees them, checkpoints carry them like
+any network, and `with_averages()` gives the model that samples and is evaluated with them.
 """
 
 from __future__ import annotations
+
+import copy
 
 import torch
 from torch import nn
 
 from ali.nets.architectures import Architecture
+
+AVERAGE_PREFIX = "average_"
+# The networks whose weights are averaged: the two generators, which make every sample,
+# reconstruction and code; a discriminator's oscillations are the game's, not the model's.
+AVERAGED_NETWORKS = ("encoder", "decoder")
 
 
 class Model(nn.ModuleDict):
@@ -31,3 +42,46 @@ class Model(nn.ModuleDict):
     def parameters_of(self, names: tuple[str, ...]) -> list[nn.Parameter]:
         """The parameters of the named networks, in the order given (one optimizer's list)."""
         return [p for name in names if name in self for p in self[name].parameters()]
+
+    def trained_networks(self) -> list[tuple[str, nn.Module]]:
+        """The networks an optimizer trains: every one but the weight averages."""
+        return [(name, net) for name, net in self.items() if not name.startswith(AVERAGE_PREFIX)]
+
+    @property
+    def averaged(self) -> tuple[str, ...]:
+        """The networks with a weight average kept beside them."""
+        return tuple(name for name in AVERAGED_NETWORKS if AVERAGE_PREFIX + name in self)
+
+    def add_averages(self) -> None:
+        """Keep a moving average of each generator's weights, starting from its current weights."""
+        for name in AVERAGED_NETWORKS:
+            if name in self:
+                self[AVERAGE_PREFIX + name] = copy.deepcopy(self[name]).requires_grad_(False)
+
+    @torch.no_grad()
+    def reset_averages(self) -> None:
+        """Set every average to its network's current weights (after a data-dependent init)."""
+        for name in self.averaged:
+            self[AVERAGE_PREFIX + name].load_state_dict(self[name].state_dict())
+
+    @torch.no_grad()
+    def update_averages(self, decay: float) -> None:
+        """average <- decay * average + (1 - decay) * weights for every parameter; buffers (batch
+        norm's running statistics) are copied, since they already are running averages."""
+        for name in self.averaged:
+            live, average = self[name], self[AVERAGE_PREFIX + name]
+            torch._foreach_lerp_(list(average.parameters()), list(live.parameters()), 1.0 - decay)
+            for kept, current in zip(average.buffers(), live.buffers()):
+                kept.copy_(current)
+
+    def with_averages(self) -> Model:
+        """The model that samples and is evaluated: each averaged network replaced by its
+        average (the same module objects, nothing copied); the model itself when none is kept."""
+        if not self.averaged:
+            return self
+        nets = {name: net for name, net in self.trained_networks()}
+        for name in self.averaged:
+            nets[name] = self[AVERAGE_PREFIX + name]
+        evaluated = Model(nets, self.arch, self.method, self.config)
+        evaluated.train(self.training)
+        return evaluated

@@ -87,3 +87,4 @@ def fit_to_data(model: Model, dataset: Dataset, fresh: bool) -> None:
         )
     if fresh:  # a resumed run restores the biases from its checkpoint
         model.decoder.init_untied_bias(dataset.to_float(dataset.train[:500]))
+        model.reset_averages()

@@ -31,6 +31,7 @@ from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
 
 from ali.config import TrainConfig
 from ali.errors import AliError
+from ali.nets.model import Model
 from ali.training.hardware import resolve_device
 
 
@@ -104,10 +105,10 @@ def start(config: TrainConfig) -> DistContext:
     return ctx
 
 
-def prepare_replica(model: nn.ModuleDict, ctx: DistContext, sync_bn: bool) -> nn.Module:
+def prepare_replica(model: Model, ctx: DistContext, sync_bn: bool) -> Model:
     """SyncBatchNorm if asked (same Parameter objects: the optimizers stay valid), then rank 0's state."""
     if ctx.active and sync_bn:
-        for name, net in model.items():
+        for name, net in model.trained_networks():
             model[name] = nn.SyncBatchNorm.convert_sync_batchnorm(net)
     ctx.broadcast_state(model)
     return model

@@ -26,6 +26,7 @@ from torch import nn
 from ali.config import PRECISIONS
 from ali.errors import AliError
 from ali.methods.base import StepRuntime
+from ali.nets.model import Model
 
 DEVICES = ("auto", "cpu", "cuda")
 # CPU feature flags (Linux /proc/cpuinfo names) under which oneDNN runs bf16 matmuls natively.
@@ -132,12 +133,12 @@ def uses_conv(model: nn.Module) -> bool:
     return any(isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)) for m in model.modules())
 
 
-def prepare_model(model: nn.ModuleDict, device: torch.device, compile_nets: bool = False) -> nn.ModuleDict:
+def prepare_model(model: Model, device: torch.device, compile_nets: bool = False) -> Model:
     """Move to `device`; conv models in channels_last; optionally compile each network."""
     model.to(device)
     if uses_conv(model):
         model.to(memory_format=torch.channels_last)
     if compile_nets:
-        for net in model.values():
+        for _, net in model.trained_networks():
             net.compile()  # in place: keeps state_dict keys (no `_orig_mod.` prefix)
     return model

@@ -40,6 +40,12 @@ from ali.training.hardware import make_runtime, prepare_model, resolve_precision
 from ali.training.tensorboard import TensorBoardLog
 
 
+def average_decay(config: TrainConfig, step: int) -> float:
+    """ema_decay, warmed up as (1 + step) / (10 + step) so the first steps' average is not
+    dominated by the initial weights."""
+    return min(config.ema_decay, (1.0 + step) / (10.0 + step))
+
+
 def lr_factor(config: TrainConfig, step: int) -> float:
     """Constant until decay_start, then linear to lr_final_fraction at the phase's last step.
 
@@ -161,6 +167,8 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False, progress: bo
         rows = dist_ctx.local_indices(sampler.indices(step))
         x = to_model_layout(dataset.to_float(dataset.train[rows]))
         stats.add(train_step(Batch(x, None if conditions is None else conditions[rows]), step))
+        if model.averaged:
+            model.update_averages(average_decay(config, step))
         done = step + 1
         at_log = done % config.log_every == 0 or done == total
         at_checkpoint = done % config.checkpoint_every == 0 or done == total
@@ -185,7 +193,7 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False, progress: bo
         if config.grid_every and done % config.grid_every == 0 and dataset.is_image and dist_ctx.is_main:
             grid = run_dir / f"samples-{done:09d}.png"
             with rundir.run_dir_writes(run_dir, "sample grid"), torch.inference_mode():
-                write_sample_grid(model, grid, conditions=grid_conditions)
+                write_sample_grid(model.with_averages(), grid, conditions=grid_conditions)
             if board is not None:
                 board.image("samples", grid, done)
         bar.update(1)
@@ -199,7 +207,7 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False, progress: bo
         shutil.rmtree(stats.path.parent, ignore_errors=True)
         return None
     dataset.train = dataset.train.cpu()
-    return TrainedRun(model, dataset, config, method, seconds, total)
+    return TrainedRun(model.with_averages(), dataset, config, method, seconds, total)
 
 
 def _conditions(

@@ -32,7 +32,7 @@ def _layer_rows(net: nn.Module, *inputs: torch.Tensor) -> list[str]:
 
 def parameter_counts(model: Model) -> dict[str, int]:
     """Parameters of each network, and of all discriminators together."""
-    counts = {name: count_parameters(net) for name, net in model.items()}
+    counts = {name: count_parameters(net) for name, net in model.trained_networks()}
     counts["discriminators"] = sum(n for name, n in counts.items() if "discriminator" in name)
     return counts
 
@@ -47,7 +47,7 @@ def describe(model: Model) -> str:
         "y": torch.zeros(2, conditions),
     }
     lines = []
-    for name, net in model.items():
+    for name, net in model.trained_networks():
         own_x = getattr(net, "x_shape", None)  # a marginal D on (x, x) pairs or on codes
         inputs = [torch.zeros(2, *own_x) if key == "x" and own_x else dummy[key] for key in getattr(net, "INPUTS", ())]
         lines.append(f"{name}: input {[tuple(i.shape[1:]) for i in inputs]}, {count_parameters(net):,} parameters")

@@ -1,0 +1,100 @@
+"""The generators' weight average (config key ema_decay): the update rule, exact resume, and
+that sampling and evaluation use the average while no optimizer ever sees it."""
+
+import shutil
+
+import pytest
+import torch
+
+from ali import checkpoint as ckpt
+from ali import rundir
+from ali.config import make_config
+from ali.finish import train_and_finish
+from ali.nets.model import AVERAGE_PREFIX, Model
+from ali.presets import PRESETS
+from ali.rundir import load_trained
+from ali.training.build import build_model
+from ali.training.loop import average_decay, train
+
+TINY = {
+    **PRESETS["toy25"],
+    "batch_size": 32,
+    "steps": 24,
+    "log_every": 4,
+    "checkpoint_every": 8,
+    "keep_checkpoints": 5,
+    "eval_samples": 200,
+    "threads": 1,
+    "ema_decay": 0.9,  # still warming up over these 24 steps: every step's weight differs
+}
+
+
+def _params(net):
+    return [p.detach().clone() for p in net.parameters()]
+
+
+def test_the_average_is_the_warmed_up_exponential_moving_average_of_each_step(tmp_path, monkeypatch):
+    seen = []  # (decay, live decoder and encoder weights after the step)
+    start = {}
+    update = Model.update_averages
+
+    def spy(self, decay):
+        if not seen:  # the average before its first update: the initial weights
+            start.update({name: _params(self[AVERAGE_PREFIX + name]) for name in ("encoder", "decoder")})
+        seen.append((decay, {name: _params(self[name]) for name in ("encoder", "decoder")}))
+        update(self, decay)
+
+    monkeypatch.setattr(Model, "update_averages", spy)
+    trained = train(make_config(TINY), tmp_path / "run", progress=False)
+    assert len(seen) == TINY["steps"]
+    assert [d for d, _ in seen] == pytest.approx([(1 + s) / (10 + s) for s in range(TINY["steps"])])
+    assert average_decay(make_config(TINY), 1_000) == 0.9
+    torch.manual_seed(0)
+    fresh = build_model(make_config(TINY))[0]
+    for name in ("encoder", "decoder"):
+        for got, want in zip(start[name], fresh[name].parameters()):
+            torch.testing.assert_close(got, want.detach())  # it starts from the initial weights
+        expected = start[name]
+        for decay, live in seen:
+            expected = [decay * a + (1 - decay) * w for a, w in zip(expected, live[name])]
+        for got, want, last in zip(trained.model[name].parameters(), expected, seen[-1][1][name]):
+            torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+            assert not torch.equal(got, last)  # the evaluated network is not the live one
+
+
+def test_no_optimizer_trains_the_average_and_a_run_without_it_keeps_none():
+    model, optimizers = build_model(make_config(TINY))
+    averaged = {id(p) for name in model.averaged for p in model[AVERAGE_PREFIX + name].parameters()}
+    assert model.averaged == ("encoder", "decoder") and averaged
+    trained = {id(p) for opt in optimizers.values() for group in opt.param_groups for p in group["params"]}
+    assert not averaged & trained
+    assert all(not p.requires_grad for name in model.averaged for p in model[AVERAGE_PREFIX + name].parameters())
+    plain, _ = build_model(make_config({**TINY, "ema_decay": 0.0}))
+    assert plain.averaged == () and plain.with_averages() is plain
+    assert not any(k.startswith(AVERAGE_PREFIX) for k in plain.state_dict())
+
+
+def test_a_resumed_run_ends_with_the_same_average_and_is_evaluated_with_it(tmp_path):
+    config = make_config(TINY)
+    full, cut = tmp_path / "full", tmp_path / "cut"
+    metrics = train_and_finish(config, full, progress=False)
+    shutil.copytree(full, cut)
+    for path in rundir.list_checkpoints(cut)[1:]:
+        path.unlink()
+    (cut / "metrics.json").unlink()
+    resumed = train_and_finish(config, cut, resume=True, progress=False)
+    a, _ = ckpt.read_checkpoint(rundir.list_checkpoints(full)[-1])
+    b, _ = ckpt.read_checkpoint(rundir.list_checkpoints(cut)[-1])
+    assert {k for k in a if k.startswith(f"net/{AVERAGE_PREFIX}")}
+    for key in a:
+        if key.startswith("net/"):
+            assert torch.equal(a[key], b[key]), key
+    assert {k: v for k, v in resumed.items() if k != "train_seconds"} == {
+        k: v for k, v in metrics.items() if k != "train_seconds"
+    }
+    # The loaded model is the averaged one, under the usual network names.
+    _, model, _ = load_trained(full)
+    assert not model.averaged
+    for name in ("encoder", "decoder"):
+        for key, value in model[name].state_dict().items():
+            assert torch.equal(value, a[f"net/{AVERAGE_PREFIX}{name}.{key}"]), (name, key)
