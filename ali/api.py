@@ -129,9 +129,12 @@ def _channels_first(x: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
     return x
 
 
-def load(run_dir: str | Path, device: str | torch.device = "cpu", allow_unfinished: bool = False) -> TrainedModel:
+def load(
+    run_dir: str | Path, device: str | torch.device = "cpu", allow_unfinished: bool = False, weights: str | None = None
+) -> TrainedModel:
     """A finished image run, from its newest valid checkpoint. allow_unfinished=True takes a run
-    still training or cut off (its newest checkpoint)."""
+    still training or cut off (its newest checkpoint). `weights`: "average" or "live" generator
+    weights (default: the run's weight average where it keeps one, ema_decay)."""
     run_dir = Path(run_dir)
     if not allow_unfinished and not (run_dir / METRICS_FILE).is_file():
         if not rundir.list_checkpoints(run_dir):
@@ -140,5 +143,5 @@ def load(run_dir: str | Path, device: str | torch.device = "cpu", allow_unfinish
             f"{run_dir} has not finished training (no {METRICS_FILE}); finish it with "
             f"`ali train --out {run_dir} --resume`, or pass allow_unfinished=True for its newest checkpoint"
         )
-    config, model, step = load_image_run(run_dir, "ali.load is for image runs")
+    config, model, step = load_image_run(run_dir, "ali.load is for image runs", weights)
     return TrainedModel(model, config, step, torch.device(device))

@@ -6,7 +6,10 @@ import argparse
 import dataclasses
 import json
 import sys
+import time
 from pathlib import Path
+
+import torch
 
 from ali import pictures, rundir
 from ali.config import TrainConfig, for_method, load_config_source, make_config, parse_overrides, to_dict
@@ -152,7 +155,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     """`ali evaluate --run DIR`: the paper's metrics of a trained image run, as one JSON object."""
     run = Path(args.run)
-    config, model, step = pictures.load_image_run(run, f"its metrics are in {run / METRICS_FILE}")
+    config, model, step = pictures.load_image_run(run, f"its metrics are in {run / METRICS_FILE}", args.weights, args.step)
     data_dir = args.data_dir or config.data_dir
     dataset = load_dataset(config.dataset, data_dir)
     metrics = evaluate_model(
@@ -169,7 +172,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     )
     out = Path(args.out) if args.out else run / "evaluation.json"
     with rundir.run_dir_writes(out.parent, out.name):
-        rundir.atomic_write_json(out, {"run": str(run), "checkpoint_step": step, **metrics})
+        weights = args.weights or ("average" if config.ema_decay > 0 else "live")
+        rundir.atomic_write_json(out, {"run": str(run), "checkpoint_step": step, "weights": weights, **metrics})
     print(json.dumps(metrics, indent=2))
     print(f"written: {out}")
     return 0
@@ -177,12 +181,29 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_classifier(args: argparse.Namespace) -> int:
     """`ali classifier train --dataset NAME`: the domain classifier the sample metrics use."""
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    precision = resolve_precision(args.precision, torch.device("cpu"))
+    began = time.perf_counter()
     model, test_accuracy = train_classifier(
-        args.dataset, args.data_dir or default_data_dir(), seed=args.seed, epochs=args.epochs, progress=not args.no_progress
+        args.dataset,
+        args.data_dir or default_data_dir(),
+        seed=args.seed,
+        epochs=args.epochs,
+        progress=not args.no_progress,
+        precision=precision,
     )
+    info = {
+        "dataset": args.dataset,
+        "seed": args.seed,
+        "test_accuracy": test_accuracy,
+        "precision": precision,
+        "threads": torch.get_num_threads(),
+        "train_seconds": round(time.perf_counter() - began, 1),
+    }
     path = Path(args.out) if args.out else default_classifier_path(args.dataset)
-    save_classifier(model, path, {"dataset": args.dataset, "seed": args.seed, "test_accuracy": test_accuracy})
-    print(json.dumps({"dataset": args.dataset, "test_accuracy": round(test_accuracy, 5), "path": str(path)}))
+    save_classifier(model, path, info)
+    print(json.dumps({**info, "test_accuracy": round(test_accuracy, 5), "path": str(path)}))
     return 0
 
 
@@ -296,6 +317,12 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--data-dir", help="folder holding the datasets (default: the run's data_dir)")
     evaluate.add_argument("--samples", type=_positive_int, default=SAMPLES, help="generated images to score")
     evaluate.add_argument("--test-images", type=_positive_int, help="score on the first N held-out images (default: all)")
+    evaluate.add_argument(
+        "--weights",
+        choices=rundir.WEIGHTS,
+        help="generator weights to score: the run's weight average (ema_decay; the default where it keeps one) or the live weights",
+    )
+    evaluate.add_argument("--step", type=_nonnegative_int, help="score checkpoint STEP (default: the newest valid one)")
     evaluate.add_argument("--no-progress", action="store_true", help="no progress bars")
     evaluate.set_defaults(func=cmd_evaluate)
 
@@ -310,6 +337,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", required=True, choices=CLASSIFIER_DATASETS)
     p.add_argument("--seed", type=_nonnegative_int, default=0, help="initialisation, order, augmentation and dropout")
     p.add_argument("--epochs", type=_positive_int, help="training epochs (default: the dataset's recipe)")
+    p.add_argument(
+        "--precision",
+        choices=("auto", "fp32", "bf16"),
+        default="auto",
+        help="bf16 autocast where the CPU has native bf16 (auto), or as given",
+    )
+    p.add_argument("--threads", type=_nonnegative_int, default=0, help="torch threads (0: torch's default)")
     p.add_argument("--out", help="file to write (default: the cache evaluate looks in, $ALI_CACHE_DIR/classifiers)")
     p.add_argument("--data-dir", help=f"folder holding the datasets ({DEFAULT_DATA_HELP})")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")

@@ -22,10 +22,13 @@ from ali.nets.model import Model
 from ali.rundir import load_trained
 
 
-def load_image_run(run_dir: Path, refusal: str = "pictures need an image run") -> tuple[TrainConfig, Model, int]:
-    """An image run's config, its model restored from the newest valid checkpoint, and that step;
-    a 2-D run is an AliError ending in `refusal`."""
-    config, model, step = load_trained(Path(run_dir))
+def load_image_run(
+    run_dir: Path, refusal: str = "pictures need an image run", weights: str | None = None, step: int | None = None
+) -> tuple[TrainConfig, Model, int]:
+    """An image run's config, its model restored from the newest valid checkpoint or checkpoint
+    `step` (generator `weights` as ali.rundir.restore_trained), and that step; a 2-D run is an
+    AliError ending in `refusal`."""
+    config, model, step = load_trained(Path(run_dir), weights, step)
     if len(model.arch.x_shape) != 3:
         raise AliError(f"run {run_dir} trained on 2-D data ({config.dataset}); {refusal}")
     return config, model, step

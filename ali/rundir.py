@@ -247,25 +247,45 @@ def build_networks(config: TrainConfig, method: Method | None = None) -> Model:
     model = Model(method.networks(arch, settings(config, method)), arch, method.name, config)
     init_weights(model, config.init_std, config.tconv_init)
     if config.ema_decay > 0:
-        model.add_averages()
+        model.add_averages(method.averaged)
     return model
 
 
-def restore_trained(run_dir: Path, config: TrainConfig) -> tuple[Model, int]:
-    """The run's model in evaluation mode, restored from its newest valid checkpoint, and that
-    step. Networks only: a trained run is loaded without optimizers."""
+WEIGHTS = ("average", "live")  # which generator weights a loaded run samples with
+
+
+def restore_trained(run_dir: Path, config: TrainConfig, weights: str | None = None, step: int | None = None) -> tuple[Model, int]:
+    """The run's model in evaluation mode, restored from its newest valid checkpoint (or from
+    checkpoint `step`), and that step. Networks only: a trained run is loaded without optimizers.
+
+    `weights`: "average" (the generators' weight average, ema_decay), "live" (the weights the
+    optimizers left), or None: the average where the run keeps one, else the live weights."""
+    if weights is not None and weights not in WEIGHTS:
+        raise AliError(f"weights {weights!r} is unknown; use one of {', '.join(WEIGHTS)}")
+    if weights == "average" and config.ema_decay <= 0:
+        raise AliError(f"run {run_dir} kept no weight average (ema_decay=0); load its live weights (weights='live')")
     model = build_networks(config)
-    _, tensors, header = newest_valid_checkpoint(run_dir)
+    if step is None:
+        _, tensors, header = newest_valid_checkpoint(run_dir)
+    else:
+        path = checkpoint_path(run_dir, step)
+        if not path.is_file():
+            kept = ", ".join(str(int(_NAME.match(p.name).group(1))) for p in list_checkpoints(run_dir)) or "none"
+            raise AliError(f"run {run_dir} has no checkpoint of step {step}; it keeps steps {kept}")
+        tensors, header = ckpt.read_checkpoint(path)
     step = ckpt.restore(tensors, header, model, restore_rng=False)
-    model = model.with_averages()
+    model = (
+        Model(dict(model.trained_networks()), model.arch, model.method, config) if weights == "live" else model.with_averages()
+    )
     model.eval()
     return model, step
 
 
-def load_trained(run_dir: Path | str) -> tuple[TrainConfig, Model, int]:
+def load_trained(run_dir: Path | str, weights: str | None = None, step: int | None = None) -> tuple[TrainConfig, Model, int]:
     """The one loader of a trained run: a finished or interrupted run's config, its model from
-    the newest valid checkpoint, that step."""
+    the newest valid checkpoint or checkpoint `step` (with the generator `weights`
+    restore_trained says), that step."""
     run_dir = Path(run_dir)
     config = load_run_config(run_dir)
-    model, step = restore_trained(run_dir, config)
+    model, step = restore_trained(run_dir, config, weights, step)
     return config, model, step

@@ -4,6 +4,7 @@ The training smoke test reads the real MNIST files in ../shared/data: under CI=t
 is a failure, not a skip.
 """
 
+import json
 import pickle
 
 import pytest
@@ -13,16 +14,15 @@ from safetensors.torch import save_file
 from ali.data import load_split
 from ali.errors import AliError
 from ali.evaluation.classifier import (
-    DomainClassifier,
     accuracy,
     default_classifier_path,
     find_classifier,
     fit_classifier,
     load_classifier,
     predict,
-    random_affine,
     save_classifier,
 )
+from ali.evaluation.classifier_nets import DigitClassifier, random_affine
 
 
 @pytest.fixture(scope="module")
@@ -41,9 +41,9 @@ def one_thread():
 
 
 @pytest.fixture
-def model() -> DomainClassifier:
+def model() -> DigitClassifier:
     torch.manual_seed(0)
-    return DomainClassifier().eval()
+    return DigitClassifier().eval()
 
 
 def test_shapes(model):
@@ -100,7 +100,8 @@ def test_load_refuses_corrupt_and_foreign_files(model, tmp_path):
     with pytest.raises(AliError, match="not an ali domain classifier"):
         load_classifier(foreign)
     wrong = tmp_path / "wrong.safetensors"
-    save_file({"w": torch.zeros(2)}, str(wrong), metadata={"format": "ali-domain-classifier", "version": "1", "info": "{}"})
+    info = json.dumps({"dataset": "mnist"})
+    save_file({"w": torch.zeros(2)}, str(wrong), metadata={"format": "ali-domain-classifier", "version": "1", "info": info})
     with pytest.raises(AliError, match="do not fit"):
         load_classifier(wrong)
     with pytest.raises(AliError, match="no classifier file"):
@@ -119,15 +120,15 @@ def test_default_path_and_find(tmp_path, monkeypatch):
     monkeypatch.delenv("ALI_CACHE_DIR")
     monkeypatch.setenv("HOME", str(tmp_path))
     assert default_classifier_path("fashion-mnist") == tmp_path / ".cache" / "ali" / "classifiers" / "fashion-mnist.safetensors"
-    with pytest.raises(AliError, match="no domain classifier for dataset 'cifar10'"):
-        default_classifier_path("cifar10")
+    with pytest.raises(AliError, match="no domain classifier for dataset 'svhn'"):
+        default_classifier_path("svhn")
 
 
 def test_zero_augmentation_is_the_identity_and_augmentation_is_seeded():
     x = torch.rand(4, 1, 28, 28)
     assert torch.allclose(random_affine(x, torch.Generator().manual_seed(0), 0.0, 0.0), x, atol=1e-5)
-    a = random_affine(x, torch.Generator().manual_seed(1))
-    assert torch.equal(a, random_affine(x, torch.Generator().manual_seed(1))) and not torch.allclose(a, x)
+    a = random_affine(x, torch.Generator().manual_seed(1), 10.0, 2.0)
+    assert torch.equal(a, random_affine(x, torch.Generator().manual_seed(1), 10.0, 2.0)) and not torch.allclose(a, x)
 
 
 def test_training_smoke_on_real_mnist(mnist_dir, mnist_train, one_thread):

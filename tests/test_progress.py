@@ -8,7 +8,8 @@ import torch
 from tqdm import tqdm
 
 from ali import progress
-from ali.evaluation.classifier import DomainClassifier, predict
+from ali.evaluation.classifier import predict
+from ali.evaluation.classifier_nets import DigitClassifier
 from ali.progress import PlainProgress, progress_bar
 
 
@@ -81,7 +82,7 @@ def test_not_a_terminal_gets_plain_lines_at_the_module_interval(monkeypatch):
 
 
 def test_classifier_predictions_write_no_carriage_returns_to_a_log(capsys):
-    model = DomainClassifier()
+    model = DigitClassifier()
     predict(model, torch.zeros(10, 1, 28, 28), batch=4, progress=True)
     err = capsys.readouterr().err
     assert "\r" not in err and err.splitlines() == [err.splitlines()[0]] and err.startswith("classify: step 3/3")

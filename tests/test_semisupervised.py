@@ -11,6 +11,7 @@ from ali.errors import AliError
 from ali.evaluation.semisupervised import (
     _Labelled,
     _SvmData,
+    cifar10_svm_splits,
     encoder_features,
     mnist_family_svm_splits,
     svhn_svm_splits,
@@ -170,3 +171,40 @@ def test_svhn_splits_are_the_authors():
     assert splits["test_feats"].ravel().tolist() == list(range(10**6, 10**6 + 26_032))
     with pytest.raises(AliError, match="73257 rows"):
         svhn_svm_splits(train[:73_000], labels[:73_000], test, torch.arange(26_032) % 10)
+
+
+def test_cifar10_splits_pool_the_training_images_and_validate_on_the_rest():
+    train, labels = torch.arange(50_000).view(-1, 1), torch.arange(50_000) % 10  # each row's feature is its index
+    test = torch.arange(10_000).view(-1, 1) + 10**6
+    splits = cifar10_svm_splits(train, labels, test, torch.arange(10_000) % 10)
+    assert splits["pool_feats"].ravel().tolist() == list(range(45_000))
+    assert splits["val_feats"].ravel().tolist() == list(range(45_000, 50_000))
+    assert splits["test_feats"].ravel().tolist() == list(range(10**6, 10**6 + 10_000))
+    with pytest.raises(AliError, match="50000 rows"):
+        cifar10_svm_splits(train[:45_000], labels[:45_000], test, torch.arange(10_000) % 10)
+
+
+def test_cifar10_svm_metrics_report_the_papers_label_counts_over_ten_draws(monkeypatch):
+    """svm_metrics on CIFAR-10: 1,000 / 2,000 / 4,000 / 8,000 labels, 10 test SVMs each, on the
+    training batches' features and test_batch's."""
+    from ali.evaluation import evaluate
+
+    read = []
+    monkeypatch.setattr(
+        evaluate, "load_split", lambda name, _dir, split: read.append((name, split)) or (torch.zeros(1), torch.zeros(1))
+    )
+    monkeypatch.setattr(evaluate, "encoder_features", lambda _enc, _x: torch.zeros(1))
+    monkeypatch.setattr(evaluate, "SVM_SPLITS", {"cifar10": lambda *a: {"marker": True}})
+    calls = []
+
+    def protocol(**kwargs):
+        calls.append(kwargs)
+        n = kwargs["per_class"] * 10
+        return {"n_labels": n, "test_error_mean": 0.5, "test_error_std": 0.1, "best_C": 1.0}
+
+    monkeypatch.setattr(evaluate, "svm_protocol", protocol)
+    out = evaluate.svm_metrics({"encoder": None}, "cifar10", "unused")
+    assert read == [("cifar10", "train"), ("cifar10", "test")]
+    assert [c["per_class"] for c in calls] == [100, 200, 400, 800]
+    assert all(c["n_test_svms"] == 10 and c["marker"] for c in calls)
+    assert set(out) >= {"svm_error_1000", "svm_error_2000", "svm_error_4000", "svm_error_8000"}

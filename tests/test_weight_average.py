@@ -9,6 +9,7 @@ import torch
 from ali import checkpoint as ckpt
 from ali import rundir
 from ali.config import make_config
+from ali.errors import AliError
 from ali.finish import train_and_finish
 from ali.nets.model import AVERAGE_PREFIX, Model
 from ali.presets import PRESETS
@@ -98,3 +99,28 @@ def test_a_resumed_run_ends_with_the_same_average_and_is_evaluated_with_it(tmp_p
     for name in ("encoder", "decoder"):
         for key, value in model[name].state_dict().items():
             assert torch.equal(value, a[f"net/{AVERAGE_PREFIX}{name}.{key}"]), (name, key)
+
+
+def test_the_live_weights_can_be_loaded_and_a_run_without_an_average_refuses_to_fake_one(tmp_path):
+    run = tmp_path / "run"
+    train_and_finish(make_config(TINY), run, progress=False)
+    tensors, _ = ckpt.read_checkpoint(rundir.list_checkpoints(run)[-1])
+    _, live, _ = load_trained(run, "live")
+    for key, value in live["decoder"].state_dict().items():
+        assert torch.equal(value, tensors[f"net/decoder.{key}"])
+    plain = tmp_path / "plain"
+    train_and_finish(make_config({**TINY, "ema_decay": 0.0}), plain, progress=False)
+    with pytest.raises(AliError, match="kept no weight average"):
+        load_trained(plain, "average")
+
+
+def test_an_earlier_checkpoint_can_be_scored_and_a_missing_one_is_named(tmp_path):
+    run = tmp_path / "run"
+    train_and_finish(make_config(TINY), run, progress=False)
+    tensors, _ = ckpt.read_checkpoint(rundir.checkpoint_path(run, 8))
+    _, model, step = load_trained(run, "live", step=8)
+    assert step == 8
+    for key, value in model["decoder"].state_dict().items():
+        assert torch.equal(value, tensors[f"net/decoder.{key}"])
+    with pytest.raises(AliError, match="no checkpoint of step 9; it keeps steps 8, 16, 24"):
+        load_trained(run, step=9)

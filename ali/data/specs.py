@@ -147,6 +147,7 @@ DATASETS: dict[str, DatasetSpec] = {
         DatasetSpec(
             "cifar10",
             arch="cifar10",
+            classifier="cifar10",
             splits=("train", "test"),
             load_split=load_cifar10_split,
             train_rows=CIFAR10_TRAIN,

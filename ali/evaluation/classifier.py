@@ -1,19 +1,20 @@
-"""A domain classifier for MNIST and Fashion-MNIST, the measuring stick of classifier-based metrics.
+"""Domain classifiers: the measuring stick of the classifier-based sample metrics.
 
-Generated 28x28 digits have no standard Inception network, so ALICE and its successors score
-them with a small MNIST classifier: its class probabilities give an "MNIST inception score" and
-its penultimate features a "classifier FID" (ali.evaluation.sample_quality). The network follows
-the one behind ALICE's MNIST scores (ChunyuanLI/MNIST_Inception_Score, the TensorFlow tutorial
-net): conv 5x5x32 'same' + ReLU -> maxpool 2 -> conv 5x5x64 'same' + ReLU -> maxpool 2 ->
-FC 1024 + ReLU -> dropout 0.5 -> FC 10, on pixels in [0, 1].
+Generated 28x28 digits and 32x32 CIFAR-10 images have no Inception network trained on their
+domain, so, as ALICE and its successors do for MNIST, each dataset gets a small classifier of
+its own: its class probabilities give a "classifier inception score" and its penultimate
+features a "classifier FID" (ali.evaluation.sample_quality). The networks are
+ali.evaluation.classifier_nets'; `RECIPES` holds the measured training settings per dataset.
 
-Training (`RECIPES`, measured settings per dataset) uses Adam with a cosine-decayed learning
-rate and random shifts, plus small rotations for MNIST, so the classifier is not thrown by the
-slight misalignments generated digits have. Fashion-MNIST gets shifts of one pixel and no
-rotation: clothes are photographed upright, and rotating them cost accuracy for the same number
-of epochs while the network was still underfitting. Every random draw (initialisation, order, augmentation, dropout)
-comes from the seed, inside a forked RNG, so the same seed gives the same classifier on the same
-machine and thread count, and training leaves the caller's global RNG untouched.
+MNIST and Fashion-MNIST train with Adam, a cosine-decayed learning rate and random shifts (plus
+small rotations for MNIST, so the classifier is not thrown by the slight misalignments generated
+digits have; Fashion-MNIST gets shifts of one pixel and no rotation: clothes are photographed
+upright, and rotating them cost accuracy for the same number of epochs). CIFAR-10 trains as the
+fast CIFAR-10 trainers do: SGD with Nesterov momentum, a linear warm-up and decay of the learning
+rate, label smoothing, weight decay, random flips and crops. Every random draw (initialisation,
+order, augmentation, dropout) comes from the seed, inside a forked RNG, so the same seed gives
+the same classifier on the same machine, thread count and precision, and training leaves the
+caller's global RNG untouched.
 
 Classifiers are stored as safetensors with a JSON metadata header (never pickle: a downloaded
 file cannot run code), by default under `$ALI_CACHE_DIR/classifiers/<dataset>.safetensors`.
@@ -21,9 +22,11 @@ file cannot run code), by default under `$ALI_CACHE_DIR/classifiers/<dataset>.sa
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,77 +40,59 @@ from torch import nn
 from ali.data import load_split
 from ali.data.specs import DATASETS as DATASET_SPECS
 from ali.errors import AliError
+from ali.evaluation.classifier_nets import NUM_CLASSES, CifarClassifier, DigitClassifier, flip_and_crop, random_affine
 from ali.progress import progress_bar
 
 # The datasets with a domain classifier of their own (DatasetSpec.classifier, ali.data.specs).
 DATASETS: tuple[str, ...] = tuple(name for name, spec in DATASET_SPECS.items() if spec.has_own_classifier)
-NUM_CLASSES = 10
-IMAGE_SHAPE = (1, 28, 28)
-FEATURE_DIM = 1024
+# Each dataset's network (ali.evaluation.classifier_nets).
+NETWORKS: dict[str, type[nn.Module]] = {"mnist": DigitClassifier, "fashion-mnist": DigitClassifier, "cifar10": CifarClassifier}
 FORMAT = "ali-domain-classifier"
 FORMAT_VERSION = "1"
-
-BATCH_SIZE = 128
-LEARNING_RATE = 2e-3
-MAX_DEGREES = 10.0  # rotation range, each way
-MAX_SHIFT = 2.0  # translation range in pixels, each way
 PREDICT_BATCH = 500
 
 
 @dataclass(frozen=True)
 class Recipe:
-    """How `train_classifier` trains for one dataset: the settings its measured accuracy came from."""
+    """How `fit_classifier` trains for one dataset: the settings its measured accuracy came from.
+
+    augment "affine": random rotations up to max_degrees and shifts up to max_shift pixels;
+    "flip-crop": horizontal flips and crops of the image reflect-padded by max_shift pixels.
+    optimizer "adam" decays the learning rate on a cosine; "sgd" (Nesterov momentum 0.9)
+    rises linearly over the first `warmup` of training and falls linearly to zero."""
 
     epochs: int
-    max_degrees: float
-    max_shift: float
-    batch_size: int = BATCH_SIZE
-    lr: float = LEARNING_RATE
+    augment: str = "affine"
+    max_degrees: float = 10.0
+    max_shift: float = 2.0
+    batch_size: int = 128
+    lr: float = 2e-3
+    optimizer: str = "adam"
+    warmup: float = 0.0
+    weight_decay: float = 0.0  # on weights of convolutions and linear layers, not on biases or norms
+    label_smoothing: float = 0.0
 
 
 # Measured on one CPU thread (seed 0): MNIST 99.56% test accuracy in ~5 min, inception score of
 # the real test images 9.82 (3 epochs: 99.45%, 9.75 — less confident, so a lower score than the
-# ~9.88 published for the reference classifier); Fashion-MNIST 92.44% in ~10 min.
+# ~9.88 published for the reference classifier); Fashion-MNIST 92.44% in ~10 min. CIFAR-10:
+# docs/RESULTS.md (its classifier section) gives accuracy and time.
 RECIPES: dict[str, Recipe] = {
-    "mnist": Recipe(epochs=6, max_degrees=MAX_DEGREES, max_shift=MAX_SHIFT),
+    "mnist": Recipe(epochs=6),
     "fashion-mnist": Recipe(epochs=10, max_degrees=0.0, max_shift=1.0, batch_size=64, lr=1e-3),
+    "cifar10": Recipe(
+        epochs=10,
+        augment="flip-crop",
+        max_degrees=0.0,
+        max_shift=2,
+        batch_size=256,
+        lr=0.2,
+        optimizer="sgd",
+        warmup=0.2,
+        weight_decay=5e-4,
+        label_smoothing=0.2,
+    ),
 }
-
-
-class DomainClassifier(nn.Module):
-    """The MNIST-inception-score network; `features` is the 1024-d penultimate layer (post-ReLU)."""
-
-    def __init__(self, num_classes: int = NUM_CLASSES):
-        super().__init__()
-        self.conv1 = nn.Conv2d(1, 32, 5, padding=2)
-        self.conv2 = nn.Conv2d(32, 64, 5, padding=2)
-        self.fc1 = nn.Linear(64 * 7 * 7, FEATURE_DIM)
-        self.dropout = nn.Dropout(0.5)
-        self.fc2 = nn.Linear(FEATURE_DIM, num_classes)
-
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        h = F.max_pool2d(F.relu(self.conv1(x)), 2)
-        h = F.max_pool2d(F.relu(self.conv2(h)), 2)
-        return F.relu(self.fc1(h.flatten(1)))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(self.dropout(self.features(x)))
-
-
-def random_affine(
-    x: torch.Tensor, generator: torch.Generator, max_degrees: float = MAX_DEGREES, max_shift: float = MAX_SHIFT
-) -> torch.Tensor:
-    """x rotated by U(-max_degrees, max_degrees) and shifted by U(-max_shift, max_shift) pixels per
-    axis, independently per image; the uncovered border is background (0)."""
-    n, _, height, width = x.shape
-    angle = (torch.rand(n, generator=generator) * 2 - 1) * math.radians(max_degrees)
-    # affine_grid works in [-1, 1] coordinates: one pixel is 2 / size of them.
-    shift = (torch.rand(n, 2, generator=generator) * 2 - 1) * max_shift
-    tx, ty = shift[:, 0] * 2 / width, shift[:, 1] * 2 / height
-    cos, sin = angle.cos(), angle.sin()
-    theta = torch.stack([torch.stack([cos, -sin, tx], 1), torch.stack([sin, cos, ty], 1)], 1)
-    grid = F.affine_grid(theta.to(x.dtype), list(x.shape), align_corners=False)
-    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
 def _check_dataset(dataset: str) -> None:
@@ -115,10 +100,10 @@ def _check_dataset(dataset: str) -> None:
         raise AliError(f"no domain classifier for dataset {dataset!r}; classifiers exist for {', '.join(DATASETS)}")
 
 
-def _as_float_images(x: torch.Tensor) -> torch.Tensor:
-    """uint8 or float images (N, 1, 28, 28) as float32 in [0, 1]; AliError on anything else."""
-    if x.dim() != 4 or tuple(x.shape[1:]) != IMAGE_SHAPE:
-        raise AliError(f"the domain classifier takes images of shape (N, 1, 28, 28); got {tuple(x.shape)}")
+def _as_float_images(x: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
+    """uint8 or float images (N, *shape) as float32 in [0, 1]; AliError on anything else."""
+    if x.dim() != 4 or tuple(x.shape[1:]) != tuple(shape):
+        raise AliError(f"the domain classifier takes images of shape (N, {', '.join(map(str, shape))}); got {tuple(x.shape)}")
     if x.dtype == torch.uint8:
         return x.float() / 255.0
     if not x.is_floating_point():
@@ -133,40 +118,74 @@ def _as_float_images(x: torch.Tensor) -> torch.Tensor:
     return x
 
 
+def _augment(x: torch.Tensor, recipe: Recipe, generator: torch.Generator) -> torch.Tensor:
+    if recipe.augment == "flip-crop":
+        return flip_and_crop(x, generator, int(recipe.max_shift))
+    if recipe.max_degrees > 0 or recipe.max_shift > 0:
+        return random_affine(x, generator, recipe.max_degrees, recipe.max_shift)
+    return x
+
+
+def _optimizer(model: nn.Module, recipe: Recipe, total_steps: int) -> tuple[torch.optim.Optimizer, Any]:
+    """The recipe's optimizer and its per-step learning-rate schedule."""
+    if recipe.optimizer == "adam":
+        optimizer: torch.optim.Optimizer = torch.optim.Adam(model.parameters(), lr=recipe.lr)
+        # Cosine decay to zero: the few epochs end at a small step size without a tuned schedule.
+        return optimizer, torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps)
+    weights = [p for p in model.parameters() if p.dim() > 1]
+    others = [p for p in model.parameters() if p.dim() <= 1]
+    groups = [{"params": weights, "weight_decay": recipe.weight_decay}, {"params": others, "weight_decay": 0.0}]
+    optimizer = torch.optim.SGD(groups, lr=recipe.lr, momentum=0.9, nesterov=True)
+    rise = max(1, round(recipe.warmup * total_steps))
+
+    def factor(step: int) -> float:  # of the step about to be taken: 1/rise .. 1, then down to 0
+        if step < rise:
+            return (step + 1) / rise
+        return max(0.0, (total_steps - step) / max(1, total_steps - rise))
+
+    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
 def fit_classifier(
     images: torch.Tensor,
     labels: torch.Tensor,
     seed: int = 0,
-    epochs: int = 3,
-    batch_size: int = BATCH_SIZE,
-    lr: float = LEARNING_RATE,
-    max_degrees: float = MAX_DEGREES,
-    max_shift: float = MAX_SHIFT,
+    recipe: Recipe | None = None,
+    network: type[nn.Module] = DigitClassifier,
     progress: bool = True,
-) -> DomainClassifier:
-    """Train a DomainClassifier on uint8 (or [0, 1] float) images and int64 labels 0..9, with
-    random rotations and shifts up to max_degrees and max_shift pixels (both 0: none)."""
-    x = _as_float_images(images)
+    precision: str = "fp32",
+    **changes: Any,
+) -> nn.Module:
+    """Train `network` on uint8 (or [0, 1] float) images and int64 labels 0..9 with `recipe`
+    (default: MNIST's), any of its fields replaced by `changes` (e.g. epochs=1). precision
+    "bf16" trains under bf16 autocast (where the hardware has it natively: the caller decides)."""
+    recipe = dataclasses.replace(recipe or RECIPES["mnist"], **changes)
+    x = _as_float_images(images, network.image_shape)
     y = labels.long()
     if len(x) != len(y) or len(x) == 0:
         raise AliError(f"{len(x)} images and {len(y)} labels; need the same, non-zero number")
-    if epochs < 1:
-        raise AliError(f"epochs must be at least 1; got {epochs}")
-    augment = max_degrees > 0 or max_shift > 0
+    if recipe.epochs < 1:
+        raise AliError(f"epochs must be at least 1; got {recipe.epochs}")
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16) if precision == "bf16" else nullcontext()
+    channels_last = len(network.image_shape) == 3 and network.image_shape[0] > 1
     with torch.random.fork_rng():
         torch.manual_seed(seed)  # initialisation and dropout
         generator = torch.Generator().manual_seed(seed)  # order and augmentation
-        model = DomainClassifier()
-        optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-        steps_per_epoch = math.ceil(len(x) / batch_size)
-        # Cosine decay to zero: the few epochs end at a small step size without a tuned schedule.
-        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs * steps_per_epoch)
+        model = network()
+        if channels_last:  # the layout the CPU's convolution kernels run fastest in
+            model = model.to(memory_format=torch.channels_last)
+        steps_per_epoch = math.ceil(len(x) / recipe.batch_size)
+        optimizer, schedule = _optimizer(model, recipe, recipe.epochs * steps_per_epoch)
         model.train()
-        bar = progress_bar(epochs * steps_per_epoch, "classifier", enabled=progress, leave=False)
-        for _ in range(epochs):
-            for idx in torch.randperm(len(x), generator=generator).split(batch_size):
-                batch = random_affine(x[idx], generator, max_degrees, max_shift) if augment else x[idx]
-                loss = F.cross_entropy(model(batch), y[idx])
+        bar = progress_bar(recipe.epochs * steps_per_epoch, "classifier", enabled=progress, leave=False)
+        for _ in range(recipe.epochs):
+            for idx in torch.randperm(len(x), generator=generator).split(recipe.batch_size):
+                batch = _augment(x[idx], recipe, generator)
+                if channels_last:
+                    batch = batch.contiguous(memory_format=torch.channels_last)
+                with autocast:
+                    logits = model(batch)
+                loss = F.cross_entropy(logits.float(), y[idx], label_smoothing=recipe.label_smoothing)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
@@ -180,11 +199,11 @@ def fit_classifier(
 
 @torch.inference_mode()
 def predict(
-    model: DomainClassifier, x: torch.Tensor, batch: int = PREDICT_BATCH, progress: bool = False
+    model: nn.Module, x: torch.Tensor, batch: int = PREDICT_BATCH, progress: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Class probabilities (N, 10) and penultimate features (N, 1024) of images (N, 1, 28, 28),
-    uint8 or float in [0, 1], in evaluation mode (no dropout)."""
-    x = _as_float_images(x)
+    """Class probabilities (N, 10) and penultimate features (N, feature_dim) of images
+    (N, *model.image_shape), uint8 or float in [0, 1], in evaluation mode (no dropout), fp32."""
+    x = _as_float_images(x, model.image_shape)
     was_training = model.training
     model.eval()
     probs, feats = [], []
@@ -194,17 +213,17 @@ def predict(
         for chunk in chunks:
             h = model.features(chunk)
             feats.append(h)
-            probs.append(torch.softmax(model.fc2(h), dim=1))
+            probs.append(torch.softmax(model.classify(h), dim=1))
             bar.update()
     finally:
         bar.close()
         model.train(was_training)
     if not probs:
-        return torch.empty(0, NUM_CLASSES), torch.empty(0, FEATURE_DIM)
+        return torch.empty(0, NUM_CLASSES), torch.empty(0, model.feature_dim)
     return torch.cat(probs), torch.cat(feats)
 
 
-def accuracy(model: DomainClassifier, images: torch.Tensor, labels: torch.Tensor, batch: int = PREDICT_BATCH) -> float:
+def accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch: int = PREDICT_BATCH) -> float:
     """Fraction of images whose most probable class is their label."""
     probs, _ = predict(model, images, batch)
     return (probs.argmax(1) == labels.long()).float().mean().item()
@@ -217,26 +236,17 @@ def train_classifier(
     epochs: int | None = None,
     progress: bool = True,
     n_train: int | None = None,
-) -> tuple[DomainClassifier, float]:
+    precision: str = "fp32",
+) -> tuple[nn.Module, float]:
     """Train with the dataset's recipe (RECIPES; `epochs` overrides its epochs) on the official
     training split (its first n_train images, if given) and return the classifier with its
     accuracy on the official test split."""
     _check_dataset(dataset)
-    recipe = RECIPES[dataset]
+    recipe = RECIPES[dataset] if epochs is None else dataclasses.replace(RECIPES[dataset], epochs=epochs)
     images, labels = load_split(dataset, data_dir, "train")
     if n_train is not None:
         images, labels = images[:n_train], labels[:n_train]
-    model = fit_classifier(
-        images,
-        labels,
-        seed=seed,
-        epochs=recipe.epochs if epochs is None else epochs,
-        batch_size=recipe.batch_size,
-        lr=recipe.lr,
-        max_degrees=recipe.max_degrees,
-        max_shift=recipe.max_shift,
-        progress=progress,
-    )
+    model = fit_classifier(images, labels, seed, recipe, NETWORKS[dataset], progress, precision)
     test_images, test_labels = load_split(dataset, data_dir, "test")
     return model, accuracy(model, test_images, test_labels)
 
@@ -257,7 +267,7 @@ def find_classifier(dataset: str, path: Path | str | None = None) -> Path:
     return found
 
 
-def save_classifier(model: DomainClassifier, path: Path | str, info: dict[str, Any]) -> Path:
+def save_classifier(model: nn.Module, path: Path | str, info: dict[str, Any]) -> Path:
     """Write weights and a JSON `info` (dataset, accuracy, seed, ...) as one safetensors file.
 
     Written to a temporary name and renamed, so an interrupted save never leaves a half file
@@ -289,7 +299,7 @@ def _read(path: Path) -> tuple[dict[str, str], dict[str, torch.Tensor]]:
     return metadata, tensors
 
 
-def load_classifier(path: Path | str, dataset: str | None = None) -> tuple[DomainClassifier, dict[str, Any]]:
+def load_classifier(path: Path | str, dataset: str | None = None) -> tuple[nn.Module, dict[str, Any]]:
     """The classifier stored at `path` (evaluation mode) and its info; AliError for a missing,
     foreign or corrupt file, or one trained on another dataset than `dataset` (when given)."""
     path = Path(path).expanduser()
@@ -311,7 +321,10 @@ def load_classifier(path: Path | str, dataset: str | None = None) -> tuple[Domai
         raise AliError(f"{path}: corrupt classifier info (not a JSON object)")
     if dataset is not None and info.get("dataset") != dataset:
         raise AliError(f"{path}: a classifier for {info.get('dataset')!r}, not {dataset!r}")
-    model = DomainClassifier()
+    network = NETWORKS.get(info.get("dataset"))
+    if network is None:
+        raise AliError(f"{path}: made for dataset {info.get('dataset')!r}, which has no classifier network here")
+    model = network()
     expected = model.state_dict()
     wrong = sorted(set(expected) ^ set(tensors))
     wrong += [k for k in expected if k in tensors and tensors[k].shape != expected[k].shape]

@@ -10,7 +10,7 @@ pool (ali.data.batches.balanced_subset); C is the one of `Cs` with the lowest me
 error over `n_val_svms` SVMs, and the figure reported is the test error over `n_test_svms` fresh
 SVMs at that C (mean and std).
 Splits (`SVM_SPLITS`): pool and validation are ranges of the official train split, the test set
-is the official test split (MNIST and Fashion-MNIST 10,000 images, SVHN 26,032).
+is the official test split (MNIST and Fashion-MNIST 10,000 images, SVHN 26,032, CIFAR-10 10,000).
 Features are used raw, not standardised: the authors' experiments/semi_supervised_svhn.py feeds
 them to LinearSVC as they come. Two details of that released script differ from docs/PAPER.md §5,
 which this module follows: the script trains each SVM on 1,000 pool examples drawn at random (not
@@ -48,6 +48,7 @@ SCORE_CHUNK = 10  # SVMs scored by one matrix product (see _errors)
 # (pool end, validation end) in the official training split; test is the official test split.
 MNIST_FAMILY_SPLIT = (50_000, 60_000)  # MNIST and Fashion-MNIST: the same 60,000 / 10,000 layout
 SVHN_SPLIT = (63_257, 73_257)  # the authors' SVHN split of `train` (73,257 images)
+CIFAR10_SPLIT = (45_000, 50_000)  # the authors' CIFAR-10 split: train on [0:45000], validate on the rest
 
 
 def _numpy(a: torch.Tensor | np.ndarray) -> np.ndarray:
@@ -318,5 +319,21 @@ def svhn_svm_splits(
     return _splits(train_feats, train_labels, test_feats, test_labels, SVHN_SPLIT, "SVHN")
 
 
+def cifar10_svm_splits(
+    train_feats: torch.Tensor | np.ndarray,
+    train_labels: torch.Tensor | np.ndarray,
+    test_feats: torch.Tensor | np.ndarray,
+    test_labels: torch.Tensor | np.ndarray,
+) -> dict:
+    """CIFAR-10: pool = data_batch_1..5 [0:45000] (the images ALI trains on), validation =
+    [45000:50000], test = the 10,000 images of test_batch."""
+    return _splits(train_feats, train_labels, test_feats, test_labels, CIFAR10_SPLIT, "CIFAR-10")
+
+
 # The protocol's splits per dataset that has them: what `ali evaluate --metrics svm` runs.
-SVM_SPLITS = {"mnist": mnist_family_svm_splits, "fashion-mnist": mnist_family_svm_splits, "svhn": svhn_svm_splits}
+SVM_SPLITS = {
+    "mnist": mnist_family_svm_splits,
+    "fashion-mnist": mnist_family_svm_splits,
+    "svhn": svhn_svm_splits,
+    "cifar10": cifar10_svm_splits,
+}

@@ -121,12 +121,20 @@ def adversarial_update(
         optimizer_step([opt_d, opt_g], rt)
     elif mode == "two-pass":
         loss_d, loss_g = ali_losses(*logits(*joined))
-        _backward_into(scale(loss_d + extra_d), d_params, retain_graph=True)
-        _backward_into(scale(loss_g + extra), g_params)
-        optimizer_step([opt_d, opt_g], rt)
+        two_pass_step(optimizers, loss_d + extra_d, loss_g + extra, rt)
     else:
         raise ValueError(f"unknown update mode {mode!r}")
     return {"loss_d": loss_d.detach(), "loss_g": loss_g.detach()}
+
+
+def two_pass_step(optimizers: Optimizers, loss_d: torch.Tensor, loss_g: torch.Tensor, rt: StepRuntime) -> None:
+    """D's gradients from loss_d, the generators' from loss_g (each for its own parameters only,
+    from one shared graph), then both optimizers step. Gradients are expected zeroed."""
+    scale = rt.scaler.scale if rt.scaler is not None else (lambda loss: loss)
+    opt_d, opt_g = optimizers["discriminator"], optimizers["generator"]
+    _backward_into(scale(loss_d), _params(opt_d), retain_graph=True)
+    _backward_into(scale(loss_g), _params(opt_g))
+    optimizer_step([opt_d, opt_g], rt)
 
 
 def optimizer_step(optimizers: list[torch.optim.Optimizer], rt: StepRuntime) -> None:

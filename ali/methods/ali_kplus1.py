@@ -20,6 +20,17 @@ otherwise from the training split (CIFAR-10: data_batch_1..5 [0:45000]). Every s
 labelled batch of the batch size from them; that pass leaves batch norm's running averages to the
 unlabelled data. The classifier (`class_predictions`) is D's argmax on (x, mu(x)) in evaluation
 mode, a function of x alone.
+
+Options from Improved-GAN (Salimans et al. 2016), whose semi-supervised discriminators are
+regularised against overfitting a few labels (all off by default, the paper's K+1):
+- `input_noise`, `hidden_noise`: Gaussian noise of that std on D's image input and after every
+  hidden layer of D (its x, z and joint stacks), in training only.
+- `feature_matching`: the generators' loss is ||E f(x, Gz(x)) - E f(Gx(z), z)||^2 (mean over
+  f's units) on f, the input of D's last layer, instead of the adversarial L_G: the decoder's
+  pairs move toward the data pairs' statistics and, on the joint D, the encoder's pairs toward
+  the decoder's. D keeps its K+1 loss.
+- A weight average of D (`ema_decay`, with the generators'): the classifier that is evaluated,
+  Improved-GAN's Polyak-averaged test-time D.
 """
 
 from __future__ import annotations
@@ -34,36 +45,91 @@ from torch import nn
 from ali.data.batches import balanced_subset, to_model_layout
 from ali.data.dataset import Dataset
 from ali.errors import AliError
-from ali.keys import Key, in_range
-from ali.methods.adversarial import adversarial_update, update_mode
+from ali.keys import Key, boolean, in_range
+from ali.methods.adversarial import adversarial_update, two_pass_step, update_mode
 from ali.methods.base import ADVERSARIAL_KEYS, Batch, Losses, Method, StepFn, StepInputs, balance_score, decoder, encoder
+from ali.methods.objective import ali_losses
 from ali.nets.architectures import Architecture
-from ali.nets.layers import running_stats_frozen
+from ali.nets.layers import Dropout, Layer, build_stack, out_width, running_stats_frozen
 from ali.nets.model import Model
 from ali.nets.networks import JointDiscriminator
 
 RUN_SEED = -1  # label_seed's default: the labelled set follows the run's seed
 
 
-class ClassDiscriminator(JointDiscriminator):
-    """The joint D with K class logits (N, K) instead of one logit."""
+def _add_noise(std: float):
+    def hook(module: nn.Module, _inputs, output: torch.Tensor) -> torch.Tensor | None:
+        return output + std * torch.randn_like(output) if module.training else None
 
-    def class_logits(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    return hook
+
+
+class ClassDiscriminator(JointDiscriminator):
+    """The joint D with K class logits (N, K) instead of one logit, and the features f(x, z) its
+    last layer reads; `input_noise` and `hidden_noise` as the module docstring says."""
+
+    def __init__(
+        self,
+        x_table: list[Layer],
+        z_table: list[Layer],
+        joint_table: list[Layer],
+        x_shape: tuple[int, ...],
+        latent_dim: int,
+        input_noise: float = 0.0,
+        hidden_noise: float = 0.0,
+    ):
+        super().__init__(x_table, z_table, joint_table, x_shape, latent_dim)
+        self.input_noise = input_noise
+        # The modules of the joint table's last row (dropout, the layer): what reads f(x, z).
+        self.head_size = len(build_stack(joint_table[-1:], out_width(joint_table[-2]), 1))
+        if hidden_noise > 0:
+            for stack in (self.dx, self.dz, self.joint[: len(self.joint) - self.head_size]):
+                for module in _row_ends(stack):
+                    module.register_forward_hook(_add_noise(hidden_noise))
+
+    def features(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        if self.training and self.input_noise > 0:
+            x = x + self.input_noise * torch.randn_like(x)
         hx = self.dx(x)
         hz = self.dz(z.view(z.shape[0], -1, 1, 1) if self.conv else z)
-        return self.joint(torch.cat([hx, hz], dim=1)).flatten(1)
+        return self.joint[: len(self.joint) - self.head_size](torch.cat([hx, hz], dim=1))
+
+    def head(self, features: torch.Tensor) -> torch.Tensor:
+        return self.joint[len(self.joint) - self.head_size :](features).flatten(1)
+
+    def class_logits(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x, z))
 
     def forward(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """The real-vs-fake logit a = logsumexp(l_1..l_K) - ln K: the fake class's logit fixed at ln K."""
-        logits = self.class_logits(x, z).float()
-        return torch.logsumexp(logits, dim=1) - math.log(logits.shape[1])
+        return realness(self.class_logits(x, z))
+
+
+def realness(class_logits: torch.Tensor) -> torch.Tensor:
+    """D's real-vs-fake logit from its K class logits, in fp32 (ClassDiscriminator.forward)."""
+    logits = class_logits.float()
+    return torch.logsumexp(logits, dim=1) - math.log(logits.shape[1])
+
+
+def _row_ends(stack: nn.Sequential) -> list[nn.Module]:
+    """The last module of each table row of a build_stack stack (its activation, or its layer
+    where it has none): a row is [dropout] -> layer -> [batch norm] -> [activation]."""
+    modules = list(stack)
+    starts = [
+        i
+        for i, m in enumerate(modules)
+        if isinstance(m, Dropout) or (isinstance(m, (nn.Linear, nn.Conv2d)) and not (i and isinstance(modules[i - 1], Dropout)))
+    ]
+    return [modules[end - 1] for end in [*starts[1:], len(modules)]]
 
 
 def networks(arch: Architecture, settings: dict) -> dict[str, nn.Module]:
     if len(arch.x_shape) != 3:
         raise AliError("ali-kplus1 classifies images; choose an image architecture and dataset")
     joint = [*arch.d_joint[:-1], dataclasses.replace(arch.d_joint[-1], out=settings["num_classes"])]
-    d = ClassDiscriminator(arch.d_x, arch.d_z, joint, arch.x_shape, arch.latent_dim)
+    d = ClassDiscriminator(
+        arch.d_x, arch.d_z, joint, arch.x_shape, arch.latent_dim, settings["input_noise"], settings["hidden_noise"]
+    )
     return {"encoder": encoder(arch), "decoder": decoder(arch), "discriminator": d}
 
 
@@ -113,10 +179,29 @@ def make_step(inputs: StepInputs) -> StepFn:
             # evaluation normalises every image with.
             with running_stats_frozen(model):
                 supervised = F.cross_entropy(d.class_logits(x_l, model["encoder"](x_l).detach()).float(), y_l)
+        if cfg["feature_matching"]:
+            return {
+                "supervised": supervised.detach(),
+                **_feature_matching_update(d, (x, z_hat), (x_tilde, z), weight * supervised),
+            }
         out = adversarial_update(
             d, (x, z_hat), (x_tilde, z), inputs.optimizers, mode, runtime=rt, extra_discriminator_loss=weight * supervised
         )
         return {"supervised": supervised.detach(), **out}
+
+    def _feature_matching_update(d: ClassDiscriminator, real, fake, extra_d: torch.Tensor) -> Losses:
+        """D on its K+1 loss, the generators on feature matching, from one forward pass of D."""
+        batch = real[0].shape[0]
+        inputs.optimizers["discriminator"].zero_grad(set_to_none=True)
+        inputs.optimizers["generator"].zero_grad(set_to_none=True)
+        with rt.autocast():
+            features = d.features(torch.cat([real[0], fake[0]]), torch.cat([real[1], fake[1]]))
+            logits = realness(d.head(features))
+        loss_d, loss_g = ali_losses(*logits.split(batch))
+        f_real, f_fake = features.float().flatten(1).split(batch)
+        matching = (f_real.mean(0) - f_fake.mean(0)).pow(2).mean()
+        two_pass_step(inputs.optimizers, loss_d + extra_d, matching, rt)
+        return {"loss_d": loss_d.detach(), "loss_g": loss_g.detach(), "feature_matching": matching.detach()}
 
     return step
 
@@ -169,5 +254,11 @@ METHOD = Method(
             f"which labelled subset (a class-balanced draw); {RUN_SEED} = the run's seed, so each seed of a study labels its own",
         ),
         "supervised_weight": Key(1.0, in_range(0, lo_open=True), "weight of the labelled pairs' cross-entropy in D's loss"),
+        "input_noise": Key(0.0, in_range(0), "std of Gaussian noise on D's image input in training (Improved-GAN MNIST: 0.3)"),
+        "hidden_noise": Key(
+            0.0, in_range(0), "std of Gaussian noise after each hidden layer of D in training (Improved-GAN MNIST: 0.5)"
+        ),
+        "feature_matching": Key(False, boolean(), "train the generators on feature matching instead of L_G"),
     },
+    averaged=("encoder", "decoder", "discriminator"),
 )

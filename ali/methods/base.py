@@ -118,6 +118,9 @@ class Method:
     metrics_group: str = ""
     # Refuses (AliError) a combination of the method's settings in which a key would be ignored.
     check_settings: Callable[[dict[str, Any]], None] = lambda settings: None
+    # The networks whose weight average (config key ema_decay) is what samples and is evaluated:
+    # the generators, which make every sample, reconstruction and code (ali.nets.model).
+    averaged: tuple[str, ...] = ("encoder", "decoder")
 
 
 # L_D at the game's equilibrium D = 1/2: -log(1/2) - log(1 - 1/2).

@@ -5,9 +5,10 @@ keys are `<network>.<parameter>`, device moves, layout changes, compilation and 
 walk `model.items()`, and no module writes the list of network names out again. Which networks
 exist is the method's choice (ali.methods).
 
-A run may also keep exponential moving averages of its generators' weights (`average_encoder`,
-`average_decoder`; config key `ema_decay`): no optimizer sees them, checkpoints carry them like
-any network, and `with_averages()` gives the model that samples and is evaluated with them.
+A run may also keep exponential moving averages of some networks' weights (`average_encoder`,
+`average_decoder`, ...: the method's `averaged`; config key `ema_decay`): no optimizer sees
+them, checkpoints carry them like any network, and `with_averages()` gives the model that
+samples and is evaluated with them.
 """
 
 from __future__ import annotations
@@ -20,9 +21,6 @@ from torch import nn
 from ali.nets.architectures import Architecture
 
 AVERAGE_PREFIX = "average_"
-# The networks whose weights are averaged: the two generators, which make every sample,
-# reconstruction and code; a discriminator's oscillations are the game's, not the model's.
-AVERAGED_NETWORKS = ("encoder", "decoder")
 
 
 class Model(nn.ModuleDict):
@@ -50,11 +48,11 @@ class Model(nn.ModuleDict):
     @property
     def averaged(self) -> tuple[str, ...]:
         """The networks with a weight average kept beside them."""
-        return tuple(name for name in AVERAGED_NETWORKS if AVERAGE_PREFIX + name in self)
+        return tuple(name[len(AVERAGE_PREFIX) :] for name in self if name.startswith(AVERAGE_PREFIX))
 
-    def add_averages(self) -> None:
-        """Keep a moving average of each generator's weights, starting from its current weights."""
-        for name in AVERAGED_NETWORKS:
+    def add_averages(self, names: tuple[str, ...]) -> None:
+        """Keep a moving average of the named networks' weights, starting from their current weights."""
+        for name in names:
             if name in self:
                 self[AVERAGE_PREFIX + name] = copy.deepcopy(self[name]).requires_grad_(False)
 

@@ -1,0 +1,84 @@
+"""K+1's Improved-GAN options (ali.methods.ali_kplus1): feature matching leaves D's objective
+alone and trains the generators on the feature statistics, the noise options perturb D in
+training only, and the averaged D is the evaluated classifier."""
+
+from __future__ import annotations
+
+import torch
+from data_writers import bar_images
+
+from ali.config import make_config
+from ali.data.dataset import Dataset
+from ali.methods.ali_kplus1 import ClassDiscriminator
+from ali.methods.base import Batch
+from ali.nets.layers import Dropout
+from ali.nets.model import AVERAGE_PREFIX
+from ali.presets import PRESETS
+from ali.training.build import build_model, build_step
+from ali.training.hardware import make_runtime
+
+
+def _data() -> Dataset:
+    labels = torch.arange(100) % 10
+    images = torch.from_numpy(bar_images(labels.numpy(), (1, 28, 28), 0))
+    return Dataset("bars", images, images[:20], labels=labels, heldout_labels=labels[:20])
+
+
+def _one_step(**values) -> tuple[dict, dict[str, torch.Tensor]]:
+    """Losses of one step from the seed-0 start, and every weight after it."""
+    config = make_config({**PRESETS["mnist-kplus1"], "batch_size": 16, "precision": "fp32", "update": "two-pass", **values})
+    torch.manual_seed(0)
+    model, optimizers = build_model(config)
+    data = _data()
+    step = build_step(config, model, optimizers, make_runtime("fp32", torch.device("cpu")), data)
+    torch.manual_seed(1)
+    losses = step(Batch(data.to_float(data.train[:16]).contiguous()), 0)
+    return losses, {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def test_feature_matching_moves_the_generators_only_and_logs_its_loss():
+    plain_losses, plain = _one_step()
+    matched_losses, matched = _one_step(feature_matching=True)
+    assert "feature_matching" in matched_losses and float(matched_losses["feature_matching"]) > 0
+    # D trains on the same K+1 loss from the same draws: the same update.
+    assert torch.allclose(plain_losses["loss_d"], matched_losses["loss_d"])
+    for key in plain:
+        if key.startswith("discriminator."):
+            torch.testing.assert_close(matched[key], plain[key], rtol=0, atol=1e-6)
+    moved = [k for k in plain if k.startswith(("encoder.", "decoder.")) and not torch.allclose(plain[k], matched[k])]
+    assert moved  # the generators follow another loss
+
+
+def _d(**noise) -> ClassDiscriminator:
+    config = make_config({**PRESETS["cifar10-kplus1"], **noise})
+    torch.manual_seed(0)
+    d = build_model(config)[0]["discriminator"]
+    for m in d.modules():
+        if isinstance(m, Dropout):
+            m.p = 0.0  # only the noise options are random now
+    return d
+
+
+def test_noise_options_perturb_d_in_training_only_after_every_hidden_row():
+    x, z = torch.rand(4, 3, 32, 32), torch.randn(4, 64)
+    quiet = _d()
+    assert torch.equal(quiet.train()(x, z), quiet(x, z))
+    for noise in ({"input_noise": 0.3}, {"hidden_noise": 0.5}):
+        d = _d(**noise)
+        d.train()
+        assert not torch.equal(d(x, z), d(x, z)), noise
+        d.eval()
+        assert torch.equal(d(x, z), d(x, z)) and torch.allclose(d(x, z), quiet.eval()(x, z), atol=1e-6), noise
+    hooked = [name for name, m in _d(hidden_noise=0.5).named_modules() if m._forward_hooks]
+    # The CIFAR-10 D's rows: 5 in D(x), 2 in D(z), 2 hidden joint rows; none on the class layer.
+    assert len(hooked) == 9 and not any(name.startswith("joint.6") or name.startswith("joint.7") for name in hooked)
+
+
+def test_the_averaged_discriminator_is_the_evaluated_classifier():
+    config = make_config({**PRESETS["mnist-kplus1"], "ema_decay": 0.9})
+    model, optimizers = build_model(config)
+    assert model.averaged == ("encoder", "decoder", "discriminator")
+    evaluated = model.with_averages()
+    assert evaluated["discriminator"] is model[AVERAGE_PREFIX + "discriminator"]
+    trained = {id(p) for opt in optimizers.values() for g in opt.param_groups for p in g["params"]}
+    assert not trained & {id(p) for p in evaluated["discriminator"].parameters()}
