@@ -5,6 +5,7 @@
     x = model.sample(16, seed=0)          # (16, 1, 28, 28) floats in [0, 1]
     z = model.encode(x)                   # codes z ~ q(z|x); mean=True for the encoder's mean
     x_rec = model.reconstruct(x)
+    s = model.anomaly_score(x)            # higher: more anomalous (runs of `ali anomaly`)
 
 Inputs may be uint8 or float tensors, numpy arrays or PIL images, one image or a batch:
 uint8 values are scaled by 1/255, float values must already be in [0, 1]; arrays and images in
@@ -25,6 +26,7 @@ from ali import rundir
 from ali.config import TrainConfig
 from ali.data.dataset import as_conditions
 from ali.errors import AliError
+from ali.evaluation.anomaly import anomaly_scores
 from ali.evaluation.image_eval import decode, encode
 from ali.nets.model import Model
 from ali.pictures import load_image_run
@@ -110,6 +112,13 @@ class TrainedModel:
     def reconstruct(self, x: Any, mean: bool = False, condition: Any = None) -> torch.Tensor:
         """Gx(Gz(x)): the paper's reconstructions."""
         return self.decode(self.encode(x, mean=mean, condition=condition), condition=condition)
+
+    def anomaly_score(self, x: Any, score: str = "recon") -> torch.Tensor:
+        """Anomaly scores of images (higher: more anomalous; ali.evaluation.anomaly): "recon"
+        (every run), "egbad" (a joint D) or "alad" (ALICE's (x, x) D)."""
+        if self.condition_dim:
+            raise AliError("anomaly scores are defined for unconditional runs; this run conditions on labels")
+        return anomaly_scores(self.model, self.images(x), (score,))[score]
 
     def sample(self, n: int, seed: int | None = None, condition: Any = None) -> torch.Tensor:
         """n samples Gx(z), z ~ N(0, I); the same seed draws the same z as `ali sample --seed`."""

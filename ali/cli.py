@@ -12,8 +12,9 @@ from pathlib import Path
 import torch
 
 from ali import pictures, rundir
+from ali.anomaly import run_anomaly
 from ali.config import TrainConfig, for_method, load_config_source, make_config, parse_overrides, to_dict
-from ali.data import load_dataset, load_image_dataset
+from ali.data import load_image_dataset
 from ali.data.download import download_dataset
 from ali.data.specs import DATASETS as DATASET_SPECS
 from ali.errors import AliError
@@ -120,6 +121,24 @@ def cmd_study(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_anomaly(args: argparse.Namespace) -> int:
+    """`ali anomaly --normal-class K|all` (one-class) or `--anomaly-class K|all` (EGBAD's)."""
+    protocol, text = ("one-class", args.normal_class) if args.normal_class is not None else ("one-anomalous", args.anomaly_class)
+    values = _resolve_config(args)
+    fixed = sorted({"anomaly_protocol", "anomaly_class"} & set(parse_overrides(args.set or [])))
+    if fixed:
+        raise AliError(f"--set {', '.join(fixed)}: ali anomaly sets these from --normal-class / --anomaly-class; drop them")
+    classes = list(range(10)) if text == "all" else [_class_index(text)]
+    print(json.dumps(run_anomaly(values, protocol, classes, Path(args.out), progress=not args.no_progress), indent=2))
+    return 0
+
+
+def _class_index(text: str) -> int:
+    if not text.isdigit():
+        raise AliError(f"a class is a number 0..9 or 'all'; got {text!r}")
+    return int(text)
+
+
 def cmd_pictures(args: argparse.Namespace) -> int:
     """`ali sample | reconstruct | interpolate`: one PNG grid from a trained image run."""
     config, model, step = pictures.load_image_run(Path(args.run))
@@ -132,7 +151,7 @@ def cmd_pictures(args: argparse.Namespace) -> int:
     else:
         if args.data_dir is not None:
             config = dataclasses.replace(config, data_dir=args.data_dir)
-        dataset = load_dataset(config.dataset, config.data_dir)
+        dataset = rundir.load_run_dataset(config)
         if args.command == "reconstruct":
             image = pictures.reconstruct_image(model, dataset, args.n, args.seed)
         else:
@@ -157,7 +176,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     run = Path(args.run)
     config, model, step = pictures.load_image_run(run, f"its metrics are in {run / METRICS_FILE}", args.weights, args.step)
     data_dir = args.data_dir or config.data_dir
-    dataset = load_dataset(config.dataset, data_dir)
+    dataset = rundir.load_run_dataset(config, data_dir)
     metrics = evaluate_model(
         model,
         dataset,
@@ -261,6 +280,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--tensorboard", action="store_true", help="also write TensorBoard events (pip install 'ali[tensorboard]')"
     )
     train.set_defaults(func=cmd_train)
+
+    anomaly = add("anomaly", "anomaly detection by a published protocol: one run, or one per class ('all')")
+    config_options(anomaly, config_required=True)
+    anomaly.add_argument("--method", choices=METHODS, help="the preset's method unless given")
+    anomaly.add_argument("--seed", type=_nonnegative_int, help="the config's seed unless given")
+    which = anomaly.add_mutually_exclusive_group(required=True)
+    which.add_argument("--normal-class", metavar="K|all", help="one-class protocol: train on class K alone")
+    which.add_argument("--anomaly-class", metavar="K|all", help="EGBAD's protocol: class K is the anomaly")
+    anomaly.add_argument("--out", required=True, help="run directory (one class) or study directory (all)")
+    anomaly.set_defaults(func=cmd_anomaly)
 
     study = add("study", "several methods x seeds; writes study.json, study.md, a figure")
     config_options(study, config_required=True)

@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from ali.data import DATASET_NAMES, is_known_dataset
+from ali.data.anomaly import PROTOCOLS as ANOMALY_PROTOCOLS
+from ali.data.specs import DATASETS as DATASET_SPECS
 from ali.errors import AliError
 from ali.keys import Rule, default_data_dir, in_range, one_of
 from ali.methods import METHODS, get_method, method_keys
@@ -47,6 +49,10 @@ class CommonConfig:
     # Exponential moving average of the generators' weights (ali.nets.model): 0 = none; e.g.
     # 0.999 averages over about the last 1,000 steps. Samples, grids and every evaluation use it.
     ema_decay: float = 0.0
+    # Anomaly detection (ali.data.anomaly): "one-class" trains on class anomaly_class alone,
+    # "one-anomalous" on the other classes; "none" trains on the whole training split.
+    anomaly_protocol: str = "none"
+    anomaly_class: int = 0
     # "nearest": strided transposed convs start as nearest upsampling + conv (ali.nets.layers.init_weights)
     tconv_init: str = "normal"
     seed: int = 0
@@ -99,6 +105,8 @@ RULES: dict[str, Rule] = {
     "lr_final_fraction": in_range(0, 1),
     "init_std": in_range(0, lo_open=True),
     "ema_decay": in_range(0, 0.99999),
+    "anomaly_protocol": one_of("none", *ANOMALY_PROTOCOLS),
+    "anomaly_class": in_range(0),
     "tconv_init": one_of("normal", "nearest"),
     "seed": in_range(0),
     "log_every": in_range(1),
@@ -179,6 +187,12 @@ def validate(config: TrainConfig) -> None:
             f"tconv_init={config.tconv_init!r} changes strided transposed convolutions and architecture "
             f"'{config.arch}' has none; drop it"
         )
+    if config.anomaly_protocol == "none" and config.anomaly_class != 0:
+        raise AliError("config key 'anomaly_class' is read by an anomaly protocol only; set anomaly_protocol or drop it")
+    spec = DATASET_SPECS.get(config.dataset)
+    if config.anomaly_protocol != "none" and (spec is None or not {"train", "test"} <= set(spec.splits)):
+        known = ", ".join(n for n, s in DATASET_SPECS.items() if {"train", "test"} <= set(s.splits))
+        raise AliError(f"anomaly_protocol needs a dataset with official train and test splits ({known}); got {config.dataset!r}")
     own = set(METHODS[config.method].keys)
     METHODS[config.method].check_settings({k: getattr(config, k) for k in own})
     keys = method_keys()

@@ -14,13 +14,17 @@ import torch
 
 from ali import rundir
 from ali.config import TrainConfig
+from ali.data.dataset import Dataset
+from ali.evaluation.anomaly import anomaly_metrics
 from ali.evaluation.evaluate import end_of_training_metrics
 from ali.evaluation.grids import save_image
 from ali.evaluation.image_eval import evaluate_images
 from ali.evaluation.toy_eval import data_extent, evaluate_toy
+from ali.nets.model import Model
+from ali.report import anomaly as anomaly_report
 from ali.report.figures import comparison_rows
 from ali.report.pages import write_report
-from ali.rundir import COMPARISON_FILE, METRICS_FILE
+from ali.rundir import ANOMALY_FIGURE_FILE, COMPARISON_FILE, METRICS_FILE
 from ali.training.build import condition_dim
 from ali.training.loop import TrainedRun, train
 
@@ -32,7 +36,9 @@ def evaluate_run(run: TrainedRun, run_dir: Path) -> dict[str, Any]:
     pixel checks and the pictures (eval_images)."""
     model, dataset, config = run.model, run.dataset, run.config
     with rundir.run_dir_writes(run_dir, "metrics.json and the evaluation pictures"):
-        if dataset.is_image:
+        if dataset.is_image and dataset.heldout_anomalous is not None:
+            metrics = {**evaluate_images(model, dataset, config.eval_samples, run_dir), **_anomaly(model, dataset, run_dir)}
+        elif dataset.is_image:
             size = condition_dim(config, run.method)
             metrics = evaluate_images(model, dataset, config.eval_samples, run_dir, size)
             metrics = {**end_of_training_metrics(model, dataset, config.data_dir, run.method, size), **metrics}
@@ -42,6 +48,18 @@ def evaluate_run(run: TrainedRun, run_dir: Path) -> dict[str, Any]:
             save_image(image, run_dir / COMPARISON_FILE)
         metrics = {**metrics, "train_seconds": round(run.train_seconds, 2), "steps": run.steps}
         rundir.atomic_write_json(run_dir / METRICS_FILE, metrics)
+    return metrics
+
+
+def _anomaly(model: Model, dataset: Dataset, run_dir: Path) -> dict[str, Any]:
+    """An anomaly run's AUROC / AUPRC per score (ali.evaluation.anomaly), its scores of every
+    test image (ANOMALY_SCORES_FILE, a plain .npz) and their figure."""
+    flags = dataset.heldout_anomalous
+    metrics, scores = anomaly_metrics(model, dataset.to_float(dataset.heldout), flags)
+    arrays = {name: values.cpu().numpy() for name, values in scores.items()}
+    rundir.write_anomaly_scores(run_dir, arrays, flags.cpu().numpy(), dataset.heldout_labels.cpu().numpy())
+    figure = anomaly_report.run_figure(arrays, flags.cpu().numpy(), f"{model.method}: {int(flags.sum())} anomalous test images")
+    rundir.atomic_write_bytes(run_dir / ANOMALY_FIGURE_FILE, figure)
     return metrics
 
 

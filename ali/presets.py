@@ -145,6 +145,22 @@ _IMAGE_PRESETS.update(
     }
 )
 
+# Anomaly detection (`ali anomaly`, ali.data.anomaly): each recipe on a tenth of the data, so a
+# tenth of its steps (the same epochs of the normal class); the one-class protocol unless the
+# command says otherwise.
+_IMAGE_PRESETS.update(
+    {
+        f"{name}-anomaly": {
+            **_IMAGE_PRESETS[name],
+            "steps": steps,
+            "checkpoint_every": steps // 5,
+            "grid_every": 0,
+            "anomaly_protocol": "one-class",
+        }
+        for name, steps in (("mnist", 3_000), ("fashion-mnist", 3_000), ("cifar10", 5_000))
+    }
+)
+
 # Stacked MNIST mode counting (1,000 modes): the same recipe on the 3-channel MNIST nets.
 _IMAGE_PRESETS["stacked-mnist"] = {**_MNIST, "dataset": "stacked-mnist", "arch": DATASETS["stacked-mnist"].arch}
 

@@ -20,6 +20,7 @@ networks only, no optimizers). The checkpoint file's tensor format is ali.checkp
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -28,10 +29,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from ali import checkpoint as ckpt
 from ali.config import TrainConfig, make_config, settings, to_dict
+from ali.data import load_anomaly_dataset, load_dataset
+from ali.data.dataset import Dataset
 from ali.errors import AliError
 from ali.methods import get_method
 from ali.methods.base import Method
@@ -45,6 +49,8 @@ METRICS_FILE = "metrics.json"
 COMPARISON_FILE = "comparison.png"
 REPORT_FILE = "report.html"
 CONDITIONS_FILE = "conditions.json"
+ANOMALY_SCORES_FILE = "anomaly-scores.npz"  # an anomaly run's score of every test image
+ANOMALY_FIGURE_FILE = "anomaly.png"
 RESOLVED_KEY = "resolved"  # in OPTIONS_FILE: what "auto" values became on the machine that started the run
 _NAME = re.compile(r"^checkpoint-(\d{9})\.safetensors$")
 # The checkpoint closest to the game's balance: the one whose method score (ali.methods.base.
@@ -140,6 +146,21 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
 def atomic_write_json(path: Path, payload: Any) -> None:
     atomic_write_bytes(path, (json.dumps(payload, indent=2) + "\n").encode())
+
+
+def write_anomaly_scores(run_dir: Path, scores: dict[str, np.ndarray], anomalous: np.ndarray, labels: np.ndarray) -> None:
+    """ANOMALY_SCORES_FILE: one array per score, `anomalous` (bool) and `labels` (each test
+    image's class), row for row; plain arrays, readable with numpy.load(allow_pickle=False)."""
+    with io.BytesIO() as buf:
+        np.savez(buf, anomalous=anomalous.astype(bool), labels=labels, **{f"score_{k}": v for k, v in scores.items()})
+        atomic_write_bytes(run_dir / ANOMALY_SCORES_FILE, buf.getvalue())
+
+
+def read_anomaly_scores(run_dir: Path) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
+    """(scores, anomalous, labels) as write_anomaly_scores stored them."""
+    with np.load(run_dir / ANOMALY_SCORES_FILE, allow_pickle=False) as f:
+        scores = {k[len("score_") :]: f[k] for k in f.files if k.startswith("score_")}
+        return scores, f["anomalous"], f["labels"]
 
 
 @contextmanager
@@ -252,6 +273,15 @@ def build_networks(config: TrainConfig, method: Method | None = None) -> Model:
 
 
 WEIGHTS = ("average", "live")  # which generator weights a loaded run samples with
+
+
+def load_run_dataset(config: TrainConfig, data_dir: Path | str | None = None) -> Dataset:
+    """The data a run trains and is evaluated on: its dataset, split for anomaly detection where
+    its config says so (ali.data.anomaly), from `data_dir` (default: the run's)."""
+    folder = config.data_dir if data_dir is None else data_dir
+    if config.anomaly_protocol == "none":
+        return load_dataset(config.dataset, folder)
+    return load_anomaly_dataset(config.dataset, folder, config.anomaly_protocol, config.anomaly_class, config.seed)
 
 
 def restore_trained(run_dir: Path, config: TrainConfig, weights: str | None = None, step: int | None = None) -> tuple[Model, int]:

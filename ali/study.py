@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 from ali.config import for_method, make_config, to_dict
-from ali.data import load_dataset
 from ali.errors import AliError
 from ali.evaluation.evaluate import check_svm_dataset, svm_metrics
 from ali.evaluation.grids import save_image
@@ -36,7 +35,7 @@ from ali.methods.base import Method
 from ali.pictures import reconstruct_image, sample_image
 from ali.report.figures import comparison_rows, picture_rows
 from ali.report.pages import write_report
-from ali.rundir import METRICS_FILE, OPTIONS_FILE, atomic_write_json, load_trained
+from ali.rundir import METRICS_FILE, OPTIONS_FILE, atomic_write_json, load_run_dataset, load_trained
 
 SVM_KEY = "svm_error_100"  # the L2-SVM column: 10 labels per class
 
@@ -207,7 +206,7 @@ def _toy_figure(methods: dict[str, Method], out: Path) -> None:
     rows = []
     for name, method in methods.items():
         config, model, _ = load_trained(out / name / "seed-0")
-        dataset = load_dataset(config.dataset, config.data_dir)
+        dataset = load_run_dataset(config)
         rows.append((method.title, toy_panels(model, dataset, config.eval_samples)))
     image = comparison_rows(rows, len(dataset.mixture.means), data_extent(dataset))
     save_image(image, out / "study.png")
@@ -221,7 +220,7 @@ def _image_figure(methods: dict[str, Method], out: Path) -> None:
         if method.conditional:  # its samples need conditions: `ali generate` draws those
             continue
         config, model, _ = load_trained(out / name / "seed-0")
-        dataset = load_dataset(config.dataset, config.data_dir)
+        dataset = load_run_dataset(config)
         pairs = min(32, len(dataset.heldout))
         pictures = [sample_image(model, 64), reconstruct_image(model, dataset, pairs, pairs_per_row=4)]
         rows.append((method.title, pictures))

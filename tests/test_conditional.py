@@ -16,7 +16,6 @@ import torch
 from PIL import Image
 
 import ali
-import ali.training.loop as loop
 from ali import generate, rundir
 from ali.cli import main
 from ali.config import make_config
@@ -76,7 +75,7 @@ def _labelled(attributes: bool = False) -> Dataset:
 
 
 def _train(monkeypatch, out: Path, data: Dataset, resume: bool = False, **over) -> None:
-    monkeypatch.setattr(loop, "load_dataset", lambda *_args: data)
+    monkeypatch.setattr(rundir, "load_dataset", lambda *_args: data)
     train_and_finish(make_config({**RUN, **over}), out, resume=resume, progress=False)
 
 

@@ -12,7 +12,7 @@ import pytest
 import torch
 from torch import nn
 
-import ali.training.loop as loop
+from ali import rundir
 from ali.cli import main
 from ali.config import make_config
 from ali.data import load_split
@@ -223,7 +223,7 @@ def _random_images(n: int, seed: int) -> torch.Tensor:
 
 
 def _train_tiny(monkeypatch, out: Path, data: Dataset) -> dict:
-    monkeypatch.setattr(loop, "load_dataset", lambda *_args: data)
+    monkeypatch.setattr(rundir, "load_dataset", lambda *_args: data)
     values = {**PRESETS["mnist"], "batch_size": 8, "steps": 2, "log_every": 1, "checkpoint_every": 2, "grid_every": 0}
     train_and_finish(make_config({**values, "eval_samples": 100, "threads": 1, "precision": "fp32"}), out, progress=False)
     return json.loads((out / "metrics.json").read_text())

@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 
 import ali.training.loop as loop
-from ali import pictures
+from ali import pictures, rundir
 from ali.cli import main
 from ali.config import make_config
 from ali.data.dataset import Dataset
@@ -56,7 +56,7 @@ def run_dir(tmp_path_factory) -> Path:
         }
     )
     patch = pytest.MonkeyPatch()
-    patch.setattr(loop, "load_dataset", lambda *_args: _synthetic())
+    patch.setattr(rundir, "load_dataset", lambda *_args: _synthetic())
     try:
         train_and_finish(config, out, progress=False)
     finally:

@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ali.data.anomaly import anomaly_split
 from ali.data.dataset import Dataset
 from ali.data.folder import load_folder
 from ali.data.specs import DATASETS, DatasetSpec
@@ -105,6 +106,18 @@ def load_image_dataset(name: str, data_dir: Path | str) -> Dataset:
         heldout_labels=conv.get("heldout_labels"),
         label_names=tuple(conv.get("label_names", ())),
         labelled_pool=conv.get("labelled_pool"),
+    )
+
+
+def load_anomaly_dataset(name: str, data_dir: Path | str, protocol: str, anomaly_class: int, seed: int = 0) -> Dataset:
+    """The named dataset split for anomaly detection (ali.data.anomaly) from its full official
+    train and test splits."""
+    spec = DATASETS.get(name)
+    if spec is None or not {"train", "test"} <= set(spec.splits):
+        known = ", ".join(n for n, s in DATASETS.items() if {"train", "test"} <= set(s.splits))
+        raise AliError(f"anomaly protocols need a dataset with official train and test splits ({known}); got {name!r}")
+    return anomaly_split(
+        name, load_split(name, data_dir, "train"), load_split(name, data_dir, "test"), protocol, anomaly_class, seed
     )
 
 

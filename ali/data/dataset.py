@@ -27,6 +27,8 @@ class Dataset:
     # (images, class labels) semi-supervised methods draw their labelled examples from when
     # that is not `train`: SVHN trains on `extra` but its published protocols label `train`.
     labelled_pool: tuple[torch.Tensor, torch.Tensor] | None = None
+    # Anomaly-detection splits (ali.data.anomaly): True for each anomalous held-out example.
+    heldout_anomalous: torch.Tensor | None = None
 
     @property
     def is_image(self) -> bool:

@@ -50,7 +50,7 @@ from ali.methods.adversarial import adversarial_update, two_pass_step, update_mo
 from ali.methods.base import ADVERSARIAL_KEYS, Batch, Losses, Method, StepFn, StepInputs, balance_score, decoder, encoder
 from ali.methods.objective import ali_losses
 from ali.nets.architectures import Architecture
-from ali.nets.layers import Dropout, Layer, build_stack, out_width, running_stats_frozen
+from ali.nets.layers import Dropout, Layer, running_stats_frozen
 from ali.nets.model import Model
 from ali.nets.networks import JointDiscriminator
 
@@ -65,8 +65,8 @@ def _add_noise(std: float):
 
 
 class ClassDiscriminator(JointDiscriminator):
-    """The joint D with K class logits (N, K) instead of one logit, and the features f(x, z) its
-    last layer reads; `input_noise` and `hidden_noise` as the module docstring says."""
+    """The joint D with K class logits (N, K) instead of one logit; `input_noise` and
+    `hidden_noise` as the module docstring says."""
 
     def __init__(
         self,
@@ -80,8 +80,6 @@ class ClassDiscriminator(JointDiscriminator):
     ):
         super().__init__(x_table, z_table, joint_table, x_shape, latent_dim)
         self.input_noise = input_noise
-        # The modules of the joint table's last row (dropout, the layer): what reads f(x, z).
-        self.head_size = len(build_stack(joint_table[-1:], out_width(joint_table[-2]), 1))
         if hidden_noise > 0:
             for stack in (self.dx, self.dz, self.joint[: len(self.joint) - self.head_size]):
                 for module in _row_ends(stack):
@@ -90,15 +88,10 @@ class ClassDiscriminator(JointDiscriminator):
     def features(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         if self.training and self.input_noise > 0:
             x = x + self.input_noise * torch.randn_like(x)
-        hx = self.dx(x)
-        hz = self.dz(z.view(z.shape[0], -1, 1, 1) if self.conv else z)
-        return self.joint[: len(self.joint) - self.head_size](torch.cat([hx, hz], dim=1))
-
-    def head(self, features: torch.Tensor) -> torch.Tensor:
-        return self.joint[len(self.joint) - self.head_size :](features).flatten(1)
+        return super().features(x, z)
 
     def class_logits(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x, z))
+        return self.head(self.features(x, z)).flatten(1)
 
     def forward(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """The real-vs-fake logit a = logsumexp(l_1..l_K) - ln K: the fake class's logit fixed at ln K."""
@@ -196,7 +189,7 @@ def make_step(inputs: StepInputs) -> StepFn:
         inputs.optimizers["generator"].zero_grad(set_to_none=True)
         with rt.autocast():
             features = d.features(torch.cat([real[0], fake[0]]), torch.cat([real[1], fake[1]]))
-            logits = realness(d.head(features))
+            logits = realness(d.head(features).flatten(1))
         loss_d, loss_g = ali_losses(*logits.split(batch))
         f_real, f_fake = features.float().flatten(1).split(batch)
         matching = (f_real.mean(0) - f_fake.mean(0)).pow(2).mean()

@@ -7,7 +7,9 @@
 - `MarginalDiscriminator`: D(x), the joint D without its z branch (GAN baselines)
 
 Each class names its inputs in `INPUTS`, so code that walks a model's networks (the dry-run
-listing) needs no table of which network takes what.
+listing) needs no table of which network takes what. Both discriminators also give `features`,
+the input of their last layer (feature matching, feature-distance anomaly scores), and `head`,
+that last layer.
 """
 
 from __future__ import annotations
@@ -109,6 +111,12 @@ class Decoder(nn.Module):
         return x
 
 
+def _head_size(joint_table: list[Layer], in_width: int) -> int:
+    """How many modules the table's last row builds into (its dropout and its layer)."""
+    width = out_width(joint_table[-2]) if len(joint_table) > 1 else in_width
+    return len(build_stack(joint_table[-1:], width, 1))
+
+
 class JointDiscriminator(nn.Module):
     """D(x, z) = joint(concat(Dx(x), Dz(z))): one logit per pair. Empty Dx/Dz tables = identity."""
 
@@ -125,6 +133,15 @@ class JointDiscriminator(nn.Module):
         dx_out = out_width(x_table[-1]) if x_table else x_shape[0]
         dz_out = out_width(z_table[-1]) if z_table else latent_dim
         self.joint = build_stack(joint_table, dx_out + dz_out, one)
+        self.head_size = _head_size(joint_table, dx_out + dz_out)
+
+    def features(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        hx = self.dx(x)
+        hz = self.dz(_as_latent_map(z, self.conv))
+        return self.joint[: len(self.joint) - self.head_size](torch.cat([hx, hz], dim=1))
+
+    def head(self, features: torch.Tensor) -> torch.Tensor:
+        return self.joint[len(self.joint) - self.head_size :](features)
 
     def forward(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         hx = self.dx(x)
@@ -144,6 +161,10 @@ class MarginalDiscriminator(nn.Module):
         self.dx = build_stack(x_table, x_shape[0], _size(x_shape))
         dx_out = out_width(x_table[-1]) if x_table else x_shape[0]
         self.joint = build_stack(joint_table, dx_out, 1 if conv else None)
+        self.head_size = _head_size(joint_table, dx_out)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.joint[: len(self.joint) - self.head_size](self.dx(x))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.joint(self.dx(x)).flatten()

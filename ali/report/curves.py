@@ -44,7 +44,7 @@ def event_step(event: dict[str, Any]) -> float:
     return number(event.get("detected_at", event.get("step")))
 
 
-def _png(fig: Figure) -> bytes:
+def png_bytes(fig: Figure) -> bytes:
     with io.BytesIO() as buf:
         fig.savefig(buf, format="png", dpi=100)
         return buf.getvalue()
@@ -88,7 +88,7 @@ def training_curves(rows: list[dict[str, Any]], events: list[dict[str, Any]]) ->
             ax.grid(alpha=0.3)
             if len(names) > 1 or marks:
                 ax.legend(fontsize=8)
-        out[group] = _png(fig)
+        out[group] = png_bytes(fig)
     return out
 
 
@@ -109,4 +109,4 @@ def metric_spread(per_method: dict[str, list[dict[str, Any]]], metrics: list[str
         ax.set_xlim(-0.6, len(methods) - 0.4)
         ax.set_title(metric, fontsize=10)
         ax.grid(alpha=0.3, axis="y")
-    return _png(fig)
+    return png_bytes(fig)

@@ -22,7 +22,6 @@ import torch
 from ali import checkpoint as ckpt
 from ali import rundir
 from ali.config import TrainConfig, to_dict
-from ali.data import load_dataset
 from ali.data.batches import to_model_layout
 from ali.data.dataset import Dataset, as_conditions, evaluation_conditions
 from ali.data.sampler import EpochSampler
@@ -136,7 +135,7 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False, progress: bo
     if config.threads:
         torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
-    dataset = load_dataset(config.dataset, config.data_dir)
+    dataset = rundir.load_run_dataset(config)
     model, optimizers = build_model(config, method)
     fit_to_data(model, dataset, fresh=not resume)
     prepare_model(model, dist_ctx.device, config.compile)

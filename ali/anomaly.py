@@ -1,0 +1,88 @@
+"""`ali anomaly`: anomaly detectors trained and scored by a published protocol, one class or every
+class in turn (ali.data.anomaly: the protocols; ali.evaluation.anomaly: the scores).
+
+One class: OUT is an ordinary run directory, with `anomaly-scores.npz`, `anomaly.png` and the
+AUROC / AUPRC of each score in its metrics.json. Every class ("all"): OUT/class-<K>/ per class,
+then `anomaly-study.json` (each class's figures and their mean), `anomaly-study.md` (the table)
+and `anomaly-study.png` (each class's ROC curve of the first score). A class whose run finished
+is reused and one cut off continues, so an interrupted study picks up where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+from ali.config import make_config
+from ali.data.anomaly import PROTOCOLS
+from ali.errors import AliError
+from ali.finish import train_and_finish
+from ali.report import anomaly as anomaly_report
+from ali.rundir import METRICS_FILE, OPTIONS_FILE, atomic_write_bytes, atomic_write_json, read_anomaly_scores
+
+STUDY_FILE = "anomaly-study.json"
+TABLE_FILE = "anomaly-study.md"
+FIGURE_FILE = "anomaly-study.png"
+ROLE = {"one-class": "normal", "one-anomalous": "anomalous"}  # what the protocol's class is
+
+
+def run_anomaly(values: dict[str, Any], protocol: str, classes: list[int], out: Path, progress: bool = True) -> dict[str, Any]:
+    """Train and score the runs of `protocol` for each class in `classes` (config `values` for
+    every one); returns the metrics of the one run, or the study's summary for several."""
+    if protocol not in PROTOCOLS:
+        raise AliError(f"unknown anomaly protocol {protocol!r}; use one of {', '.join(PROTOCOLS)}")
+    if len(classes) == 1:
+        config = make_config({**values, "anomaly_protocol": protocol, "anomaly_class": classes[0]})
+        return train_and_finish(config, out, progress=progress)
+    began = time.perf_counter()
+    per_class: dict[int, dict[str, Any]] = {}
+    for cls in classes:
+        run_dir = out / f"class-{cls}"
+        config = make_config({**values, "anomaly_protocol": protocol, "anomaly_class": cls})
+        if (run_dir / METRICS_FILE).is_file():
+            per_class[cls] = json.loads((run_dir / METRICS_FILE).read_text())
+        else:
+            resume = (run_dir / OPTIONS_FILE).is_file()
+            per_class[cls] = train_and_finish(config, run_dir, resume=resume, progress=progress)
+    summary = _summary(per_class, protocol, config.method, time.perf_counter() - began)
+    atomic_write_json(out / STUDY_FILE, summary)
+    (out / TABLE_FILE).write_text(_table(summary))
+    first = next(k[len("auroc_") :] for k in summary["mean"] if k.startswith("auroc_"))
+    curves = {}
+    for cls in classes:
+        scores, anomalous, _ = read_anomaly_scores(out / f"class-{cls}")
+        curves[cls] = (scores[first], anomalous)
+    title = f"{config.method}, {protocol}: {first} score, class = {ROLE[protocol]} class"
+    atomic_write_bytes(out / FIGURE_FILE, anomaly_report.study_figure(curves, first, title))
+    return summary
+
+
+def _summary(per_class: dict[int, dict[str, Any]], protocol: str, method: str, seconds: float) -> dict[str, Any]:
+    keys = [k for k in next(iter(per_class.values())) if k.startswith(("auroc_", "auprc_"))]
+    return {
+        "protocol": protocol,
+        "method": method,
+        "classes": {str(c): {k: m[k] for k in [*keys, "train_seconds"] if k in m} for c, m in per_class.items()},
+        "mean": {k: statistics.fmean(m[k] for m in per_class.values()) for k in keys},
+        "min": {k: min(m[k] for m in per_class.values()) for k in keys},
+        "wall_seconds": round(seconds, 1),
+    }
+
+
+def _table(summary: dict[str, Any]) -> str:
+    keys = list(summary["mean"])
+    role = ROLE[summary["protocol"]]
+    lines = [
+        f"# {summary['method']}, {summary['protocol']} protocol (each row: the {role} class)",
+        "",
+        "| class | " + " | ".join(keys) + " | train s |",
+        "|---|" + "---:|" * (len(keys) + 1),
+    ]
+    for cls, row in summary["classes"].items():
+        lines.append(f"| {cls} | " + " | ".join(f"{100 * row[k]:.1f}" for k in keys) + f" | {row.get('train_seconds', 0):.0f} |")
+    lines.append("| mean | " + " | ".join(f"**{100 * summary['mean'][k]:.1f}**" for k in keys) + " | |")
+    lines += ["", f"AUROC / AUPRC in percent; wall time {summary['wall_seconds']:.0f} s (this command)."]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,92 @@
+"""Anomaly scores of a trained run and how well they separate the anomalies (ali.data.anomaly
+gives the protocols and the test sets).
+
+Every score is computed in evaluation mode from the encoder's mean code mu(x), so an image
+always gets the same score:
+- "recon": ||x - Gx(mu(x))||^2, summed over pixels (every method).
+- "egbad": (1 - w) * recon + w * ||f(x, mu(x)) - f(Gx(mu(x)), mu(x))||_1, f the features the
+  joint D's last layer reads, w = EGBAD_WEIGHT (Zenati et al. 2018, "feature matching" form).
+  Methods with a joint D.
+- "alad": ||f(x, x) - f(x, Gx(mu(x)))||_1 in the discriminator on (x, x) pairs (Zenati et al.
+  2018b, ALAD): ALICE's adversarial form (`xx_discriminator`).
+Higher means more anomalous. `separation` gives AUROC and AUPRC (scikit-learn) with the
+anomalies as the positive class.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from sklearn.metrics import average_precision_score, roc_auc_score
+
+from ali.errors import AliError
+from ali.evaluation.image_eval import in_chunks, model_device
+from ali.nets.model import Model
+from ali.nets.networks import JointDiscriminator, MarginalDiscriminator
+
+EGBAD_WEIGHT = 0.1
+SCORES = ("recon", "egbad", "alad")
+
+
+def available_scores(model: Model) -> tuple[str, ...]:
+    """The scores this model's networks can give (module docstring)."""
+    names = ["recon"]
+    if isinstance(model["discriminator"] if "discriminator" in model else None, JointDiscriminator):
+        names.append("egbad")
+    if isinstance(model["xx_discriminator"] if "xx_discriminator" in model else None, MarginalDiscriminator):
+        names.append("alad")
+    return tuple(names)
+
+
+@torch.inference_mode()
+def anomaly_scores(model: Model, x: torch.Tensor, names: tuple[str, ...] | None = None) -> dict[str, torch.Tensor]:
+    """Each named score (default: every available one) of float images x (N, C, H, W) in
+    [0, 1], as (N,) float tensors on x's device."""
+    names = available_scores(model) if names is None else names
+    missing = [n for n in names if n not in available_scores(model)]
+    if missing:
+        raise AliError(
+            f"score(s) {', '.join(missing)} need networks this {model.method} run lacks; it gives {', '.join(available_scores(model))}"
+        )
+    model.eval()
+
+    def scores(chunk: torch.Tensor) -> torch.Tensor:
+        mu = model["encoder"].moments(chunk)[0]
+        recon_x = model["decoder"](mu)
+        recon = (chunk - recon_x).float().pow(2).flatten(1).sum(1)
+        out = {"recon": recon}
+        if "egbad" in names:
+            d = model["discriminator"]
+            distance = (d.features(chunk, mu) - d.features(recon_x, mu)).float().abs().flatten(1).sum(1)
+            out["egbad"] = (1 - EGBAD_WEIGHT) * recon + EGBAD_WEIGHT * distance
+        if "alad" in names:
+            d = model["xx_discriminator"]
+            pairs = d.features(torch.cat([torch.cat([chunk, chunk], 1), torch.cat([chunk, recon_x], 1)]))
+            same, rebuilt = pairs.float().flatten(1).split(len(chunk))
+            out["alad"] = (same - rebuilt).abs().sum(1)
+        return torch.stack([out[n] for n in names], 1)
+
+    table = in_chunks(scores, model_device(model), x)
+    return {name: table[:, i] for i, name in enumerate(names)}
+
+
+def separation(scores: torch.Tensor | np.ndarray, anomalous: torch.Tensor | np.ndarray) -> dict[str, float]:
+    """AUROC and AUPRC of `scores` (higher = more anomalous) against the anomaly flags."""
+    s = np.asarray(scores.cpu() if isinstance(scores, torch.Tensor) else scores, dtype=np.float64)
+    y = np.asarray(anomalous.cpu() if isinstance(anomalous, torch.Tensor) else anomalous, dtype=bool)
+    if len(s) != len(y) or y.all() or not y.any():
+        raise AliError(f"AUROC needs normal and anomalous examples alike; got {int(y.sum())} of {len(y)} anomalous")
+    if not np.isfinite(s).all():
+        raise AliError("anomaly scores hold NaN or infinity; the model diverged")
+    return {"auroc": float(roc_auc_score(y, s)), "auprc": float(average_precision_score(y, s))}
+
+
+def anomaly_metrics(model: Model, x: torch.Tensor, anomalous: torch.Tensor) -> tuple[dict[str, float], dict[str, torch.Tensor]]:
+    """`auroc_<score>` and `auprc_<score>` of every available score on held-out float images x
+    (with the counts of normal and anomalous images), and the scores themselves."""
+    scores = anomaly_scores(model, x)
+    out: dict[str, float] = {"anomaly_test_images": len(x), "anomaly_test_anomalous": int(anomalous.sum())}
+    for name, values in scores.items():
+        result = separation(values, anomalous)
+        out[f"auroc_{name}"], out[f"auprc_{name}"] = result["auroc"], result["auprc"]
+    return out, scores

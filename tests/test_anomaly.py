@@ -1,0 +1,139 @@
+"""Anomaly detection: the two protocols' splits, the scores and their AUROC, and `ali anomaly`
+end to end on format-exact MNIST files (bars whose place is their class)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from data_writers import bar_images, write_idx
+
+import ali
+from ali.anomaly import FIGURE_FILE, STUDY_FILE, TABLE_FILE, run_anomaly
+from ali.cli import main
+from ali.config import make_config
+from ali.data.anomaly import anomaly_split
+from ali.errors import AliError
+from ali.evaluation.anomaly import anomaly_scores, separation
+from ali.presets import PRESETS
+from ali.rundir import ANOMALY_SCORES_FILE, read_anomaly_scores
+from ali.training.build import build_model
+
+
+def _ids(n: int, offset: int) -> torch.Tensor:
+    """(n, 1, 1, 1) images whose one pixel is their row id + offset (int64: ids stay exact)."""
+    return (torch.arange(n) + offset).view(n, 1, 1, 1)
+
+
+def test_one_class_trains_on_the_normal_class_and_tests_on_the_whole_test_split():
+    train_y, test_y = torch.arange(100) % 10, torch.arange(40) % 10
+    data = anomaly_split("digits", (_ids(100, 0), train_y), (_ids(40, 1000), test_y), "one-class", 3)
+    assert data.train.flatten().tolist() == [i for i in range(100) if i % 10 == 3]
+    assert data.heldout.flatten().tolist() == list(range(1000, 1040))
+    assert data.heldout_anomalous.tolist() == [y != 3 for y in test_y.tolist()]
+
+
+def test_one_anomalous_pools_the_splits_and_holds_out_a_fifth_of_the_normal_images():
+    train_y, test_y = torch.arange(100) % 10, torch.arange(50) % 10
+    data = anomaly_split("digits", (_ids(100, 0), train_y), (_ids(50, 1000), test_y), "one-anomalous", 7, seed=5)
+    pooled_labels = dict(zip([*range(100), *range(1000, 1050)], [*train_y.tolist(), *test_y.tolist()]))
+    train, test = data.train.flatten().tolist(), data.heldout.flatten().tolist()
+    normal = [i for i, y in pooled_labels.items() if y != 7]
+    assert len(train) == round(0.8 * len(normal)) == 108 and not set(train) & set(test)
+    assert set(train) | set(test) == set(pooled_labels)
+    assert all(pooled_labels[i] != 7 for i in train)
+    assert data.heldout_anomalous.tolist() == [pooled_labels[i] == 7 for i in test]
+    again = anomaly_split("digits", (_ids(100, 0), train_y), (_ids(50, 1000), test_y), "one-anomalous", 7, seed=5)
+    other = anomaly_split("digits", (_ids(100, 0), train_y), (_ids(50, 1000), test_y), "one-anomalous", 7, seed=6)
+    assert torch.equal(again.train, data.train) and not torch.equal(other.train, data.train)
+    with pytest.raises(AliError, match="anomaly_class 10"):
+        anomaly_split("digits", (_ids(100, 0), train_y), (_ids(50, 1000), test_y), "one-class", 10)
+
+
+def test_a_score_that_separates_by_construction_has_auroc_one():
+    anomalous = np.array([False] * 30 + [True] * 10)
+    assert separation(np.where(anomalous, 2.0, 1.0), anomalous) == {"auroc": 1.0, "auprc": 1.0}
+    assert separation(np.where(anomalous, 1.0, 2.0), anomalous)["auroc"] == 0.0
+    with pytest.raises(AliError, match="normal and anomalous"):
+        separation(np.ones(5), np.zeros(5, dtype=bool))
+
+
+def test_the_reconstruction_score_is_the_squared_error_through_the_mean_code():
+    torch.manual_seed(0)
+    model, _ = build_model(make_config(PRESETS["mnist-anomaly"]))
+    model.eval()
+    x = torch.rand(6, 1, 28, 28)
+    scores = anomaly_scores(model, x)
+    assert set(scores) == {"recon", "egbad"}  # ALI + cycle: a joint D, no (x, x) D
+    with torch.no_grad():
+        rebuilt = model["decoder"](model["encoder"].moments(x)[0])
+    torch.testing.assert_close(scores["recon"], (x - rebuilt).pow(2).flatten(1).sum(1))
+    with pytest.raises(AliError, match="alad"):
+        anomaly_scores(model, x, ("alad",))
+
+
+@pytest.fixture
+def bar_digits(tmp_path):
+    """Format-exact MNIST files: 300 training and 100 test bars, classes 0..9 in turn."""
+    folder = tmp_path / "data" / "mnist"
+    for prefix, n, seed in (("train", 300, 0), ("t10k", 100, 1)):
+        labels = np.arange(n) % 10
+        write_idx(folder / f"{prefix}-images-idx3-ubyte.gz", bar_images(labels, (1, 28, 28), seed)[:, 0])
+        write_idx(folder / f"{prefix}-labels-idx1-ubyte.gz", labels.astype(np.uint8))
+    return tmp_path / "data"
+
+
+TINY = ["--steps", "4", "--set", "batch_size=16", "--set", "eval_samples=100", "--set", "threads=1", "--no-progress"]
+
+
+def test_ali_anomaly_trains_on_the_normal_class_and_writes_scores_a_loader_reads(bar_digits, tmp_path, capsys):
+    run = tmp_path / "run"
+    args = ["anomaly", "--config", "mnist-anomaly", "--normal-class", "3", "--data-dir", str(bar_digits), "--out", str(run)]
+    assert main([*args, *TINY]) == 0
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert 0 <= metrics["auroc_recon"] <= 1 and "auprc_egbad" in metrics
+    assert metrics["anomaly_test_images"] == 100 and metrics["anomaly_test_anomalous"] == 90
+    scores, anomalous, labels = read_anomaly_scores(run)
+    assert anomalous.tolist() == (labels != 3).tolist() and len(scores["recon"]) == 100
+    options = json.loads((run / "training_options.json").read_text())
+    assert options["anomaly_protocol"] == "one-class" and options["anomaly_class"] == 3
+    model = ali.load(run)
+    x = torch.from_numpy(bar_images(np.arange(4), (1, 28, 28), 2))
+    assert model.anomaly_score(x).shape == (4,) and model.anomaly_score(x, "egbad").shape == (4,)
+    capsys.readouterr()
+    assert main([*args[:-2], "--set", "anomaly_class=4", "--out", str(tmp_path / "x"), *TINY]) == 2
+    assert "sets these from --normal-class" in capsys.readouterr().err
+
+
+def test_a_study_over_classes_writes_each_run_its_table_and_figure(bar_digits, tmp_path):
+    values = {
+        **PRESETS["mnist-anomaly"],
+        "steps": 4,
+        "batch_size": 16,
+        "eval_samples": 100,
+        "threads": 1,
+        "data_dir": str(bar_digits),
+    }
+    out = tmp_path / "study"
+    summary = run_anomaly(values, "one-anomalous", [0, 5], out, progress=False)
+    assert set(summary["classes"]) == {"0", "5"} and "auroc_recon" in summary["mean"]
+    assert (out / TABLE_FILE).read_text().count("| mean |") == 1 and (out / FIGURE_FILE).stat().st_size > 1000
+    assert json.loads((out / STUDY_FILE).read_text()) == summary
+    for cls in (0, 5):
+        _, anomalous, labels = read_anomaly_scores(out / f"class-{cls}")
+        assert anomalous.tolist() == (labels == cls).tolist() and (out / f"class-{cls}" / ANOMALY_SCORES_FILE).is_file()
+    # Run again: both classes are finished, nothing retrains.
+    before = (out / "class-0" / "metrics.json").stat().st_mtime_ns
+    run_anomaly(values, "one-anomalous", [0, 5], out, progress=False)
+    assert (out / "class-0" / "metrics.json").stat().st_mtime_ns == before
+
+
+def test_anomaly_keys_are_refused_where_they_would_be_ignored():
+    with pytest.raises(AliError, match="anomaly_class"):
+        make_config({**PRESETS["mnist"], "anomaly_class": 3})
+    with pytest.raises(AliError, match="anomaly_protocol"):
+        make_config({**PRESETS["mnist"], "anomaly_protocol": "both"})
+    with pytest.raises(AliError, match="official train and test splits"):
+        make_config({**PRESETS["toy25"], "anomaly_protocol": "one-class"})
