@@ -189,6 +189,9 @@ def validate(config: TrainConfig) -> None:
         )
     if config.anomaly_protocol == "none" and config.anomaly_class != 0:
         raise AliError("config key 'anomaly_class' is read by an anomaly protocol only; set anomaly_protocol or drop it")
+    pack = getattr(config, "pack", 1)
+    if "pack" in METHODS[config.method].keys and config.batch_size % pack:
+        raise AliError(f"config key 'pack' = {pack} must divide batch_size = {config.batch_size}: D judges whole groups")
     spec = DATASET_SPECS.get(config.dataset)
     if config.anomaly_protocol != "none" and (spec is None or not {"train", "test"} <= set(spec.splits)):
         known = ", ".join(n for n, s in DATASET_SPECS.items() if {"train", "test"} <= set(s.splits))

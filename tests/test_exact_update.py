@@ -118,6 +118,8 @@ UPDATE_CASES = {
         "fused",
     ),
     "mnist-kplus1": ({"dataset": "mnist", "arch": "mnist", "latent_dim": 32, "method": "ali-kplus1"}, "fused"),
+    # a packed D: one logit per group of pairs, repeated for each pair
+    "mnist-packed": ({"dataset": "mnist", "arch": "mnist", "latent_dim": 32, "pack": 2}, "fused"),
     "mnist-conditional": ({"dataset": "mnist", "arch": "mnist", "latent_dim": 32, "method": "ali-conditional"}, "fused"),
 }
 
@@ -158,7 +160,15 @@ def test_optimizer_steps_match_plain_adam(case, monkeypatch):
         assert any(len(eval(s)) == 4 for s in seen["generator"])
 
 
-FUSED_METHODS = ["toy-fused", "mnist-fused", "mnist-alice-xx", "mnist-alice-z", "mnist-kplus1", "mnist-conditional"]
+FUSED_METHODS = [
+    "toy-fused",
+    "mnist-fused",
+    "mnist-alice-xx",
+    "mnist-alice-z",
+    "mnist-kplus1",
+    "mnist-conditional",
+    "mnist-packed",
+]
 
 
 @pytest.mark.parametrize("case", FUSED_METHODS)

@@ -110,6 +110,18 @@ def test_stacked_mnist_modes_all_covered_uniformly():
     assert result["modes_covered"] == 1000 and result["kl_to_uniform"] == pytest.approx(0.0, abs=1e-12)
 
 
+def test_stacked_mnist_kl_splits_into_channel_imbalance_and_dependence():
+    # Three copies of one uniform digit: every channel balanced, the channels fully dependent.
+    copies = torch.arange(1000) % 10
+    result = stacked_mnist_modes([one_hot(copies)] * 3)
+    assert result["kl_channels"] == pytest.approx(0.0, abs=1e-12)
+    assert result["kl_dependence"] == pytest.approx(math.log(100)) == result["kl_to_uniform"]
+    # Independent channels, the first always 0: all of the KL is that channel's imbalance.
+    modes = torch.arange(100)
+    result = stacked_mnist_modes([one_hot(torch.zeros(100, dtype=torch.long)), one_hot(modes // 10), one_hot(modes % 10)])
+    assert result["kl_channels"] == pytest.approx(math.log(10)) and result["kl_dependence"] == pytest.approx(0.0, abs=1e-12)
+
+
 def test_stacked_mnist_modes_collapsed_and_channel_order():
     n = 300
     channels = [one_hot(torch.full((n,), d)) for d in (4, 7, 2)]

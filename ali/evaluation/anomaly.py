@@ -31,7 +31,8 @@ SCORES = ("recon", "egbad", "alad")
 def available_scores(model: Model) -> tuple[str, ...]:
     """The scores this model's networks can give (module docstring)."""
     names = ["recon"]
-    if isinstance(model["discriminator"] if "discriminator" in model else None, JointDiscriminator):
+    joint = model["discriminator"] if "discriminator" in model else None
+    if isinstance(joint, JointDiscriminator) and getattr(joint, "pack", 1) == 1:  # a packed D scores groups
         names.append("egbad")
     if isinstance(model["xx_discriminator"] if "xx_discriminator" in model else None, MarginalDiscriminator):
         names.append("alad")

@@ -141,7 +141,12 @@ def evaluate_model(
             generated = decode(model, model.sample_prior(STACKED_SAMPLES, device="cpu"))
         channels = [_classify(net, generated[:, c : c + 1], device, progress)[0].numpy() for c in range(3)]
         stacked = stacked_mnist_modes(channels)
-        out.update(stacked_modes=stacked["modes_covered"], stacked_kl=stacked["kl_to_uniform"])
+        out.update(
+            stacked_modes=stacked["modes_covered"],
+            stacked_kl=stacked["kl_to_uniform"],
+            stacked_kl_channels=stacked["kl_channels"],
+            stacked_kl_dependence=stacked["kl_dependence"],
+        )
     if "inception" in metrics:
         with evaluation_rng(model):
             generated = decode(model, model.sample_prior(samples, device="cpu"), c_samples)

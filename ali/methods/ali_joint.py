@@ -10,6 +10,7 @@ from ali.methods.adversarial import adversarial_update, update_mode
 from ali.methods.base import (
     ADVERSARIAL_KEYS,
     JOINT_OPTIMIZERS,
+    PACK_KEY,
     Batch,
     Losses,
     Method,
@@ -42,5 +43,5 @@ METHOD = Method(
     optimizers=JOINT_OPTIMIZERS,
     make_step=make_step,
     score=balance_score,
-    keys=ADVERSARIAL_KEYS,
+    keys={**ADVERSARIAL_KEYS, **PACK_KEY},
 )

@@ -37,6 +37,7 @@ from ali.methods.adversarial import add_grads, adversarial_update, optimizer_ste
 from ali.methods.base import (
     ADVERSARIAL_KEYS,
     JOINT_OPTIMIZERS,
+    PACK_KEY,
     Batch,
     Losses,
     Method,
@@ -53,6 +54,7 @@ from ali.nets.networks import MarginalDiscriminator
 
 KEYS = {
     **ADVERSARIAL_KEYS,
+    **PACK_KEY,  # the joint D only; the side discriminators judge single examples
     "alice_form": Key(
         "explicit", one_of("explicit", "adversarial"), "ALICE's term: an explicit cycle loss, or a discriminator on (x, x) pairs"
     ),
@@ -91,7 +93,7 @@ EXPLICIT_ONLY = {"z_cycle_weight": 0.0, "recon_trains": "both"}
 
 
 def networks(arch: Architecture, settings: dict) -> dict[str, nn.Module]:
-    nets = joint_networks(arch)
+    nets = joint_networks(arch, settings)
     if settings["alice_form"] == "adversarial":
         pair_shape = (2 * arch.x_shape[0], *arch.x_shape[1:])
         nets["xx_discriminator"] = MarginalDiscriminator(arch.d_x, arch.d_joint, pair_shape)

@@ -28,7 +28,14 @@ from ali.data.prior import PriorSampler
 from ali.keys import Key, in_range, one_of
 from ali.nets.architectures import Architecture
 from ali.nets.model import Model
-from ali.nets.networks import Decoder, GaussianEncoder, JointDiscriminator, MarginalDiscriminator, NoiseEncoder
+from ali.nets.networks import (
+    Decoder,
+    GaussianEncoder,
+    JointDiscriminator,
+    MarginalDiscriminator,
+    NoiseEncoder,
+    PackedJointDiscriminator,
+)
 
 Losses = dict[str, torch.Tensor]
 Optimizers = dict[str, torch.optim.Optimizer]
@@ -147,7 +154,19 @@ def decoder(arch: Architecture) -> Decoder:
     return Decoder(arch.decoder, arch.latent_dim, arch.x_shape if arch.untied_output_bias else None)
 
 
-def joint_discriminator(arch: Architecture) -> JointDiscriminator:
+# PacGAN's packing (Lin et al. 2018) for the methods on ALI's joint game: their D judges groups.
+PACK_KEY: dict[str, Key] = {
+    "pack": Key(
+        1,
+        in_range(1, 16),
+        "PacGAN packing: D judges groups of this many (x, z) pairs at once, each group all real or all fake; 1 = the paper",
+    )
+}
+
+
+def joint_discriminator(arch: Architecture, pack: int = 1) -> JointDiscriminator:
+    if pack > 1:
+        return PackedJointDiscriminator(arch.d_x, arch.d_z, arch.d_joint, arch.x_shape, arch.latent_dim, pack)
     return JointDiscriminator(arch.d_x, arch.d_z, arch.d_joint, arch.x_shape, arch.latent_dim)
 
 
@@ -160,8 +179,10 @@ JOINT_OPTIMIZERS: dict[str, tuple[str, ...]] = {"generator": ("encoder", "decode
 
 
 def joint_networks(arch: Architecture, settings: dict[str, Any] | None = None) -> dict[str, nn.Module]:
-    """Encoder, decoder and joint discriminator D(x, z) of the architecture."""
-    return {"encoder": encoder(arch), "decoder": decoder(arch), "discriminator": joint_discriminator(arch)}
+    """Encoder, decoder and joint discriminator D(x, z) of the architecture (packed where the
+    settings' `pack` says)."""
+    pack = (settings or {}).get("pack", 1)
+    return {"encoder": encoder(arch), "decoder": decoder(arch), "discriminator": joint_discriminator(arch, pack)}
 
 
 def reconstruction_error(target: torch.Tensor, output: torch.Tensor) -> torch.Tensor:

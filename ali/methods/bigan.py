@@ -11,7 +11,15 @@ import torch
 from torch import nn
 
 from ali.methods import ali_joint
-from ali.methods.base import ADVERSARIAL_KEYS, JOINT_OPTIMIZERS, Method, balance_score, decoder, joint_discriminator
+from ali.methods.base import (
+    ADVERSARIAL_KEYS,
+    JOINT_OPTIMIZERS,
+    PACK_KEY,
+    Method,
+    balance_score,
+    decoder,
+    joint_discriminator,
+)
 from ali.nets.architectures import Architecture
 from ali.nets.networks import GaussianEncoder, NoiseEncoder
 
@@ -42,10 +50,10 @@ METHOD = Method(
     networks=lambda arch, settings: {
         "encoder": deterministic_encoder(arch),
         "decoder": decoder(arch),
-        "discriminator": joint_discriminator(arch),
+        "discriminator": joint_discriminator(arch, settings["pack"]),
     },
     optimizers=JOINT_OPTIMIZERS,
     make_step=ali_joint.make_step,
     score=balance_score,
-    keys=ADVERSARIAL_KEYS,
+    keys={**ADVERSARIAL_KEYS, **PACK_KEY},
 )

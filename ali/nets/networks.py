@@ -149,6 +149,40 @@ class JointDiscriminator(nn.Module):
         return self.joint(torch.cat([hx, hz], dim=1)).flatten()
 
 
+class PackedJointDiscriminator(JointDiscriminator):
+    """PacGAN's packing (Lin et al. 2018) on the joint D: consecutive groups of `pack` pairs are
+    judged together, their images stacked on the channels and their codes end to end, so D sees
+    whether a group's samples are diverse as well as whether each is real. One logit per group,
+    repeated for each of its pairs: the losses and the per-pair gradient ratio of the fused
+    update (ali.methods.adversarial) stay those of the group. The caller keeps real and fake
+    pairs in separate groups (a batch size divisible by `pack`)."""
+
+    def __init__(
+        self,
+        x_table: list[Layer],
+        z_table: list[Layer],
+        joint_table: list[Layer],
+        x_shape: tuple[int, ...],
+        latent_dim: int,
+        pack: int,
+    ):
+        super().__init__(x_table, z_table, joint_table, (pack * x_shape[0], *x_shape[1:]), pack * latent_dim)
+        self.pack = pack
+
+    def _groups(self, x: torch.Tensor, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        n = x.shape[0]
+        if n % self.pack:
+            raise ValueError(f"a packed D takes batches divisible by pack={self.pack}; got {n} pairs")
+        return x.reshape(n // self.pack, self.pack * x.shape[1], *x.shape[2:]), z.reshape(n // self.pack, -1)
+
+    def features(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """The features of each group (one row per group of `pack` pairs)."""
+        return super().features(*self._groups(x, z))
+
+    def forward(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        return super().forward(*self._groups(x, z)).repeat_interleave(self.pack)
+
+
 class MarginalDiscriminator(nn.Module):
     """D(x) for the GAN baselines: the joint D's layers with the z branch removed."""
 

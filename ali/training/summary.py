@@ -41,15 +41,16 @@ def describe(model: Model) -> str:
     """A readable listing of every network, run on a dummy batch of 2 in evaluation mode."""
     model.eval()
     conditions = getattr(model.config, "condition_dim", 1)
-    dummy = {
-        "x": torch.zeros(2, *model.arch.x_shape),
-        "z": torch.zeros(2, model.arch.latent_dim),
-        "y": torch.zeros(2, conditions),
-    }
     lines = []
     for name, net in model.trained_networks():
+        n = 2 * getattr(net, "pack", 1)  # a packed D takes whole groups
+        dummy = {
+            "x": torch.zeros(n, *model.arch.x_shape),
+            "z": torch.zeros(n, model.arch.latent_dim),
+            "y": torch.zeros(n, conditions),
+        }
         own_x = getattr(net, "x_shape", None)  # a marginal D on (x, x) pairs or on codes
-        inputs = [torch.zeros(2, *own_x) if key == "x" and own_x else dummy[key] for key in getattr(net, "INPUTS", ())]
+        inputs = [torch.zeros(n, *own_x) if key == "x" and own_x else dummy[key] for key in getattr(net, "INPUTS", ())]
         lines.append(f"{name}: input {[tuple(i.shape[1:]) for i in inputs]}, {count_parameters(net):,} parameters")
         if inputs:
             lines.extend(_layer_rows(net, *inputs))

@@ -1,0 +1,40 @@
+"""PacGAN packing on the joint D (config key `pack`): groups of pairs judged together, never
+mixing real and fake, one logit per group repeated for each pair."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from ali.cli import main
+from ali.config import for_method, make_config
+from ali.errors import AliError
+from ali.nets.networks import JointDiscriminator, PackedJointDiscriminator
+from ali.presets import PRESETS
+from ali.training.build import build_model
+
+
+def _packed(pack: int) -> PackedJointDiscriminator:
+    torch.manual_seed(0)
+    return build_model(make_config({**for_method(PRESETS["mnist"], "ali"), "pack": pack}))[0]["discriminator"].eval()
+
+
+def test_a_packed_d_is_the_plain_d_on_stacked_groups_with_its_logit_per_pair():
+    d = _packed(2)
+    first_conv = next(m for m in d.dx if isinstance(m, torch.nn.Conv2d))
+    assert isinstance(d, PackedJointDiscriminator) and first_conv.in_channels == 2
+    x, z = torch.rand(6, 1, 28, 28), torch.randn(6, 32)
+    logits = d(x, z)
+    grouped = JointDiscriminator.forward(d, x.reshape(3, 2, 28, 28), z.reshape(3, 64))
+    assert torch.equal(logits, grouped.repeat_interleave(2))
+    changed = x.clone()
+    changed[5] = 1 - changed[5]  # a pair of the third group
+    after = d(changed, z)
+    assert torch.equal(after[:4], logits[:4]) and not torch.equal(after[4:], logits[4:])
+
+
+def test_pack_must_divide_the_batch_and_the_dry_run_lists_the_packed_d(capsys):
+    with pytest.raises(AliError, match="must divide batch_size"):
+        make_config({**PRESETS["mnist"], "pack": 3})
+    assert main(["train", "--config", "stacked-mnist", "--set", "pack=4", "--dry-run", "--out", "unused"]) == 0
+    assert "Conv2d(12, 32" in capsys.readouterr().out  # 4 stacked 3-channel images
