@@ -130,8 +130,15 @@ def _check_header(header: dict[str, Any]) -> None:
         raise ValueError("bad extra")
 
 
-# Keys that decide the networks' shapes: a checkpoint made with other values cannot be restored.
-_SHAPE_KEYS = ("arch", "method", "latent_dim", "dataset")
+# Keys that decide which networks a model has and their shapes (ema_decay: whether weight
+# averages are kept; pack: the packed D's input width): a checkpoint made with other values cannot
+# be restored.
+_SHAPE_KEYS = ("arch", "method", "latent_dim", "dataset", "ema_decay", "pack")
+
+
+def _shape_value(key: str, value: Any) -> Any:
+    """What of a key's value decides the networks: for ema_decay only whether it is on."""
+    return value is not None and value > 0 if key == "ema_decay" else value
 
 
 def restore(
@@ -144,7 +151,11 @@ def restore(
     """Load a checkpoint's state into model (and optimizers, RNG); returns its step."""
     config = getattr(model, "config", None)
     if config is not None:
-        differ = [k for k in _SHAPE_KEYS if k in header["config"] and header["config"][k] != getattr(config, k, None)]
+        differ = [
+            k
+            for k in _SHAPE_KEYS
+            if k in header["config"] and _shape_value(k, header["config"][k]) != _shape_value(k, getattr(config, k, None))
+        ]
         if differ:
             theirs = ", ".join(f"{k}={header['config'][k]!r}" for k in differ)
             ours = ", ".join(f"{k}={getattr(config, k)!r}" for k in differ)

@@ -19,7 +19,7 @@ from ali.data.download import download_dataset
 from ali.data.specs import DATASETS as DATASET_SPECS
 from ali.errors import AliError
 from ali.evaluation.classifier import DATASETS as CLASSIFIER_DATASETS
-from ali.evaluation.classifier import default_classifier_path, save_classifier, train_classifier
+from ali.evaluation.classifier import RECIPES, default_classifier_path, save_classifier, train_classifier
 from ali.evaluation.evaluate import DEFAULT_METRICS, METRIC_GROUPS, SAMPLES, evaluate_model, parse_metrics
 from ali.evaluation.grids import save_image
 from ali.finish import train_and_finish
@@ -202,7 +202,7 @@ def cmd_classifier(args: argparse.Namespace) -> int:
     """`ali classifier train --dataset NAME`: the domain classifier the sample metrics use."""
     if args.threads:
         torch.set_num_threads(args.threads)
-    precision = resolve_precision(args.precision, torch.device("cpu"))
+    precision = resolve_precision(args.precision or RECIPES[args.dataset].precision, torch.device("cpu"))
     began = time.perf_counter()
     model, test_accuracy = train_classifier(
         args.dataset,
@@ -369,8 +369,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--precision",
         choices=("auto", "fp32", "bf16"),
-        default="auto",
-        help="bf16 autocast where the CPU has native bf16 (auto), or as given",
+        help="the dataset's recipe unless given (CIFAR-10: auto, bf16 where the CPU has it natively; MNIST family: fp32)",
     )
     p.add_argument("--threads", type=_nonnegative_int, default=0, help="torch threads (0: torch's default)")
     p.add_argument("--out", help="file to write (default: the cache evaluate looks in, $ALI_CACHE_DIR/classifiers)")

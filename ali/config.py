@@ -192,6 +192,11 @@ def validate(config: TrainConfig) -> None:
     pack = getattr(config, "pack", 1)
     if "pack" in METHODS[config.method].keys and config.batch_size % pack:
         raise AliError(f"config key 'pack' = {pack} must divide batch_size = {config.batch_size}: D judges whole groups")
+    method = METHODS[config.method]
+    if config.anomaly_protocol != "none" and (method.conditional or method.metrics is not None):
+        raise AliError(
+            f"anomaly_protocol trains an unsupervised detector; method {config.method!r} uses labels. Choose ali, alice, bigan, vae or a gan-* method"
+        )
     spec = DATASET_SPECS.get(config.dataset)
     if config.anomaly_protocol != "none" and (spec is None or not {"train", "test"} <= set(spec.splits)):
         known = ", ".join(n for n, s in DATASET_SPECS.items() if {"train", "test"} <= set(s.splits))

@@ -13,9 +13,10 @@ from data_writers import bar_images, write_idx
 import ali
 from ali.anomaly import FIGURE_FILE, STUDY_FILE, TABLE_FILE, run_anomaly
 from ali.cli import main
-from ali.config import make_config
+from ali.config import for_method, make_config
 from ali.data.anomaly import anomaly_split
 from ali.errors import AliError
+from ali.evaluation import anomaly
 from ali.evaluation.anomaly import anomaly_scores, separation
 from ali.presets import PRESETS
 from ali.rundir import ANOMALY_SCORES_FILE, read_anomaly_scores
@@ -137,3 +138,35 @@ def test_anomaly_keys_are_refused_where_they_would_be_ignored():
         make_config({**PRESETS["mnist"], "anomaly_protocol": "both"})
     with pytest.raises(AliError, match="official train and test splits"):
         make_config({**PRESETS["toy25"], "anomaly_protocol": "one-class"})
+
+
+def test_egbad_and_alad_scores_follow_their_formulas():
+    torch.manual_seed(0)
+    config = make_config({**for_method(PRESETS["mnist-anomaly"], "alice"), "alice_form": "adversarial"})
+    model, _ = build_model(config)
+    model.eval()
+    x = torch.rand(5, 1, 28, 28)
+    scores = anomaly_scores(model, x)
+    assert set(scores) == {"recon", "egbad", "alad"}
+    with torch.no_grad():
+        mu = model["encoder"].moments(x)[0]
+        rebuilt = model["decoder"](mu)
+        d, dxx = model["discriminator"], model["xx_discriminator"]
+        features = (d.features(x, mu) - d.features(rebuilt, mu)).abs().flatten(1).sum(1)
+        egbad = 0.9 * (x - rebuilt).abs().flatten(1).sum(1) + 0.1 * features
+        alad = (dxx.features(torch.cat([x, x], 1)) - dxx.features(torch.cat([x, rebuilt], 1))).abs().flatten(1).sum(1)
+    torch.testing.assert_close(scores["egbad"], egbad)
+    torch.testing.assert_close(scores["alad"], alad)
+
+
+def test_anomaly_metrics_count_the_anomalies_as_positives(monkeypatch):
+    anomalous = torch.tensor([False, False, True, True, False])
+    monkeypatch.setattr(anomaly, "anomaly_scores", lambda _model, _x: {"recon": anomalous.float() * 3 + 1})
+    metrics, _ = anomaly.anomaly_metrics(None, torch.zeros(5, 1, 28, 28), anomalous)
+    assert metrics["auroc_recon"] == 1.0 and metrics["auprc_recon"] == 1.0 and metrics["anomaly_test_anomalous"] == 2
+
+
+def test_methods_that_use_labels_are_refused_an_anomaly_protocol():
+    for method in ("ali-conditional", "ali-kplus1"):
+        with pytest.raises(AliError, match="uses labels"):
+            make_config({**for_method(PRESETS["mnist"], method), "anomaly_protocol": "one-class"})

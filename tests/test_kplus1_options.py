@@ -24,6 +24,12 @@ def _data() -> Dataset:
     return Dataset("bars", images, images[:20], labels=labels, heldout_labels=labels[:20])
 
 
+def _start() -> dict[str, torch.Tensor]:
+    config = make_config({**PRESETS["mnist-kplus1"], "batch_size": 16, "precision": "fp32", "update": "two-pass"})
+    torch.manual_seed(0)
+    return {k: v.detach().clone() for k, v in build_model(config)[0].state_dict().items()}
+
+
 def _one_step(**values) -> tuple[dict, dict[str, torch.Tensor]]:
     """Losses of one step from the seed-0 start, and every weight after it."""
     config = make_config({**PRESETS["mnist-kplus1"], "batch_size": 16, "precision": "fp32", "update": "two-pass", **values})
@@ -36,9 +42,27 @@ def _one_step(**values) -> tuple[dict, dict[str, torch.Tensor]]:
     return losses, {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
+def test_the_feature_matching_loss_is_the_squared_distance_of_the_feature_means(monkeypatch):
+    seen = []
+    features = ClassDiscriminator.features
+
+    def spy(self, x, z):
+        out = features(self, x, z)
+        seen.append(out.detach().clone())
+        return out
+
+    monkeypatch.setattr(ClassDiscriminator, "features", spy)
+    losses, _ = _one_step(feature_matching=True)
+    joint = seen[-1].flatten(1)  # the real and fake pairs' pass: the last of the step
+    real, fake = joint.split(joint.shape[0] // 2)
+    expected = (real.mean(0) - fake.mean(0)).pow(2).mean()
+    torch.testing.assert_close(losses["feature_matching"], expected)
+
+
 def test_feature_matching_moves_the_generators_only_and_logs_its_loss():
     plain_losses, plain = _one_step()
     matched_losses, matched = _one_step(feature_matching=True)
+    start = _start()
     assert "feature_matching" in matched_losses and float(matched_losses["feature_matching"]) > 0
     # D trains on the same K+1 loss from the same draws: the same update.
     assert torch.allclose(plain_losses["loss_d"], matched_losses["loss_d"])
@@ -47,6 +71,9 @@ def test_feature_matching_moves_the_generators_only_and_logs_its_loss():
             torch.testing.assert_close(matched[key], plain[key], rtol=0, atol=1e-6)
     moved = [k for k in plain if k.startswith(("encoder.", "decoder.")) and not torch.allclose(plain[k], matched[k])]
     assert moved  # the generators follow another loss
+    # The encoder learns from the matching too (its codes enter the real pairs' features): its
+    # only gradient here, as the labelled pass's codes are detached.
+    assert any(not torch.equal(matched[k], start[k]) for k in start if k.startswith("encoder.") and "weight" in k)
 
 
 def _d(**noise) -> ClassDiscriminator:

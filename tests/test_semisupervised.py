@@ -206,5 +206,5 @@ def test_cifar10_svm_metrics_report_the_papers_label_counts_over_ten_draws(monke
     out = evaluate.svm_metrics({"encoder": None}, "cifar10", "unused")
     assert read == [("cifar10", "train"), ("cifar10", "test")]
     assert [c["per_class"] for c in calls] == [100, 200, 400, 800]
-    assert all(c["n_test_svms"] == 10 and c["marker"] for c in calls)
+    assert all(c["n_test_svms"] == 10 and c["marker"] and len(c["Cs"]) == 15 for c in calls)
     assert set(out) >= {"svm_error_1000", "svm_error_2000", "svm_error_4000", "svm_error_8000"}

@@ -1,19 +1,25 @@
 """The generators' weight average (config key ema_decay): the update rule, exact resume, and
 that sampling and evaluation use the average while no optimizer ever sees it."""
 
+import json
 import shutil
 
+import numpy as np
 import pytest
 import torch
+from data_writers import bar_images, write_idx
 
 from ali import checkpoint as ckpt
 from ali import rundir
+from ali.cli import main
 from ali.config import make_config
 from ali.errors import AliError
+from ali.evaluation.classifier import fit_classifier, save_classifier
 from ali.finish import train_and_finish
 from ali.nets.model import AVERAGE_PREFIX, Model
 from ali.presets import PRESETS
 from ali.rundir import load_trained
+from ali.training import loop
 from ali.training.build import build_model
 from ali.training.loop import average_decay, train
 
@@ -124,3 +130,80 @@ def test_an_earlier_checkpoint_can_be_scored_and_a_missing_one_is_named(tmp_path
         assert torch.equal(value, tensors[f"net/decoder.{key}"])
     with pytest.raises(AliError, match="no checkpoint of step 9; it keeps steps 8, 16, 24"):
         load_trained(run, step=9)
+
+
+def test_a_run_cannot_resume_with_another_weight_average_setting(tmp_path):
+    run = tmp_path / "run"
+    train_and_finish(make_config(TINY), run, progress=False)
+    tensors, header = ckpt.read_checkpoint(rundir.list_checkpoints(run)[-1])
+    model, _ = build_model(make_config({**TINY, "ema_decay": 0.0}))
+    with pytest.raises(AliError, match="ema_decay=0.9"):
+        ckpt.restore(tensors, header, model)
+
+
+@pytest.fixture
+def bar_digits(tmp_path):
+    """Format-exact MNIST files of bars whose place is their class."""
+    folder = tmp_path / "data" / "mnist"
+    for prefix, n, seed in (("train", 64, 0), ("t10k", 40, 1)):
+        labels = np.arange(n) % 10
+        write_idx(folder / f"{prefix}-images-idx3-ubyte.gz", bar_images(labels, (1, 28, 28), seed)[:, 0])
+        write_idx(folder / f"{prefix}-labels-idx1-ubyte.gz", labels.astype(np.uint8))
+    return tmp_path / "data"
+
+
+def test_image_runs_copy_running_statistics_and_draw_grids_with_the_average(bar_digits, tmp_path, monkeypatch):
+    drawn = []
+    monkeypatch.setattr(loop, "write_sample_grid", lambda model, path, conditions=None: drawn.append(model))
+    values = {**PRESETS["mnist"], "steps": 4, "batch_size": 16, "grid_every": 2, "checkpoint_every": 2, "threads": 1}
+    config = make_config({**values, "ema_decay": 0.9, "data_dir": str(bar_digits)})
+    trained = train(config, tmp_path / "run", progress=False)
+    live = trained.model  # the evaluated model: the averages under the usual names
+    assert len(drawn) == 2 and all(m["decoder"] is live["decoder"] for m in drawn)
+    tensors, _ = ckpt.read_checkpoint(rundir.list_checkpoints(tmp_path / "run")[-1])
+    buffers = [k for k in tensors if k.startswith("net/decoder.") and "running_mean" in k]
+    assert buffers
+    for key in buffers:  # the averaged decoder's batch-norm statistics are the live ones
+        assert torch.equal(tensors[key.replace("net/decoder.", f"net/{AVERAGE_PREFIX}decoder.")], tensors[key])
+
+
+def test_ali_evaluate_scores_the_weights_and_checkpoint_asked_for(bar_digits, tmp_path):
+    run = tmp_path / "run"
+    sets = ["batch_size=16", "checkpoint_every=2", "eval_samples=100", "threads=1", "ema_decay=0.9", "lr=0.005"]
+    sets.append(f"data_dir={bar_digits}")
+    assert (
+        main(["train", "--config", "mnist", "--steps", "4", "--out", str(run), "--no-progress", *[f"--set={s}" for s in sets]])
+        == 0
+    )
+    out, classifier = tmp_path / "eval.json", tmp_path / "mnist.safetensors"
+    images = torch.from_numpy(bar_images(np.arange(64) % 10, (1, 28, 28), 0))
+    save_classifier(fit_classifier(images, torch.arange(64) % 10, epochs=1, progress=False), classifier, {"dataset": "mnist"})
+    args = [
+        "evaluate",
+        "--run",
+        str(run),
+        "--metrics",
+        "recon",
+        "--no-progress",
+        "--out",
+        str(out),
+        "--classifier",
+        str(classifier),
+    ]
+    scored = {}
+    for extra in (["--weights", "live"], [], ["--weights", "live", "--step", "2"]):
+        assert main([*args, *extra]) == 0
+        record = json.loads(out.read_text())
+        scored[(record["weights"], record["checkpoint_step"])] = record["recon_mse"]
+    assert set(scored) == {("live", 4), ("average", 4), ("live", 2)}
+    assert len(set(scored.values())) == 3  # three different sets of weights
+
+
+def test_a_run_resumed_before_its_first_checkpoint_gets_the_data_dependent_start(bar_digits, tmp_path):
+    values = {**PRESETS["mnist"], "steps": 4, "batch_size": 16, "threads": 1, "data_dir": str(bar_digits)}
+    config = make_config(values)
+    rundir.prepare_run_dir(tmp_path / "run", config, {"precision": "fp32", "device": "cpu"})  # killed before step 1
+    fresh = train(config, tmp_path / "fresh", progress=False)
+    resumed = train(config, tmp_path / "run", resume=True, progress=False)
+    for key, value in fresh.model["decoder"].state_dict().items():
+        assert torch.equal(resumed.model["decoder"].state_dict()[key], value), key

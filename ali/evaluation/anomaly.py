@@ -4,9 +4,9 @@ gives the protocols and the test sets).
 Every score is computed in evaluation mode from the encoder's mean code mu(x), so an image
 always gets the same score:
 - "recon": ||x - Gx(mu(x))||^2, summed over pixels (every method).
-- "egbad": (1 - w) * recon + w * ||f(x, mu(x)) - f(Gx(mu(x)), mu(x))||_1, f the features the
-  joint D's last layer reads, w = EGBAD_WEIGHT (Zenati et al. 2018, "feature matching" form).
-  Methods with a joint D.
+- "egbad": (1 - w) * ||x - Gx(mu(x))||_1 + w * ||f(x, mu(x)) - f(Gx(mu(x)), mu(x))||_1, f the
+  features the joint D's last layer reads, w = EGBAD_WEIGHT: EGBAD's score (Zenati et al. 2018,
+  its "feature matching" form, with its L1 reconstruction term). Methods with an unpacked joint D.
 - "alad": ||f(x, x) - f(x, Gx(mu(x)))||_1 in the discriminator on (x, x) pairs (Zenati et al.
   2018b, ALAD): ALICE's adversarial form (`xx_discriminator`).
 Higher means more anomalous. `separation` gives AUROC and AUPRC (scikit-learn) with the
@@ -59,7 +59,8 @@ def anomaly_scores(model: Model, x: torch.Tensor, names: tuple[str, ...] | None 
         if "egbad" in names:
             d = model["discriminator"]
             distance = (d.features(chunk, mu) - d.features(recon_x, mu)).float().abs().flatten(1).sum(1)
-            out["egbad"] = (1 - EGBAD_WEIGHT) * recon + EGBAD_WEIGHT * distance
+            absolute = (chunk - recon_x).float().abs().flatten(1).sum(1)
+            out["egbad"] = (1 - EGBAD_WEIGHT) * absolute + EGBAD_WEIGHT * distance
         if "alad" in names:
             d = model["xx_discriminator"]
             pairs = d.features(torch.cat([torch.cat([chunk, chunk], 1), torch.cat([chunk, recon_x], 1)]))

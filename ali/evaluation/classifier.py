@@ -11,7 +11,8 @@ small rotations for MNIST, so the classifier is not thrown by the slight misalig
 digits have; Fashion-MNIST gets shifts of one pixel and no rotation: clothes are photographed
 upright, and rotating them cost accuracy for the same number of epochs). CIFAR-10 trains as the
 fast CIFAR-10 trainers do: SGD with Nesterov momentum, a linear warm-up and decay of the learning
-rate, label smoothing, weight decay, random flips and crops. Every random draw (initialisation,
+rate, weight decay, random flips and crops, under bf16 autocast where the CPU has native bf16
+(each recipe names its precision; the MNIST family's figures were measured in fp32). Every random draw (initialisation,
 order, augmentation, dropout) comes from the seed, inside a forked RNG, so the same seed gives
 the same classifier on the same machine, thread count and precision, and training leaves the
 caller's global RNG untouched.
@@ -71,6 +72,7 @@ class Recipe:
     warmup: float = 0.0
     weight_decay: float = 0.0  # on weights of convolutions and linear layers, not on biases or norms
     label_smoothing: float = 0.0
+    precision: str = "fp32"  # "auto": bf16 autocast where the hardware has native bf16
 
 
 # Measured on one CPU thread (seed 0): MNIST 99.56% test accuracy in ~5 min, inception score of
@@ -80,8 +82,10 @@ class Recipe:
 RECIPES: dict[str, Recipe] = {
     "mnist": Recipe(epochs=6),
     "fashion-mnist": Recipe(epochs=10, max_degrees=0.0, max_shift=1.0, batch_size=64, lr=1e-3),
+    # No label smoothing: it caps every probability near 1 - smoothing, and the inception score
+    # lives on the classifier's confidence (real test images scored 3.49 with smoothing 0.2).
     "cifar10": Recipe(
-        epochs=10,
+        epochs=12,
         augment="flip-crop",
         max_degrees=0.0,
         max_shift=2,
@@ -90,7 +94,7 @@ RECIPES: dict[str, Recipe] = {
         optimizer="sgd",
         warmup=0.2,
         weight_decay=5e-4,
-        label_smoothing=0.2,
+        precision="auto",
     ),
 }
 

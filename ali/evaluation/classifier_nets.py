@@ -64,8 +64,8 @@ class CifarClassifier(nn.Module):
     | 3     | conv 3x3,256 -> maxpool 2 -> conv 3x3,256 | 4x4   |
     | head  | global max pool -> linear 10 (x 1/8)      |       |
 
-    The head's output is scaled down (as airbench does) so the logits start small and the
-    label-smoothed loss does not push them to saturate early.
+    The head's output is scaled down (as airbench does) so the logits start small and early
+    steps do not saturate the softmax.
     """
 
     image_shape = (3, 32, 32)

@@ -65,7 +65,9 @@ class Model(nn.ModuleDict):
     @torch.no_grad()
     def update_averages(self, decay: float) -> None:
         """average <- decay * average + (1 - decay) * weights for every parameter; buffers (batch
-        norm's running statistics) are copied, since they already are running averages."""
+        norm's running statistics) are copied, since they already are running averages. So the
+        averaged weights are evaluated with the live weights' statistics, as most weight-average
+        implementations do (a pass over data with the averaged weights would recompute them)."""
         for name in self.averaged:
             live, average = self[name], self[AVERAGE_PREFIX + name]
             torch._foreach_lerp_(list(average.parameters()), list(live.parameters()), 1.0 - decay)

@@ -128,6 +128,11 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False, progress: bo
     None on a data-parallel rank other than 0."""
     method = get_method(config.method)
     dist_ctx = distributed.start(config)
+    pack = getattr(config, "pack", 1)
+    if (config.batch_size // dist_ctx.world) % pack:
+        raise AliError(
+            f"pack={pack} must divide each rank's batch ({config.batch_size} / {dist_ctx.world} ranks); choose batch_size accordingly"
+        )
     precision = resolve_precision(config.precision, dist_ctx.device)
     if not resume and dist_ctx.is_main:
         prepare_run_dir(run_dir, config, {"precision": precision, "device": dist_ctx.device.type})
@@ -137,7 +142,8 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False, progress: bo
     torch.manual_seed(config.seed)
     dataset = rundir.load_run_dataset(config)
     model, optimizers = build_model(config, method)
-    fit_to_data(model, dataset, fresh=not resume)
+    # A run resumed before its first checkpoint starts again from step 0: a fresh start.
+    fit_to_data(model, dataset, fresh=not (resume and rundir.list_checkpoints(run_dir)))
     prepare_model(model, dist_ctx.device, config.compile)
     dataset.train = dataset.train.to(dist_ctx.device)  # uint8 images: 4x less to hold and to index
     stats = StatsLog((run_dir if dist_ctx.is_main else _scratch_dir(dist_ctx)) / STATS_FILE)
