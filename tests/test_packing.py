@@ -9,7 +9,8 @@ import torch
 from ali.cli import main
 from ali.config import for_method, make_config
 from ali.errors import AliError
-from ali.nets.networks import JointDiscriminator, PackedJointDiscriminator
+from ali.nets.architectures import ARCHITECTURES
+from ali.nets.networks import JointDiscriminator, PackedJointDiscriminator, _head_size
 from ali.presets import PRESETS
 from ali.training.build import build_model
 
@@ -38,3 +39,12 @@ def test_pack_must_divide_the_batch_and_the_dry_run_lists_the_packed_d(capsys):
         make_config({**PRESETS["mnist"], "pack": 3})
     assert main(["train", "--config", "stacked-mnist", "--set", "pack=4", "--dry-run", "--out", "unused"]) == 0
     assert "Conv2d(12, 32" in capsys.readouterr().out  # 4 stacked 3-channel images
+
+
+def test_finding_the_head_leaves_the_random_stream_alone():
+    """A discriminator's construction must not draw more random numbers than its layers do, or
+    the same seed would initialise every later network differently."""
+    arch = ARCHITECTURES["cifar10"]
+    state = torch.get_rng_state()
+    assert _head_size(arch.d_joint, 512) == 2  # dropout and the 1x1 layer
+    assert torch.equal(torch.get_rng_state(), state)

@@ -66,7 +66,7 @@ def test_svm_column_refused_for_2d_studies(tmp_path):
 
 def test_svm_column_refused_before_training_for_a_dataset_without_the_protocol(tmp_path):
     with pytest.raises(AliError, match="L2-SVM protocol is set up for"):
-        run_study(PRESETS["cifar10"], {"steps": 2}, ["ali"], 1, tmp_path / "s", progress=False, svm=True)
+        run_study(PRESETS["celeba64"], {"steps": 2}, ["ali"], 1, tmp_path / "s", progress=False, svm=True)
     assert not (tmp_path / "s").exists()
 
 

@@ -69,7 +69,8 @@ def test_evaluate_runs_the_authors_svhn_protocol(svhn_run, monkeypatch):
     assert result["svm_error_20"] == 0.0 and result["svm_error_20_std"] == 0.0
 
 
-def test_the_svm_protocol_exists_for_svhn_and_not_for_cifar10():
+def test_the_svm_protocol_exists_for_svhn_and_cifar10_and_not_for_celeba():
     evaluate.check_svm_dataset("svhn")
-    with pytest.raises(AliError, match="set up for mnist, fashion-mnist, svhn here"):
-        evaluate.check_svm_dataset("cifar10")
+    evaluate.check_svm_dataset("cifar10")
+    with pytest.raises(AliError, match="set up for mnist, fashion-mnist, svhn, cifar10 here"):
+        evaluate.check_svm_dataset("celeba64")

@@ -56,6 +56,7 @@ from ali.evaluation.image_eval import (
     reconstruction_stats,
     swapped_conditions,
 )
+from ali.evaluation.probes import probe_errors
 from ali.evaluation.sample_quality import (
     class_histogram,
     frechet_distance,
@@ -71,7 +72,7 @@ from ali.nets.model import Model
 
 # A method's own metric group (Method.metrics_group, e.g. K+1's "kplus1") -> that method.
 METHOD_METRICS: dict[str, Method] = {m.metrics_group: m for m in METHODS.values() if m.metrics is not None}
-METRIC_GROUPS = ("samples", "recon", "svm", *METHOD_METRICS, "stacked", "inception")
+METRIC_GROUPS = ("samples", "recon", "svm", "probes", *METHOD_METRICS, "stacked", "inception")
 DEFAULT_METRICS = ("samples", "recon")
 SAMPLES = 10_000  # generated images the sample metrics score ...
 IS_SPLITS = 10  # ... in splits of 1,000: the published MNIST inception scores' protocol
@@ -162,8 +163,8 @@ def evaluate_model(
             if model.method != owner.name:
                 raise AliError(f"the {group} metric is measured on {owner.name} runs; this run's method is {model.method!r}")
             out.update(owner.metrics(model, dataset, test_images))
-    if "svm" in metrics:
-        out.update(svm_metrics(model, dataset.name, data_dir))
+    if "svm" in metrics or "probes" in metrics:
+        out.update(svm_metrics(model, dataset.name, data_dir, svm="svm" in metrics, probes="probes" in metrics))
     return round_metrics(out)
 
 
@@ -248,12 +249,18 @@ def check_svm_dataset(dataset_name: str) -> None:
 
 
 def svm_metrics(
-    model: Model, dataset_name: str, data_dir: Path | str, labels_per_class: Sequence[int] | None = None
+    model: Model,
+    dataset_name: str,
+    data_dir: Path | str,
+    labels_per_class: Sequence[int] | None = None,
+    svm: bool = True,
+    probes: bool = False,
 ) -> dict[str, Any]:
     """L2-SVM error (a fraction) on the official test split with each number of labels per class
     (default: the dataset's SVM_LABELS_BY_DATASET, else SVM_LABELS_PER_CLASS), on encoder
     features; labelled pool and validation set are the dataset's ranges of the official train
-    split (SVM_SPLITS)."""
+    split (SVM_SPLITS). `probes` adds ali.evaluation.probes' three probes on the same features
+    and splits (10 labelled draws each); `svm=False` leaves out the authors' protocol."""
     check_svm_dataset(dataset_name)
     train_x, train_y = load_split(dataset_name, data_dir, "train")
     test_x, test_y = load_split(dataset_name, data_dir, "test")
@@ -264,6 +271,10 @@ def svm_metrics(
         labels_per_class = SVM_LABELS_BY_DATASET.get(dataset_name, SVM_LABELS_PER_CLASS)
     n_val, n_test = SVM_DRAWS_BY_DATASET.get(dataset_name, (10, 100))
     for per_class in labels_per_class:
+        if probes:
+            out.update(probe_errors(splits, per_class))
+        if not svm:
+            continue
         result = svm_protocol(
             **splits,
             per_class=per_class,

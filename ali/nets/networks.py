@@ -112,9 +112,12 @@ class Decoder(nn.Module):
 
 
 def _head_size(joint_table: list[Layer], in_width: int) -> int:
-    """How many modules the table's last row builds into (its dropout and its layer)."""
+    """How many modules the table's last row builds into (its dropout and its layer). Built
+    under a forked RNG: the throwaway modules' initialisation must not move the global stream,
+    or a seed would no longer give the weights it gave before."""
     width = out_width(joint_table[-2]) if len(joint_table) > 1 else in_width
-    return len(build_stack(joint_table[-1:], width, 1))
+    with torch.random.fork_rng(devices=[]):
+        return len(build_stack(joint_table[-1:], width, 1))
 
 
 class JointDiscriminator(nn.Module):
