@@ -4,6 +4,7 @@ the authors' train[0:63257] and train[63257:73257]; the test split is test_32x32
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -11,6 +12,7 @@ import pytest
 from data_writers import bar_images, write_svhn
 
 from ali.cli import main
+from ali.data.specs import DATASETS
 from ali.errors import AliError
 from ali.evaluation import evaluate, semisupervised
 
@@ -44,7 +46,7 @@ def svhn_run(tmp_path, monkeypatch):
         == 0
     )
     monkeypatch.setattr(semisupervised, "SVHN_SPLIT", (POOL, POOL + VALIDATION))
-    monkeypatch.setattr(evaluate, "SVM_LABELS_PER_CLASS", (2,))
+    monkeypatch.setitem(DATASETS, "svhn", dataclasses.replace(DATASETS["svhn"], svm_labels_per_class=(2,)))
     return run, written
 
 

@@ -77,16 +77,6 @@ DEFAULT_METRICS = ("samples", "recon")
 SAMPLES = 10_000  # generated images the sample metrics score ...
 IS_SPLITS = 10  # ... in splits of 1,000: the published MNIST inception scores' protocol
 STACKED_SAMPLES = 26_000
-SVM_LABELS_PER_CLASS = (10, 100)
-# Datasets whose published tables use other label counts (CIFAR-10: the paper's Table 2, 1,000 to
-# 8,000 labels), and the SVMs drawn there: (validation SVMs per C, test SVMs), fewer than the
-# protocol's (10, 100) because each fit takes up to 8,000 rows of ~6,000 features.
-SVM_LABELS_BY_DATASET = {"cifar10": (100, 200, 400, 800)}
-SVM_DRAWS_BY_DATASET = {"cifar10": (3, 10)}
-# CIFAR-10's C grid: the protocol's exp(-20..20) cut to exp(-12..2). Measured on a cifar10 run's
-# encoder (1,000 labels): the validation error is flat for every C above exp(0.4) (0.7018-0.7028)
-# and those fits are the slow ones (34 of 50 hit liblinear's iteration cap; 374 s for 51 fits).
-SVM_CS_BY_DATASET = {"cifar10": np.exp(np.linspace(-12, 2, 15))}
 
 
 def parse_metrics(text: str) -> tuple[str, ...]:
@@ -257,8 +247,8 @@ def svm_metrics(
     probes: bool = False,
 ) -> dict[str, Any]:
     """L2-SVM error (a fraction) on the official test split with each number of labels per class
-    (default: the dataset's SVM_LABELS_BY_DATASET, else SVM_LABELS_PER_CLASS), on encoder
-    features; labelled pool and validation set are the dataset's ranges of the official train
+    (default: the dataset's DatasetSpec.svm_labels_per_class, with its svm_draws and svm_cs), on
+    encoder features; labelled pool and validation set are the dataset's ranges of the official train
     split (SVM_SPLITS). `probes` adds ali.evaluation.probes' three probes on the same features
     and splits (10 labelled draws each); `svm=False` leaves out the authors' protocol."""
     check_svm_dataset(dataset_name)
@@ -267,9 +257,10 @@ def svm_metrics(
     feats = encoder_features(model["encoder"], train_x), encoder_features(model["encoder"], test_x)
     splits = SVM_SPLITS[dataset_name](feats[0], train_y, feats[1], test_y)
     out: dict[str, Any] = {}
-    if labels_per_class is None:
-        labels_per_class = SVM_LABELS_BY_DATASET.get(dataset_name, SVM_LABELS_PER_CLASS)
-    n_val, n_test = SVM_DRAWS_BY_DATASET.get(dataset_name, (10, 100))
+    spec = DATASET_SPECS[dataset_name]
+    labels_per_class = spec.svm_labels_per_class if labels_per_class is None else labels_per_class
+    n_val, n_test = spec.svm_draws
+    grid = np.array(spec.svm_cs) if spec.svm_cs else DEFAULT_CS
     for per_class in labels_per_class:
         if probes:
             out.update(probe_errors(splits, per_class))
@@ -280,7 +271,7 @@ def svm_metrics(
             per_class=per_class,
             n_val_svms=n_val,
             n_test_svms=n_test,
-            Cs=SVM_CS_BY_DATASET.get(dataset_name, DEFAULT_CS),
+            Cs=grid,
         )
         labels = result["n_labels"]
         out[f"svm_error_{labels}"] = result["test_error_mean"]
