@@ -197,6 +197,11 @@ def test_ali_evaluate_scores_the_weights_and_checkpoint_asked_for(bar_digits, tm
         scored[(record["weights"], record["checkpoint_step"])] = (record["latent_mean"], record["latent_std"])
     assert set(scored) == {("live", 4), ("average", 4), ("live", 2)}
     assert len(set(scored.values())) == 3  # three different encoders
+    # The artifact group needs no classifier: spread, frame, grid and reconstruction error.
+    assert main(["evaluate", "--run", str(run), "--metrics", "artifacts", "--no-progress", "--out", str(out)]) == 0
+    artifacts = json.loads(out.read_text())
+    assert artifacts["artifact_images"] == 40 and 0 <= artifacts["sample_checkerboard_power"] <= 1
+    assert artifacts["artifact_recon_mse_mu"] > 0 and "recon_class_accuracy" not in artifacts
 
 
 def test_a_run_resumed_before_its_first_checkpoint_gets_the_data_dependent_start(bar_digits, tmp_path):

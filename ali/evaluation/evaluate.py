@@ -19,10 +19,16 @@ Metric groups (`--metrics`, comma-separated):
   than the image's own (image_eval.swapped_conditions): swapped_y_recon_as_y and
   swapped_y_recon_as_true_class are the fractions of Gx(Gz(x, y'), y') classified as y' and as
   x's own class, swapped_y_recon_mse its pixel error beside conditional_recon_mse.
-- "svm": the authors' semi-supervised L2-SVM protocol (ali.evaluation.semisupervised) with 10
-  and 100 labels per class (svm_error_100, svm_error_1000: error as a fraction on the official
-  test split; labelled pool and validation from the official train split: MNIST and
-  Fashion-MNIST train[0:50000] / [50000:60000], SVHN train[0:63257] / [63257:73257]).
+- "artifacts": the decoder's artifacts and spread (ali.evaluation.artifacts) on 1,000 samples
+  from a fixed z beside the first 1,000 test images, and those images' reconstruction error
+  through mu(x): no classifier needed, to follow over a run's checkpoints (`--step`).
+- "svm": the authors' semi-supervised L2-SVM protocol (ali.evaluation.semisupervised) with each
+  dataset's label counts (DatasetSpec.svm_labels_per_class; MNIST 10 and 100 per class:
+  svm_error_100, svm_error_1000, errors as fractions on the official test split; labelled pool
+  and validation from the official train split: MNIST and Fashion-MNIST train[0:50000] /
+  [50000:60000], SVHN train[0:63257] / [63257:73257], CIFAR-10 [0:45000] / [45000:50000]).
+- "probes": SVM, logistic-regression and 1-nearest-neighbour probes on the same features,
+  standardised, over 10 labelled draws (ali.evaluation.probes).
 - "kplus1": error of a K+1 semi-supervised run's D classifier on (x, mu(x)) over the held-out
   split, which is the official test split (MNIST 10,000, SVHN 26,032, CIFAR-10 test_batch; see
   ali.data), named by its number of labels (kplus1_error_100 for 10 per class).
@@ -46,9 +52,13 @@ from ali.data.dataset import Dataset
 from ali.data.specs import DATASETS as DATASET_SPECS
 from ali.errors import AliError
 from ali.evaluation import classifier as clf
+from ali.evaluation.artifacts import artifact_metrics
 from ali.evaluation.image_eval import (
+    ARTIFACT_IMAGES,
     decode,
+    encode,
     evaluation_rng,
+    fixed_prior,
     heldout_and_sample_conditions,
     metric_name,
     model_device,
@@ -72,7 +82,7 @@ from ali.nets.model import Model
 
 # A method's own metric group (Method.metrics_group, e.g. K+1's "kplus1") -> that method.
 METHOD_METRICS: dict[str, Method] = {m.metrics_group: m for m in METHODS.values() if m.metrics is not None}
-METRIC_GROUPS = ("samples", "recon", "svm", "probes", *METHOD_METRICS, "stacked", "inception")
+METRIC_GROUPS = ("samples", "recon", "artifacts", "svm", "probes", *METHOD_METRICS, "stacked", "inception")
 DEFAULT_METRICS = ("samples", "recon")
 SAMPLES = 10_000  # generated images the sample metrics score ...
 IS_SPLITS = 10  # ... in splits of 1,000: the published MNIST inception scores' protocol
@@ -132,6 +142,8 @@ def evaluate_model(
     if "recon" in metrics:
         swapped = swapped_conditions(dataset, condition_dim, len(x_test))
         out.update(_recon_metrics(model, net, dataset.heldout[: len(x_test)], classes, c_test, swapped, real))
+    if "artifacts" in metrics:
+        out.update(_artifacts(model, x_test[:ARTIFACT_IMAGES], c_samples, None if c_test is None else c_test[:ARTIFACT_IMAGES]))
     if "stacked" in metrics:
         with evaluation_rng(model):
             generated = decode(model, model.sample_prior(STACKED_SAMPLES, device="cpu"))
@@ -156,6 +168,22 @@ def evaluate_model(
     if "svm" in metrics or "probes" in metrics:
         out.update(svm_metrics(model, dataset.name, data_dir, svm="svm" in metrics, probes="probes" in metrics))
     return round_metrics(out)
+
+
+def _artifacts(
+    model: Model, images: torch.Tensor, sample_conditions: torch.Tensor | None, conditions: torch.Tensor | None
+) -> dict[str, Any]:
+    """The decoder's artifacts and spread (ali.evaluation.artifacts) on ARTIFACT_IMAGES samples
+    from a fixed z (seed 0), beside the first ARTIFACT_IMAGES held-out images, and those images'
+    reconstruction error through the encoder's mean: what to follow over a run's checkpoints."""
+    c = None if sample_conditions is None else sample_conditions[:ARTIFACT_IMAGES]
+    samples = decode(model, fixed_prior(model, ARTIFACT_IMAGES, 0), c)
+    recon = decode(model, encode(model, images, mean=True, conditions=conditions), conditions)
+    return {
+        **artifact_metrics(samples, images),
+        "artifact_recon_mse_mu": float((recon - images).pow(2).mean()),
+        "artifact_images": len(images),
+    }
 
 
 def _classify(
