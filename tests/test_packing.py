@@ -48,3 +48,10 @@ def test_finding_the_head_leaves_the_random_stream_alone():
     state = torch.get_rng_state()
     assert _head_size(arch.d_joint, 512) == 2  # dropout and the 1x1 layer
     assert torch.equal(torch.get_rng_state(), state)
+
+
+def test_a_discriminator_that_rebuilds_its_joint_layers_knows_where_their_last_row_begins():
+    conditional = build_model(make_config(PRESETS["mnist-conditional"]))[0]["discriminator"]
+    plain = build_model(make_config(for_method(PRESETS["mnist"], "ali")))[0]["discriminator"]
+    assert conditional.head_size == plain.head_size == 2
+    assert list(conditional.joint)[-conditional.head_size :][-1].out_channels == 1

@@ -167,7 +167,7 @@ class ConditionalJointDiscriminator(JointDiscriminator):
         self.condition_dim = condition_dim
         self.embed = _Embedding(condition_dim, embed_dim)
         x_width = out_width(x_table[-1])
-        self.joint = build_stack(joint_table, x_width + out_width(z_table[-1]) + embed_dim, 1)
+        self.build_joint(joint_table, x_width + out_width(z_table[-1]) + embed_dim)
         self.project = nn.Linear(condition_dim, x_width, bias=False) if projection else None
 
     def forward(self, x: torch.Tensor, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:  # type: ignore[override]

@@ -135,8 +135,12 @@ class JointDiscriminator(nn.Module):
         self.dz = build_stack(z_table, latent_dim, one)
         dx_out = out_width(x_table[-1]) if x_table else x_shape[0]
         dz_out = out_width(z_table[-1]) if z_table else latent_dim
-        self.joint = build_stack(joint_table, dx_out + dz_out, one)
-        self.head_size = _head_size(joint_table, dx_out + dz_out)
+        self.build_joint(joint_table, dx_out + dz_out)
+
+    def build_joint(self, joint_table: list[Layer], in_width: int) -> None:
+        """The joint layers on `in_width` input channels, and where their last row begins."""
+        self.joint = build_stack(joint_table, in_width, 1 if self.conv else None)
+        self.head_size = _head_size(joint_table, in_width)
 
     def features(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         hx = self.dx(x)
