@@ -113,3 +113,13 @@ def attribute_text(files: list[str], values: np.ndarray) -> str:
     lines = [str(len(files)), " ".join(ATTRS)]
     lines += [f + "  " + " ".join("1" if v else "-1" for v in row) for f, row in zip(files, values)]
     return "\n".join(lines) + "\n"
+
+
+def write_bar_mnist(data_dir: Path, n_train: int, n_test: int) -> Path:
+    """Format-exact MNIST files under data_dir/mnist: bars whose place is their class (classes
+    0..9 in turn); returns data_dir."""
+    for prefix, n, seed in (("train", n_train, 0), ("t10k", n_test, 1)):
+        labels = np.arange(n) % 10
+        write_idx(data_dir / "mnist" / f"{prefix}-images-idx3-ubyte.gz", bar_images(labels, (1, 28, 28), seed)[:, 0])
+        write_idx(data_dir / "mnist" / f"{prefix}-labels-idx1-ubyte.gz", labels.astype(np.uint8))
+    return data_dir

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from data_writers import bar_images, write_idx
+from data_writers import bar_images, write_bar_mnist
 
 import ali
 from ali.anomaly import FIGURE_FILE, STUDY_FILE, TABLE_FILE, run_anomaly
@@ -78,12 +78,7 @@ def test_the_reconstruction_score_is_the_squared_error_through_the_mean_code():
 @pytest.fixture
 def bar_digits(tmp_path):
     """Format-exact MNIST files: 300 training and 100 test bars, classes 0..9 in turn."""
-    folder = tmp_path / "data" / "mnist"
-    for prefix, n, seed in (("train", 300, 0), ("t10k", 100, 1)):
-        labels = np.arange(n) % 10
-        write_idx(folder / f"{prefix}-images-idx3-ubyte.gz", bar_images(labels, (1, 28, 28), seed)[:, 0])
-        write_idx(folder / f"{prefix}-labels-idx1-ubyte.gz", labels.astype(np.uint8))
-    return tmp_path / "data"
+    return write_bar_mnist(tmp_path / "data", 300, 100)
 
 
 TINY = ["--steps", "4", "--set", "batch_size=16", "--set", "eval_samples=100", "--set", "threads=1", "--no-progress"]

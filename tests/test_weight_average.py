@@ -7,7 +7,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
-from data_writers import bar_images, write_idx
+from data_writers import bar_images, write_bar_mnist
 
 from ali import checkpoint as ckpt
 from ali import rundir
@@ -144,12 +144,7 @@ def test_a_run_cannot_resume_with_another_weight_average_setting(tmp_path):
 @pytest.fixture
 def bar_digits(tmp_path):
     """Format-exact MNIST files of bars whose place is their class."""
-    folder = tmp_path / "data" / "mnist"
-    for prefix, n, seed in (("train", 64, 0), ("t10k", 40, 1)):
-        labels = np.arange(n) % 10
-        write_idx(folder / f"{prefix}-images-idx3-ubyte.gz", bar_images(labels, (1, 28, 28), seed)[:, 0])
-        write_idx(folder / f"{prefix}-labels-idx1-ubyte.gz", labels.astype(np.uint8))
-    return tmp_path / "data"
+    return write_bar_mnist(tmp_path / "data", 64, 40)
 
 
 def test_image_runs_copy_running_statistics_and_draw_grids_with_the_average(bar_digits, tmp_path, monkeypatch):
