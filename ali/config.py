@@ -189,10 +189,9 @@ def validate(config: TrainConfig) -> None:
         )
     if config.anomaly_protocol == "none" and config.anomaly_class != 0:
         raise AliError("config key 'anomaly_class' is read by an anomaly protocol only; set anomaly_protocol or drop it")
-    pack = getattr(config, "pack", 1)
-    if "pack" in METHODS[config.method].keys and config.batch_size % pack:
-        raise AliError(f"config key 'pack' = {pack} must divide batch_size = {config.batch_size}: D judges whole groups")
     method = METHODS[config.method]
+    if "pack" in method.keys and config.batch_size % config.pack:
+        raise AliError(f"config key 'pack' = {config.pack} must divide batch_size = {config.batch_size}: D judges whole groups")
     if config.anomaly_protocol != "none" and (method.conditional or method.metrics is not None):
         raise AliError(
             f"anomaly_protocol trains an unsupervised detector; method {config.method!r} uses labels. Choose ali, alice, bigan, vae or a gan-* method"

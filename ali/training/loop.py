@@ -128,7 +128,7 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False, progress: bo
     None on a data-parallel rank other than 0."""
     method = get_method(config.method)
     dist_ctx = distributed.start(config)
-    pack = getattr(config, "pack", 1)
+    pack = config.pack
     if (config.batch_size // dist_ctx.world) % pack:
         raise AliError(
             f"pack={pack} must divide each rank's batch ({config.batch_size} / {dist_ctx.world} ranks); choose batch_size accordingly"
