@@ -19,6 +19,7 @@ from typing import Any
 from ali.config import make_config
 from ali.data.anomaly import PROTOCOLS
 from ali.errors import AliError
+from ali.evaluation.anomaly import auroc_by_anomalous_class
 from ali.finish import train_and_finish
 from ali.report import anomaly as anomaly_report
 from ali.rundir import METRICS_FILE, OPTIONS_FILE, atomic_write_bytes, atomic_write_json, read_anomaly_scores
@@ -48,13 +49,16 @@ def run_anomaly(values: dict[str, Any], protocol: str, classes: list[int], out: 
             resume = (run_dir / OPTIONS_FILE).is_file()
             per_class[cls] = train_and_finish(config, run_dir, resume=resume, progress=progress)
     summary = _summary(per_class, protocol, config.method, time.perf_counter() - began)
-    atomic_write_json(out / STUDY_FILE, summary)
-    (out / TABLE_FILE).write_text(_table(summary))
     first = next(k[len("auroc_") :] for k in summary["mean"] if k.startswith("auroc_"))
     curves = {}
     for cls in classes:
-        scores, anomalous, _ = read_anomaly_scores(out / f"class-{cls}")
+        scores, anomalous, labels = read_anomaly_scores(out / f"class-{cls}")
         curves[cls] = (scores[first], anomalous)
+        by_class = auroc_by_anomalous_class(scores[first], anomalous, labels)
+        hardest = min(by_class, key=by_class.get)
+        summary["classes"][str(cls)]["hardest_anomaly"] = {"score": first, "class": hardest, "auroc": by_class[hardest]}
+    atomic_write_json(out / STUDY_FILE, summary)
+    (out / TABLE_FILE).write_text(_table(summary))
     title = f"{config.method}, {protocol}: {first} score, class = {ROLE[protocol]} class"
     atomic_write_bytes(out / FIGURE_FILE, anomaly_report.study_figure(curves, first, title))
     return summary
@@ -78,11 +82,21 @@ def _table(summary: dict[str, Any]) -> str:
     lines = [
         f"# {summary['method']}, {summary['protocol']} protocol (each row: the {role} class)",
         "",
-        "| class | " + " | ".join(keys) + " | train s |",
-        "|---|" + "---:|" * (len(keys) + 1),
+        "| class | " + " | ".join(keys) + " | hardest anomalous class (AUROC) | train s |",
+        "|---|" + "---:|" * (len(keys) + 2),
     ]
     for cls, row in summary["classes"].items():
-        lines.append(f"| {cls} | " + " | ".join(f"{100 * row[k]:.1f}" for k in keys) + f" | {row.get('train_seconds', 0):.0f} |")
-    lines.append("| mean | " + " | ".join(f"**{100 * summary['mean'][k]:.1f}**" for k in keys) + " | |")
-    lines += ["", f"AUROC / AUPRC in percent; wall time {summary['wall_seconds']:.0f} s (this command)."]
+        hardest = row["hardest_anomaly"]
+        lines.append(
+            f"| {cls} | "
+            + " | ".join(f"{100 * row[k]:.1f}" for k in keys)
+            + f" | {hardest['class']} ({100 * hardest['auroc']:.1f}) | {row.get('train_seconds', 0):.0f} |"
+        )
+    lines.append("| mean | " + " | ".join(f"**{100 * summary['mean'][k]:.1f}**" for k in keys) + " | | |")
+    score = next(iter(summary["classes"].values()))["hardest_anomaly"]["score"]
+    lines += [
+        "",
+        f"AUROC / AUPRC in percent; the hardest anomalous class is the one the {score} score separates worst from",
+        f"the normal images. Wall time {summary['wall_seconds']:.0f} s (this command).",
+    ]
     return "\n".join(lines) + "\n"

@@ -61,6 +61,14 @@ def test_a_score_that_separates_by_construction_has_auroc_one():
         separation(np.ones(5), np.zeros(5, dtype=bool))
 
 
+def test_auroc_by_anomalous_class_names_the_class_a_score_misses():
+    labels = np.array([0] * 4 + [1] * 4 + [2] * 4)
+    anomalous = labels != 0
+    # class 1 scores like the normal images half the time (AUROC 0.5 + 0.5 * 0.5), class 2 always above them
+    scores = np.array([1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 3.0, 3.0, 3.0, 3.0, 3.0, 3.0])
+    assert anomaly.auroc_by_anomalous_class(scores, anomalous, labels) == {1: 0.75, 2: 1.0}
+
+
 def test_the_reconstruction_score_is_the_squared_error_through_the_mean_code():
     torch.manual_seed(0)
     model, _ = build_model(make_config(PRESETS["mnist-anomaly"]))
@@ -98,6 +106,10 @@ def test_ali_anomaly_trains_on_the_normal_class_and_writes_scores_a_loader_reads
     model = ali.load(run)
     x = torch.from_numpy(bar_images(np.arange(4), (1, 28, 28), 2))
     assert model.anomaly_score(x).shape == (4,) and model.anomaly_score(x, "egbad").shape == (4,)
+    # any checkpoint scores again through `ali evaluate`: the end one gives the run's own figures
+    assert main(["evaluate", "--run", str(run), "--metrics", "anomaly", "--out", str(tmp_path / "e.json"), "--no-progress"]) == 0
+    again = json.loads((tmp_path / "e.json").read_text())
+    assert again["auroc_recon"] == pytest.approx(metrics["auroc_recon"]) and again["anomaly_test_anomalous"] == 90
     capsys.readouterr()
     assert main([*args[:-2], "--set", "anomaly_class=4", "--out", str(tmp_path / "x"), *TINY]) == 2
     assert "sets these from --normal-class" in capsys.readouterr().err
@@ -117,6 +129,9 @@ def test_a_study_over_classes_writes_each_run_its_table_and_figure(bar_digits, t
     assert set(summary["classes"]) == {"0", "5"} and "auroc_recon" in summary["mean"]
     assert (out / TABLE_FILE).read_text().count("| mean |") == 1 and (out / FIGURE_FILE).stat().st_size > 1000
     assert json.loads((out / STUDY_FILE).read_text()) == summary
+    # one anomalous class per run under this protocol: the hardest is that class, at the run's AUROC
+    assert summary["classes"]["5"]["hardest_anomaly"]["class"] == 5
+    assert summary["classes"]["5"]["hardest_anomaly"]["auroc"] == pytest.approx(summary["classes"]["5"]["auroc_recon"])
     for cls in (0, 5):
         _, anomalous, labels = read_anomaly_scores(out / f"class-{cls}")
         assert anomalous.tolist() == (labels == cls).tolist() and (out / f"class-{cls}" / ANOMALY_SCORES_FILE).is_file()

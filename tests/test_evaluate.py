@@ -91,6 +91,8 @@ def test_evaluate_errors_are_one_line(mnist_run, tmp_path, capsys):
     assert err.startswith("error: no classifier for mnist") and "\n" not in err
     assert main(["evaluate", "--run", str(run), "--metrics", "kplus1"]) == 2
     assert "ali-kplus1 run" in capsys.readouterr().err
+    assert main(["evaluate", "--run", str(run), "--metrics", "anomaly"]) == 2
+    assert "runs trained by `ali anomaly`" in capsys.readouterr().err
     assert main(["evaluate", "--run", str(run), "--metrics", "colour"]) == 2
     assert "unknown metric group" in capsys.readouterr().err
 

@@ -32,6 +32,8 @@ Metric groups (`--metrics`, comma-separated):
 - "kplus1": error of a K+1 semi-supervised run's D classifier on (x, mu(x)) over the held-out
   split, which is the official test split (MNIST 10,000, SVHN 26,032, CIFAR-10 test_batch; see
   ali.data), named by its number of labels (kplus1_error_100 for 10 per class).
+- "anomaly": AUROC / AUPRC of every anomaly score (ali.evaluation.anomaly) on the held-out
+  split of a run trained by `ali anomaly`, so any checkpoint of it can be scored (`--step`).
 - "stacked": Stacked MNIST mode count and KL over 26,000 samples, each channel classified.
 - "inception": standard Inception IS / FID through torch-fidelity and weights on disk.
 
@@ -52,6 +54,7 @@ from ali.data.dataset import Dataset
 from ali.data.specs import DATASETS as DATASET_SPECS
 from ali.errors import AliError
 from ali.evaluation import classifier as clf
+from ali.evaluation.anomaly import anomaly_metrics
 from ali.evaluation.artifacts import artifact_metrics
 from ali.evaluation.image_eval import (
     ARTIFACT_IMAGES,
@@ -82,7 +85,7 @@ from ali.nets.model import Model
 
 # A method's own metric group (Method.metrics_group, e.g. K+1's "kplus1") -> that method.
 METHOD_METRICS: dict[str, Method] = {m.metrics_group: m for m in METHODS.values() if m.metrics is not None}
-METRIC_GROUPS = ("samples", "recon", "artifacts", "svm", "probes", *METHOD_METRICS, "stacked", "inception")
+METRIC_GROUPS = ("samples", "recon", "artifacts", "svm", "probes", *METHOD_METRICS, "anomaly", "stacked", "inception")
 DEFAULT_METRICS = ("samples", "recon")
 SAMPLES = 10_000  # generated images the sample metrics score ...
 IS_SPLITS = 10  # ... in splits of 1,000: the published MNIST inception scores' protocol
@@ -123,6 +126,8 @@ def evaluate_model(
     """The requested metric groups as one flat dict (accuracies and errors as fractions in [0, 1]),
     from `samples` generated images and the first `test_images` held-out images (all of them by
     default)."""
+    if "anomaly" in metrics and dataset.heldout_anomalous is None:
+        raise AliError("the anomaly metric scores runs trained by `ali anomaly`; this run trained on the whole dataset: drop 'anomaly' from --metrics")
     model.eval()
     device = model_device(model)
     out: dict[str, Any] = {}
@@ -144,6 +149,8 @@ def evaluate_model(
         out.update(_recon_metrics(model, net, dataset.heldout[: len(x_test)], classes, c_test, swapped, real))
     if "artifacts" in metrics:
         out.update(_artifacts(model, x_test[:ARTIFACT_IMAGES], c_samples, None if c_test is None else c_test[:ARTIFACT_IMAGES]))
+    if "anomaly" in metrics:
+        out.update(anomaly_metrics(model, x_test, dataset.heldout_anomalous[: len(x_test)])[0])
     if "stacked" in metrics:
         with evaluation_rng(model):
             generated = decode(model, model.sample_prior(STACKED_SAMPLES, device="cpu"))
