@@ -7,16 +7,9 @@ from sklearn.svm import LinearSVC
 from torch import nn
 
 from ali.data.batches import balanced_subset
+from ali.data.specs import DATASETS
 from ali.errors import AliError
-from ali.evaluation.semisupervised import (
-    _Labelled,
-    _SvmData,
-    cifar10_svm_splits,
-    encoder_features,
-    mnist_family_svm_splits,
-    svhn_svm_splits,
-    svm_protocol,
-)
+from ali.evaluation.semisupervised import _Labelled, _SvmData, encoder_features, svm_protocol, svm_splits
 
 
 class TinyEncoder(nn.Module):
@@ -153,35 +146,35 @@ def test_mnist_splits_are_the_protocol_ranges_and_disjoint():
         torch.arange(10_000).view(-1, 1) + 10**6,
         torch.arange(10_000) % 10,
     )
-    splits = mnist_family_svm_splits(train, train_labels, test, test_labels)
+    splits = svm_splits(train, train_labels, test, test_labels, DATASETS["mnist"].svm_split, "mnist")
     pool_ids, val_ids = splits["pool_feats"].ravel(), splits["val_feats"].ravel()
     assert pool_ids.tolist() == list(range(50_000)) and val_ids.tolist() == list(range(50_000, 60_000))
     labelled = pool_ids[balanced_subset(splits["pool_labels"], 10, 0)]
     assert not set(labelled.tolist()) & (set(val_ids.tolist()) | set(splits["test_feats"].ravel().tolist()))
     with pytest.raises(AliError, match="60000 rows"):
-        mnist_family_svm_splits(train[:59_000], train_labels[:59_000], test, test_labels)
+        svm_splits(train[:59_000], train_labels[:59_000], test, test_labels, DATASETS["fashion-mnist"].svm_split, "x")
 
 
 def test_svhn_splits_are_the_authors():
     train, labels = torch.arange(73_257).view(-1, 1), torch.arange(73_257) % 10  # each row's feature is its index
     test = torch.arange(26_032).view(-1, 1) + 10**6
-    splits = svhn_svm_splits(train, labels, test, torch.arange(26_032) % 10)
+    splits = svm_splits(train, labels, test, torch.arange(26_032) % 10, DATASETS["svhn"].svm_split, "svhn")
     assert splits["pool_feats"].ravel().tolist() == list(range(63_257))
     assert splits["val_feats"].ravel().tolist() == list(range(63_257, 73_257))
     assert splits["test_feats"].ravel().tolist() == list(range(10**6, 10**6 + 26_032))
     with pytest.raises(AliError, match="73257 rows"):
-        svhn_svm_splits(train[:73_000], labels[:73_000], test, torch.arange(26_032) % 10)
+        svm_splits(train[:73_000], labels[:73_000], test, torch.arange(26_032) % 10, DATASETS["svhn"].svm_split, "svhn")
 
 
 def test_cifar10_splits_pool_the_training_images_and_validate_on_the_rest():
     train, labels = torch.arange(50_000).view(-1, 1), torch.arange(50_000) % 10  # each row's feature is its index
     test = torch.arange(10_000).view(-1, 1) + 10**6
-    splits = cifar10_svm_splits(train, labels, test, torch.arange(10_000) % 10)
+    splits = svm_splits(train, labels, test, torch.arange(10_000) % 10, DATASETS["cifar10"].svm_split, "cifar10")
     assert splits["pool_feats"].ravel().tolist() == list(range(45_000))
     assert splits["val_feats"].ravel().tolist() == list(range(45_000, 50_000))
     assert splits["test_feats"].ravel().tolist() == list(range(10**6, 10**6 + 10_000))
     with pytest.raises(AliError, match="50000 rows"):
-        cifar10_svm_splits(train[:45_000], labels[:45_000], test, torch.arange(10_000) % 10)
+        svm_splits(train[:45_000], labels[:45_000], test, torch.arange(10_000) % 10, DATASETS["cifar10"].svm_split, "cifar10")
 
 
 def test_cifar10_svm_metrics_report_the_papers_label_counts_over_ten_draws(monkeypatch):
@@ -194,7 +187,7 @@ def test_cifar10_svm_metrics_report_the_papers_label_counts_over_ten_draws(monke
         evaluate, "load_split", lambda name, _dir, split: read.append((name, split)) or (torch.zeros(1), torch.zeros(1))
     )
     monkeypatch.setattr(evaluate, "encoder_features", lambda _enc, _x: torch.zeros(1))
-    monkeypatch.setattr(evaluate, "SVM_SPLITS", {"cifar10": lambda *a: {"marker": True}})
+    monkeypatch.setattr(evaluate, "svm_splits", lambda *a: {"marker": True})
     calls = []
 
     def protocol(**kwargs):

@@ -14,7 +14,7 @@ from data_writers import bar_images, write_svhn
 from ali.cli import main
 from ali.data.specs import DATASETS
 from ali.errors import AliError
-from ali.evaluation import evaluate, semisupervised
+from ali.evaluation import evaluate
 
 POOL, VALIDATION = 40, 20
 
@@ -45,8 +45,8 @@ def svhn_run(tmp_path, monkeypatch):
         main(["train", "--config", "svhn", "--steps", "1", "--out", str(run), "--no-progress", *[f"--set={s}" for s in sets]])
         == 0
     )
-    monkeypatch.setattr(semisupervised, "SVHN_SPLIT", (POOL, POOL + VALIDATION))
-    monkeypatch.setitem(DATASETS, "svhn", dataclasses.replace(DATASETS["svhn"], svm_labels_per_class=(2,)))
+    spec = dataclasses.replace(DATASETS["svhn"], svm_split=(POOL, POOL + VALIDATION), svm_labels_per_class=(2,))
+    monkeypatch.setitem(DATASETS, "svhn", spec)
     return run, written
 
 
@@ -74,5 +74,5 @@ def test_evaluate_runs_the_authors_svhn_protocol(svhn_run, monkeypatch):
 def test_the_svm_protocol_exists_for_svhn_and_cifar10_and_not_for_celeba():
     evaluate.check_svm_dataset("svhn")
     evaluate.check_svm_dataset("cifar10")
-    with pytest.raises(AliError, match="set up for mnist, fashion-mnist, svhn, cifar10 here"):
+    with pytest.raises(AliError, match="set up for mnist, fashion-mnist, cifar10, svhn here"):
         evaluate.check_svm_dataset("celeba64")

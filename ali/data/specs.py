@@ -65,8 +65,10 @@ class DatasetSpec:
     labelled_pool_split: str | None = None
     load: Callable[[Path], dict] | None = None
     download: Source | None = None  # what `ali data download NAME` fetches; None: nothing to fetch
-    # The L2-SVM protocol here (ali.evaluation.semisupervised): labels per class of each figure,
+    # The L2-SVM protocol here (ali.evaluation.semisupervised): (pool end, validation end) in the
+    # official train split (None: no protocol for this dataset), labels per class of each figure,
     # (validation SVMs per C, test SVMs), and the C grid (empty: the protocol's exp(-20..20)).
+    svm_split: tuple[int, int] | None = None
     svm_labels_per_class: tuple[int, ...] = (10, 100)
     svm_draws: tuple[int, int] = (10, 100)
     svm_cs: tuple[float, ...] = ()
@@ -90,6 +92,7 @@ DATASETS: dict[str, DatasetSpec] = {
             "mnist",
             arch="mnist",
             classifier="mnist",
+            svm_split=(50_000, 60_000),
             splits=("train", "test"),
             load_split=_idx("mnist"),
             download=Source(
@@ -121,6 +124,7 @@ DATASETS: dict[str, DatasetSpec] = {
             "fashion-mnist",
             arch="mnist",
             classifier="fashion-mnist",
+            svm_split=(50_000, 60_000),
             splits=("train", "test"),
             load_split=_idx("fashion-mnist"),
             download=Source(
@@ -157,6 +161,7 @@ DATASETS: dict[str, DatasetSpec] = {
             # to exp(-12..2): each fit takes up to 8,000 rows of 5,184 features, and on a
             # cifar10 encoder (1,000 labels) the validation error was flat above exp(0.4)
             # (0.7018-0.7028) where 34 of 50 fits hit liblinear's iteration cap (history/TUNING.md).
+            svm_split=(45_000, 50_000),  # the authors': the pool is the images ALI trains on
             svm_labels_per_class=(100, 200, 400, 800),
             svm_draws=(3, 10),
             svm_cs=tuple(float(c) for c in np.exp(np.linspace(-12, 2, 15))),
@@ -178,6 +183,7 @@ DATASETS: dict[str, DatasetSpec] = {
         DatasetSpec(
             "svhn",
             arch="svhn",
+            svm_split=(63_257, 73_257),  # the authors' split of `train` (73,257 images)
             splits=("train", "test", "extra"),
             load_split=load_svhn_split,
             train_split="extra",

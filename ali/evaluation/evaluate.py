@@ -78,7 +78,7 @@ from ali.evaluation.sample_quality import (
     kl_to_uniform,
     stacked_mnist_modes,
 )
-from ali.evaluation.semisupervised import DEFAULT_CS, SVM_SPLITS, encoder_features, svm_protocol
+from ali.evaluation.semisupervised import DEFAULT_CS, encoder_features, svm_protocol, svm_splits
 from ali.methods import METHODS, get_method
 from ali.methods.base import Method
 from ali.nets.model import Model
@@ -127,7 +127,9 @@ def evaluate_model(
     from `samples` generated images and the first `test_images` held-out images (all of them by
     default)."""
     if "anomaly" in metrics and dataset.heldout_anomalous is None:
-        raise AliError("the anomaly metric scores runs trained by `ali anomaly`; this run trained on the whole dataset: drop 'anomaly' from --metrics")
+        raise AliError(
+            "the anomaly metric scores runs trained by `ali anomaly`; this run trained on the whole dataset: drop 'anomaly' from --metrics"
+        )
     model.eval()
     device = model_device(model)
     out: dict[str, Any] = {}
@@ -268,9 +270,11 @@ def code_norm_by_class(norms: torch.Tensor, labels: torch.Tensor) -> list[float]
 
 
 def check_svm_dataset(dataset_name: str) -> None:
-    """AliError unless the L2-SVM protocol has splits for this dataset (ali.evaluation.semisupervised.SVM_SPLITS)."""
-    if dataset_name not in SVM_SPLITS:
-        raise AliError(f"the L2-SVM protocol is set up for {', '.join(SVM_SPLITS)} here; this run trained on {dataset_name!r}")
+    """AliError unless the L2-SVM protocol has splits for this dataset (DatasetSpec.svm_split)."""
+    spec = DATASET_SPECS.get(dataset_name)
+    if spec is None or spec.svm_split is None:
+        known = ", ".join(n for n, s in DATASET_SPECS.items() if s.svm_split is not None)
+        raise AliError(f"the L2-SVM protocol is set up for {known} here; this run trained on {dataset_name!r}")
 
 
 def svm_metrics(
@@ -284,15 +288,15 @@ def svm_metrics(
     """L2-SVM error (a fraction) on the official test split with each number of labels per class
     (default: the dataset's DatasetSpec.svm_labels_per_class, with its svm_draws and svm_cs), on
     encoder features; labelled pool and validation set are the dataset's ranges of the official train
-    split (SVM_SPLITS). `probes` adds ali.evaluation.probes' three probes on the same features
+    split (DatasetSpec.svm_split). `probes` adds ali.evaluation.probes' three probes on the same features
     and splits (10 labelled draws each); `svm=False` leaves out the authors' protocol."""
     check_svm_dataset(dataset_name)
     train_x, train_y = load_split(dataset_name, data_dir, "train")
     test_x, test_y = load_split(dataset_name, data_dir, "test")
     feats = encoder_features(model["encoder"], train_x), encoder_features(model["encoder"], test_x)
-    splits = SVM_SPLITS[dataset_name](feats[0], train_y, feats[1], test_y)
-    out: dict[str, Any] = {}
     spec = DATASET_SPECS[dataset_name]
+    splits = svm_splits(feats[0], train_y, feats[1], test_y, spec.svm_split, dataset_name)
+    out: dict[str, Any] = {}
     labels_per_class = spec.svm_labels_per_class if labels_per_class is None else labels_per_class
     n_val, n_test = spec.svm_draws
     grid = np.array(spec.svm_cs) if spec.svm_cs else DEFAULT_CS

@@ -9,8 +9,8 @@ one-vs-rest, the authors' defaults) trained on a class-balanced labelled sample 
 pool (ali.data.batches.balanced_subset); C is the one of `Cs` with the lowest mean validation
 error over `n_val_svms` SVMs, and the figure reported is the test error over `n_test_svms` fresh
 SVMs at that C (mean and std).
-Splits (`SVM_SPLITS`): pool and validation are ranges of the official train split, the test set
-is the official test split (MNIST and Fashion-MNIST 10,000 images, SVHN 26,032, CIFAR-10 10,000).
+Splits (`svm_splits`, each dataset's ranges in DatasetSpec.svm_split): pool and validation are
+ranges of the official train split, the test set is the official test split (MNIST and Fashion-MNIST 10,000 images, SVHN 26,032, CIFAR-10 10,000).
 Features are used raw, not standardised: the authors' experiments/semi_supervised_svhn.py feeds
 them to LinearSVC as they come. Two details of that released script differ from docs/PAPER.md §5,
 which this module follows: the script trains each SVM on 1,000 pool examples drawn at random (not
@@ -45,10 +45,6 @@ DEFAULT_CS = np.exp(np.linspace(-20, 20, 50))  # docs/PAPER.md §5: C from exp(l
 FEATURE_BATCH = 500
 MAX_ITER = 1000  # liblinear's default, as the authors ran it
 SCORE_CHUNK = 10  # SVMs scored by one matrix product (see _errors)
-# (pool end, validation end) in the official training split; test is the official test split.
-MNIST_FAMILY_SPLIT = (50_000, 60_000)  # MNIST and Fashion-MNIST: the same 60,000 / 10,000 layout
-SVHN_SPLIT = (63_257, 73_257)  # the authors' SVHN split of `train` (73,257 images)
-CIFAR10_SPLIT = (45_000, 50_000)  # the authors' CIFAR-10 split: train on [0:45000], validate on the rest
 
 
 def _numpy(a: torch.Tensor | np.ndarray) -> np.ndarray:
@@ -273,7 +269,7 @@ def _svm_protocol(
     }
 
 
-def _splits(
+def svm_splits(
     train_feats: torch.Tensor | np.ndarray,
     train_labels: torch.Tensor | np.ndarray,
     test_feats: torch.Tensor | np.ndarray,
@@ -281,6 +277,9 @@ def _splits(
     bounds: tuple[int, int],
     name: str,
 ) -> dict:
+    """svm_protocol's data arguments: pool = train[0:bounds[0]], validation =
+    train[bounds[0]:bounds[1]], test = the official test split (a dataset's bounds:
+    DatasetSpec.svm_split). Use as svm_protocol(**splits, per_class=...)."""
     pool_end, val_end = bounds
     if len(train_feats) < val_end or len(train_labels) != len(train_feats) or len(test_labels) != len(test_feats):
         raise AliError(
@@ -295,45 +294,3 @@ def _splits(
         "test_feats": test_feats,
         "test_labels": test_labels,
     }
-
-
-def mnist_family_svm_splits(
-    train_feats: torch.Tensor | np.ndarray,
-    train_labels: torch.Tensor | np.ndarray,
-    test_feats: torch.Tensor | np.ndarray,
-    test_labels: torch.Tensor | np.ndarray,
-) -> dict:
-    """svm_protocol's data arguments for MNIST and Fashion-MNIST: pool = train[0:50000],
-    validation = train[50000:60000], test = the official test split. Use as svm_protocol(**splits, per_class=...)."""
-    return _splits(train_feats, train_labels, test_feats, test_labels, MNIST_FAMILY_SPLIT, "MNIST / Fashion-MNIST")
-
-
-def svhn_svm_splits(
-    train_feats: torch.Tensor | np.ndarray,
-    train_labels: torch.Tensor | np.ndarray,
-    test_feats: torch.Tensor | np.ndarray,
-    test_labels: torch.Tensor | np.ndarray,
-) -> dict:
-    """The authors' SVHN splits (docs/PAPER.md §5): pool = train[0:63257], validation = train[63257:73257],
-    test = the 26,032 test images."""
-    return _splits(train_feats, train_labels, test_feats, test_labels, SVHN_SPLIT, "SVHN")
-
-
-def cifar10_svm_splits(
-    train_feats: torch.Tensor | np.ndarray,
-    train_labels: torch.Tensor | np.ndarray,
-    test_feats: torch.Tensor | np.ndarray,
-    test_labels: torch.Tensor | np.ndarray,
-) -> dict:
-    """CIFAR-10: pool = data_batch_1..5 [0:45000] (the images ALI trains on), validation =
-    [45000:50000], test = the 10,000 images of test_batch."""
-    return _splits(train_feats, train_labels, test_feats, test_labels, CIFAR10_SPLIT, "CIFAR-10")
-
-
-# The protocol's splits per dataset that has them: what `ali evaluate --metrics svm` runs.
-SVM_SPLITS = {
-    "mnist": mnist_family_svm_splits,
-    "fashion-mnist": mnist_family_svm_splits,
-    "svhn": svhn_svm_splits,
-    "cifar10": cifar10_svm_splits,
-}
