@@ -15,6 +15,7 @@ mode (batch-norm running averages, no dropout), without gradients, on the model'
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -37,8 +38,9 @@ from ali.training.build import condition_dim
 class TrainedModel:
     """Encoder and decoder of a finished image run. Build it with `ali.load(run_dir)`."""
 
-    def __init__(self, model: Model, config: TrainConfig, step: int, device: torch.device):
+    def __init__(self, model: Model, config: TrainConfig, step: int, device: torch.device, metrics: dict[str, Any] | None = None):
         self.model, self.config, self.step, self.device = model.to(device).eval(), config, step, device
+        self.metrics = {} if metrics is None else metrics  # the run's metrics.json: its end-of-training figures
 
     @property
     def image_shape(self) -> tuple[int, ...]:
@@ -113,12 +115,21 @@ class TrainedModel:
         """Gx(Gz(x)): the paper's reconstructions."""
         return self.decode(self.encode(x, mean=mean, condition=condition), condition=condition)
 
-    def anomaly_score(self, x: Any, score: str = "recon") -> torch.Tensor:
-        """Anomaly scores of images (higher: more anomalous; ali.evaluation.anomaly): "recon"
-        (every run), "egbad" (a joint D) or "alad" (ALICE's (x, x) D)."""
+    def anomaly_score(self, x: Any, score: str = "recon", sigma2: float | None = None) -> torch.Tensor:
+        """Anomaly scores of images (higher: more anomalous; ali.evaluation.anomaly): "recon" or
+        "complexity" (every run), "egbad" (a joint D) or "alad" (ALICE's (x, x) D). The
+        complexity score's noise variance `sigma2` defaults to the one an `ali anomaly` run
+        measured on its training images (metrics.json's anomaly_noise_variance)."""
         if self.condition_dim:
             raise AliError("anomaly scores are defined for unconditional runs; this run conditions on labels")
-        return anomaly_scores(self.model, self.images(x), (score,))[score]
+        if score == "complexity" and sigma2 is None:
+            sigma2 = self.metrics.get("anomaly_noise_variance")
+            if sigma2 is None:
+                raise AliError(
+                    "the complexity score needs sigma2, the noise variance of the training images' reconstructions; "
+                    "pass sigma2=ali.evaluation.anomaly.noise_variance(model.model, training_images)"
+                )
+        return anomaly_scores(self.model, self.images(x), (score,), sigma2)[score]
 
     def sample(self, n: int, seed: int | None = None, condition: Any = None) -> torch.Tensor:
         """n samples Gx(z), z ~ N(0, I); the same seed draws the same z as `ali sample --seed`."""
@@ -153,4 +164,6 @@ def load(
             f"`ali train --out {run_dir} --resume`, or pass allow_unfinished=True for its newest checkpoint"
         )
     config, model, step = load_image_run(run_dir, "ali.load is for image runs", weights)
-    return TrainedModel(model, config, step, torch.device(device))
+    metrics_file = run_dir / METRICS_FILE
+    metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
+    return TrainedModel(model, config, step, torch.device(device), metrics)

@@ -15,7 +15,7 @@ import torch
 from ali import rundir
 from ali.config import TrainConfig
 from ali.data.dataset import Dataset
-from ali.evaluation.anomaly import anomaly_metrics
+from ali.evaluation.anomaly import REFERENCE_IMAGES, anomaly_metrics
 from ali.evaluation.evaluate import end_of_training_metrics
 from ali.evaluation.grids import save_image
 from ali.evaluation.image_eval import evaluate_images
@@ -55,7 +55,8 @@ def _anomaly(model: Model, dataset: Dataset, run_dir: Path) -> dict[str, Any]:
     """An anomaly run's AUROC / AUPRC per score (ali.evaluation.anomaly), its scores of every
     test image (ANOMALY_SCORES_FILE, a plain .npz) and their figure."""
     flags = dataset.heldout_anomalous
-    metrics, scores = anomaly_metrics(model, dataset.to_float(dataset.heldout), flags)
+    reference = dataset.to_float(dataset.train[:REFERENCE_IMAGES])
+    metrics, scores = anomaly_metrics(model, dataset.to_float(dataset.heldout), flags, reference)
     arrays = {name: values.cpu().numpy() for name, values in scores.items()}
     rundir.write_anomaly_scores(run_dir, arrays, flags.cpu().numpy(), dataset.heldout_labels.cpu().numpy())
     figure = anomaly_report.run_figure(arrays, flags.cpu().numpy(), f"{model.method}: {int(flags.sum())} anomalous test images")

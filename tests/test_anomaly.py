@@ -4,6 +4,8 @@ end to end on format-exact MNIST files (bars whose place is their class)."""
 from __future__ import annotations
 
 import json
+import math
+import zlib
 
 import numpy as np
 import pytest
@@ -14,6 +16,7 @@ import ali
 from ali.anomaly import FIGURE_FILE, STUDY_FILE, TABLE_FILE, run_anomaly
 from ali.cli import main
 from ali.config import for_method, make_config
+from ali.data import load_split
 from ali.data.anomaly import anomaly_split
 from ali.errors import AliError
 from ali.evaluation import anomaly
@@ -75,12 +78,31 @@ def test_the_reconstruction_score_is_the_squared_error_through_the_mean_code():
     model.eval()
     x = torch.rand(6, 1, 28, 28)
     scores = anomaly_scores(model, x)
-    assert set(scores) == {"recon", "egbad"}  # ALI + cycle: a joint D, no (x, x) D
+    assert set(scores) == {"recon", "egbad"}  # ALI + cycle: a joint D, no (x, x) D; complexity needs sigma^2
     with torch.no_grad():
         rebuilt = model["decoder"](model["encoder"].moments(x)[0])
-    torch.testing.assert_close(scores["recon"], (x - rebuilt).pow(2).flatten(1).sum(1))
+    squared = (x - rebuilt).pow(2).flatten(1).sum(1)
+    torch.testing.assert_close(scores["recon"], squared)
     with pytest.raises(AliError, match="alad"):
         anomaly_scores(model, x, ("alad",))
+    with pytest.raises(AliError, match="noise variance"):
+        anomaly_scores(model, x, ("complexity",))
+    # sigma^2: the mean squared error per pixel of the reference images' reconstructions
+    assert anomaly.noise_variance(model, x) == pytest.approx(float(squared.mean()) / 784, rel=1e-5)
+
+
+def test_the_complexity_score_is_the_bits_of_the_error_less_the_compressed_bits_of_the_image():
+    torch.manual_seed(0)
+    model, _ = build_model(make_config(PRESETS["mnist-anomaly"]))
+    model.eval()
+    blank, noise = torch.zeros(1, 1, 28, 28), torch.rand(1, 1, 28, 28)
+    x = torch.cat([blank, noise])
+    # a blank image compresses to a few bytes, uniform noise hardly at all: its L(x) is ~784 bytes
+    bits = anomaly.compressed_bits(x)
+    assert bits[0] == 8 * len(zlib.compress(bytes(784), 9)) and bits[1] > 8 * 700
+    scores = anomaly_scores(model, x, ("recon", "complexity"), sigma2=0.05)
+    expected = scores["recon"] / (2 * 0.05 * math.log(2)) - bits
+    torch.testing.assert_close(scores["complexity"], expected)
 
 
 @pytest.fixture
@@ -106,6 +128,10 @@ def test_ali_anomaly_trains_on_the_normal_class_and_writes_scores_a_loader_reads
     model = ali.load(run)
     x = torch.from_numpy(bar_images(np.arange(4), (1, 28, 28), 2))
     assert model.anomaly_score(x).shape == (4,) and model.anomaly_score(x, "egbad").shape == (4,)
+    # the complexity score takes the run's measured sigma^2 and gives the run's scores of its test images
+    assert metrics["anomaly_noise_variance"] > 0 and "auroc_complexity" in metrics
+    test_images = load_split("mnist", bar_digits, "test")[0][:5]
+    torch.testing.assert_close(model.anomaly_score(test_images, "complexity"), torch.from_numpy(scores["complexity"][:5]).float())
     # any checkpoint scores again through `ali evaluate`: the end one gives the run's own figures
     assert main(["evaluate", "--run", str(run), "--metrics", "anomaly", "--out", str(tmp_path / "e.json"), "--no-progress"]) == 0
     again = json.loads((tmp_path / "e.json").read_text())
@@ -157,7 +183,7 @@ def test_egbad_and_alad_scores_follow_their_formulas():
     model.eval()
     x = torch.rand(5, 1, 28, 28)
     scores = anomaly_scores(model, x)
-    assert set(scores) == {"recon", "egbad", "alad"}
+    assert set(scores) == {"recon", "egbad", "alad"}  # and complexity, where sigma^2 is given
     with torch.no_grad():
         mu = model["encoder"].moments(x)[0]
         rebuilt = model["decoder"](mu)
@@ -171,9 +197,11 @@ def test_egbad_and_alad_scores_follow_their_formulas():
 
 def test_anomaly_metrics_count_the_anomalies_as_positives(monkeypatch):
     anomalous = torch.tensor([False, False, True, True, False])
-    monkeypatch.setattr(anomaly, "anomaly_scores", lambda _model, _x: {"recon": anomalous.float() * 3 + 1})
-    metrics, _ = anomaly.anomaly_metrics(None, torch.zeros(5, 1, 28, 28), anomalous)
+    monkeypatch.setattr(anomaly, "noise_variance", lambda _model, reference: float(len(reference)))
+    monkeypatch.setattr(anomaly, "anomaly_scores", lambda _model, _x, sigma2: {"recon": anomalous.float() * 3 + 1})
+    metrics, _ = anomaly.anomaly_metrics(None, torch.zeros(5, 1, 28, 28), anomalous, torch.zeros(7, 1, 28, 28))
     assert metrics["auroc_recon"] == 1.0 and metrics["auprc_recon"] == 1.0 and metrics["anomaly_test_anomalous"] == 2
+    assert metrics["anomaly_noise_variance"] == 7.0  # measured on the training images given
 
 
 def test_methods_that_use_labels_are_refused_an_anomaly_protocol():

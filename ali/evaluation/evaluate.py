@@ -54,7 +54,7 @@ from ali.data.dataset import Dataset
 from ali.data.specs import DATASETS as DATASET_SPECS
 from ali.errors import AliError
 from ali.evaluation import classifier as clf
-from ali.evaluation.anomaly import anomaly_metrics
+from ali.evaluation.anomaly import REFERENCE_IMAGES, anomaly_metrics
 from ali.evaluation.artifacts import artifact_metrics
 from ali.evaluation.image_eval import (
     ARTIFACT_IMAGES,
@@ -152,7 +152,8 @@ def evaluate_model(
     if "artifacts" in metrics:
         out.update(_artifacts(model, x_test[:ARTIFACT_IMAGES], c_samples, None if c_test is None else c_test[:ARTIFACT_IMAGES]))
     if "anomaly" in metrics:
-        out.update(anomaly_metrics(model, x_test, dataset.heldout_anomalous[: len(x_test)])[0])
+        reference = dataset.to_float(dataset.train[:REFERENCE_IMAGES])
+        out.update(anomaly_metrics(model, x_test, dataset.heldout_anomalous[: len(x_test)], reference)[0])
     if "stacked" in metrics:
         with evaluation_rng(model):
             generated = decode(model, model.sample_prior(STACKED_SAMPLES, device="cpu"))
