@@ -19,7 +19,7 @@ from typing import Any
 from ali.config import make_config
 from ali.data.anomaly import PROTOCOLS
 from ali.errors import AliError
-from ali.evaluation.anomaly import auroc_by_anomalous_class
+from ali.evaluation.anomaly import SCORES, auroc_by_anomalous_class
 from ali.finish import train_and_finish
 from ali.report import anomaly as anomaly_report
 from ali.rundir import METRICS_FILE, OPTIONS_FILE, atomic_write_bytes, atomic_write_json, read_anomaly_scores
@@ -49,18 +49,21 @@ def run_anomaly(values: dict[str, Any], protocol: str, classes: list[int], out: 
             resume = (run_dir / OPTIONS_FILE).is_file()
             per_class[cls] = train_and_finish(config, run_dir, resume=resume, progress=progress)
     summary = _summary(per_class, protocol, config.method, time.perf_counter() - began)
-    first = next(k[len("auroc_") :] for k in summary["mean"] if k.startswith("auroc_"))
+    names = sorted((k[len("auroc_") :] for k in summary["mean"] if k.startswith("auroc_")), key=SCORES.index)
     curves = {}
     for cls in classes:
         scores, anomalous, labels = read_anomaly_scores(out / f"class-{cls}")
-        curves[cls] = (scores[first], anomalous)
-        by_class = auroc_by_anomalous_class(scores[first], anomalous, labels)
-        hardest = min(by_class, key=by_class.get)
-        summary["classes"][str(cls)]["hardest_anomaly"] = {"score": first, "class": hardest, "auroc": by_class[hardest]}
+        curves[cls] = (scores[names[0]], anomalous)
+        hardest = {}
+        for name in names:
+            by_class = auroc_by_anomalous_class(scores[name], anomalous, labels)
+            worst = min(by_class, key=by_class.get)
+            hardest[name] = {"class": worst, "auroc": by_class[worst]}
+        summary["classes"][str(cls)]["hardest_anomaly"] = hardest
     atomic_write_json(out / STUDY_FILE, summary)
     (out / TABLE_FILE).write_text(_table(summary))
-    title = f"{config.method}, {protocol}: {first} score, class = {ROLE[protocol]} class"
-    atomic_write_bytes(out / FIGURE_FILE, anomaly_report.study_figure(curves, first, title))
+    title = f"{config.method}, {protocol}: {names[0]} score, class = {ROLE[protocol]} class"
+    atomic_write_bytes(out / FIGURE_FILE, anomaly_report.study_figure(curves, names[0], title))
     return summary
 
 
@@ -72,31 +75,37 @@ def _summary(per_class: dict[int, dict[str, Any]], protocol: str, method: str, s
         "classes": {str(c): {k: m[k] for k in [*keys, "train_seconds"] if k in m} for c, m in per_class.items()},
         "mean": {k: statistics.fmean(m[k] for m in per_class.values()) for k in keys},
         "min": {k: min(m[k] for m in per_class.values()) for k in keys},
+        "train_seconds": round(sum(m.get("train_seconds", 0.0) for m in per_class.values()), 1),
         "wall_seconds": round(seconds, 1),
     }
 
 
 def _table(summary: dict[str, Any]) -> str:
-    keys = list(summary["mean"])
+    # AUROCs first, each in the order of ali.evaluation.anomaly.SCORES
+    keys = sorted(summary["mean"], key=lambda k: (not k.startswith("auroc_"), SCORES.index(k.split("_", 1)[1])))
+    names = list(next(iter(summary["classes"].values()))["hardest_anomaly"])
     role = ROLE[summary["protocol"]]
     lines = [
         f"# {summary['method']}, {summary['protocol']} protocol (each row: the {role} class)",
         "",
-        "| class | " + " | ".join(keys) + " | hardest anomalous class (AUROC) | train s |",
+        "| class | " + " | ".join(keys) + f" | hardest anomalous class ({' / '.join(names)}) | train s |",
         "|---|" + "---:|" * (len(keys) + 2),
     ]
     for cls, row in summary["classes"].items():
-        hardest = row["hardest_anomaly"]
+        hardest = " / ".join(
+            f"{row['hardest_anomaly'][n]['class']} ({100 * row['hardest_anomaly'][n]['auroc']:.1f})" for n in names
+        )
         lines.append(
             f"| {cls} | "
             + " | ".join(f"{100 * row[k]:.1f}" for k in keys)
-            + f" | {hardest['class']} ({100 * hardest['auroc']:.1f}) | {row.get('train_seconds', 0):.0f} |"
+            + f" | {hardest} | {row.get('train_seconds', 0):.0f} |"
         )
     lines.append("| mean | " + " | ".join(f"**{100 * summary['mean'][k]:.1f}**" for k in keys) + " | | |")
-    score = next(iter(summary["classes"].values()))["hardest_anomaly"]["score"]
+    lines.append("| lowest | " + " | ".join(f"{100 * summary['min'][k]:.1f}" for k in keys) + " | | |")
     lines += [
         "",
-        f"AUROC / AUPRC in percent; the hardest anomalous class is the one the {score} score separates worst from",
-        f"the normal images. Wall time {summary['wall_seconds']:.0f} s (this command).",
+        "AUROC / AUPRC in percent. Hardest anomalous class: the one each score separates worst from the",
+        f"normal images (AUROC against it alone). Training {summary['train_seconds']:.0f} s over the classes;",
+        f"this command {summary['wall_seconds']:.0f} s (a resumed study reuses the classes that finished).",
     ]
     return "\n".join(lines) + "\n"

@@ -156,8 +156,10 @@ def test_a_study_over_classes_writes_each_run_its_table_and_figure(bar_digits, t
     assert (out / TABLE_FILE).read_text().count("| mean |") == 1 and (out / FIGURE_FILE).stat().st_size > 1000
     assert json.loads((out / STUDY_FILE).read_text()) == summary
     # one anomalous class per run under this protocol: the hardest is that class, at the run's AUROC
-    assert summary["classes"]["5"]["hardest_anomaly"]["class"] == 5
-    assert summary["classes"]["5"]["hardest_anomaly"]["auroc"] == pytest.approx(summary["classes"]["5"]["auroc_recon"])
+    hardest = summary["classes"]["5"]["hardest_anomaly"]
+    assert set(hardest) == {"recon", "complexity", "egbad"} and hardest["recon"]["class"] == 5
+    assert hardest["complexity"]["auroc"] == pytest.approx(summary["classes"]["5"]["auroc_complexity"])
+    assert summary["train_seconds"] == pytest.approx(sum(c["train_seconds"] for c in summary["classes"].values()), abs=0.2)
     for cls in (0, 5):
         _, anomalous, labels = read_anomaly_scores(out / f"class-{cls}")
         assert anomalous.tolist() == (labels == cls).tolist() and (out / f"class-{cls}" / ANOMALY_SCORES_FILE).is_file()
