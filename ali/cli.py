@@ -77,6 +77,15 @@ def _resolve_config(args: argparse.Namespace) -> dict:
     return {**for_method(source, method), **_command_line_values(args)}
 
 
+def _print_dry_run(config: TrainConfig) -> None:
+    """--dry-run: the config, each network's layers, then ONE JSON line of parameter counts."""
+    print(json.dumps(to_dict(config), indent=2))
+    print(f"precision: {config.precision} -> {resolve_precision(config.precision, resolve_device(config.device))}")
+    model, _ = build_model(config)
+    print(describe(model))
+    print(json.dumps(parameter_counts(model)))
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if args.resume:
@@ -87,12 +96,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         config = make_config(_resolve_config(args))
         # saved with the run as an absolute path: evaluate and --resume may run from elsewhere
         config = dataclasses.replace(config, data_dir=str(Path(config.data_dir).expanduser().resolve()))
-    if args.dry_run:  # config, each network's layers, then ONE JSON line of parameter counts
-        print(json.dumps(to_dict(config), indent=2))
-        print(f"precision: {config.precision} -> {resolve_precision(config.precision, resolve_device(config.device))}")
-        model, _ = build_model(config)
-        print(describe(model))
-        print(json.dumps(parameter_counts(model)))
+    if args.dry_run:
+        _print_dry_run(config)
         return 0
     metrics = train_and_finish(config, out, resume=args.resume, progress=not args.no_progress)
     if metrics:  # torchrun: ranks other than 0 return {} and stay quiet
@@ -129,6 +134,11 @@ def cmd_anomaly(args: argparse.Namespace) -> int:
     if fixed:
         raise AliError(f"--set {', '.join(fixed)}: ali anomaly sets these from --normal-class / --anomaly-class; drop them")
     classes = list(range(10)) if text == "all" else [_class_index(text)]
+    if args.dry_run:  # every class's config is checked; the first one's is shown
+        configs = [make_config({**values, "anomaly_protocol": protocol, "anomaly_class": c}) for c in classes]
+        _print_dry_run(configs[0])
+        print(f"{len(configs)} run(s), {protocol} protocol, class(es) {', '.join(map(str, classes))}")
+        return 0
     print(json.dumps(run_anomaly(values, protocol, classes, Path(args.out), progress=not args.no_progress), indent=2))
     return 0
 
@@ -289,6 +299,7 @@ def build_parser() -> argparse.ArgumentParser:
     which.add_argument("--normal-class", metavar="K|all", help="one-class protocol: train on class K alone")
     which.add_argument("--anomaly-class", metavar="K|all", help="EGBAD's protocol: class K is the anomaly")
     anomaly.add_argument("--out", required=True, help="run directory (one class) or study directory (all)")
+    anomaly.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
     anomaly.set_defaults(func=cmd_anomaly)
 
     study = add("study", "several methods x seeds; writes study.json, study.md, a figure")

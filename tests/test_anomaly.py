@@ -141,6 +141,17 @@ def test_ali_anomaly_trains_on_the_normal_class_and_writes_scores_a_loader_reads
     assert "sets these from --normal-class" in capsys.readouterr().err
 
 
+def test_anomaly_dry_run_checks_every_class_and_writes_nothing(bar_digits, tmp_path, capsys):
+    out = tmp_path / "study"
+    args = ["anomaly", "--config", "mnist-anomaly", "--data-dir", str(bar_digits), "--out", str(out), "--dry-run"]
+    assert main([*args, "--anomaly-class", "all"]) == 0
+    printed = capsys.readouterr().out
+    assert '"anomaly_protocol": "one-anomalous"' in printed and "10 run(s), one-anomalous protocol" in printed
+    assert not out.exists()
+    assert main([*args, "--normal-class", "all", "--method", "ali-kplus1"]) == 2  # refused before anything trains
+    assert "error:" in capsys.readouterr().err and not out.exists()
+
+
 def test_a_study_over_classes_writes_each_run_its_table_and_figure(bar_digits, tmp_path):
     values = {
         **PRESETS["mnist-anomaly"],
