@@ -5,24 +5,25 @@ One class: OUT is an ordinary run directory, with `anomaly-scores.npz`, `anomaly
 AUROC / AUPRC of each score in its metrics.json. Every class ("all"): OUT/class-<K>/ per class,
 then `anomaly-study.json` (each class's figures and their mean), `anomaly-study.md` (the table)
 and `anomaly-study.png` (each class's ROC curve of the first score). A class whose run finished
-is reused and one cut off continues, so an interrupted study picks up where it stopped.
+is reused and one cut off continues, so an interrupted study picks up where it stopped (a
+single-class OUT alike); a folder whose run has other settings is refused, so a table never mixes
+protocols or recipes.
 """
 
 from __future__ import annotations
 
-import json
 import statistics
 import time
 from pathlib import Path
 from typing import Any
 
-from ali.config import make_config
+from ali.config import TrainConfig, make_config
 from ali.data.anomaly import PROTOCOLS
 from ali.errors import AliError
 from ali.evaluation.anomaly import SCORES, auroc_by_anomalous_class
-from ali.finish import train_and_finish
+from ali.finish import train_or_reuse
 from ali.report import anomaly as anomaly_report
-from ali.rundir import METRICS_FILE, OPTIONS_FILE, atomic_write_bytes, atomic_write_json, read_anomaly_scores
+from ali.rundir import atomic_write_bytes, atomic_write_json, read_anomaly_scores
 
 STUDY_FILE = "anomaly-study.json"
 TABLE_FILE = "anomaly-study.md"
@@ -30,24 +31,32 @@ FIGURE_FILE = "anomaly-study.png"
 ROLE = {"one-class": "normal", "one-anomalous": "anomalous"}  # what the protocol's class is
 
 
+def parse_classes(text: str) -> list[int]:
+    """--normal-class / --anomaly-class: "all" or one class K."""
+    if text == "all":
+        return list(range(10))
+    if not text.isdigit():
+        raise AliError(f"a class is a number 0..9 or 'all'; got {text!r}")
+    return [int(text)]
+
+
+def class_config(values: dict[str, Any], protocol: str, cls: int) -> TrainConfig:
+    """The config of the run that class `cls` plays its protocol's role in."""
+    return make_config({**values, "anomaly_protocol": protocol, "anomaly_class": cls})
+
+
 def run_anomaly(values: dict[str, Any], protocol: str, classes: list[int], out: Path, progress: bool = True) -> dict[str, Any]:
     """Train and score the runs of `protocol` for each class in `classes` (config `values` for
     every one); returns the metrics of the one run, or the study's summary for several."""
     if protocol not in PROTOCOLS:
         raise AliError(f"unknown anomaly protocol {protocol!r}; use one of {', '.join(PROTOCOLS)}")
-    if len(classes) == 1:
-        config = make_config({**values, "anomaly_protocol": protocol, "anomaly_class": classes[0]})
-        return train_and_finish(config, out, progress=progress)
     began = time.perf_counter()
     per_class: dict[int, dict[str, Any]] = {}
     for cls in classes:
-        run_dir = out / f"class-{cls}"
-        config = make_config({**values, "anomaly_protocol": protocol, "anomaly_class": cls})
-        if (run_dir / METRICS_FILE).is_file():
-            per_class[cls] = json.loads((run_dir / METRICS_FILE).read_text())
-        else:
-            resume = (run_dir / OPTIONS_FILE).is_file()
-            per_class[cls] = train_and_finish(config, run_dir, resume=resume, progress=progress)
+        config = class_config(values, protocol, cls)
+        per_class[cls] = train_or_reuse(config, out if len(classes) == 1 else out / f"class-{cls}", progress)
+    if len(classes) == 1:
+        return per_class[classes[0]]
     summary = _summary(per_class, protocol, config.method, time.perf_counter() - began)
     names = sorted((k[len("auroc_") :] for k in summary["mean"] if k.startswith("auroc_")), key=SCORES.index)
     curves = {}
@@ -61,7 +70,7 @@ def run_anomaly(values: dict[str, Any], protocol: str, classes: list[int], out: 
             hardest[name] = {"class": worst, "auroc": by_class[worst]}
         summary["classes"][str(cls)]["hardest_anomaly"] = hardest
     atomic_write_json(out / STUDY_FILE, summary)
-    (out / TABLE_FILE).write_text(_table(summary))
+    atomic_write_bytes(out / TABLE_FILE, _table(summary).encode())
     title = f"{config.method}, {protocol}: {names[0]} score, class = {ROLE[protocol]} class"
     atomic_write_bytes(out / FIGURE_FILE, anomaly_report.study_figure(curves, names[0], title))
     return summary

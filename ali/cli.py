@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from ali import pictures, rundir
-from ali.anomaly import run_anomaly
+from ali.anomaly import class_config, parse_classes, run_anomaly
 from ali.config import TrainConfig, for_method, load_config_source, make_config, parse_overrides, to_dict
 from ali.data import load_image_dataset
 from ali.data.download import download_dataset
@@ -71,10 +71,13 @@ def _command_line_values(args: argparse.Namespace) -> dict:
 
 
 def _resolve_config(args: argparse.Namespace) -> dict:
-    """The preset or file for the chosen method (config.for_method), then the command line."""
+    """The preset or file for the chosen method (config.for_method), then the command line. The
+    data folder is made absolute, as a run saves it: evaluate and --resume may run from elsewhere."""
     source = load_config_source(args.config, PRESETS)
     method = args.method or source.get("method", TrainConfig.method)
-    return {**for_method(source, method), **_command_line_values(args)}
+    values = {**for_method(source, method), **_command_line_values(args)}
+    data_dir = make_config(values).data_dir  # the preset's, the environment's or the command line's
+    return {**values, "data_dir": str(Path(data_dir).expanduser().resolve())}
 
 
 def _print_dry_run(config: TrainConfig) -> None:
@@ -94,8 +97,6 @@ def cmd_train(args: argparse.Namespace) -> int:
         if args.config is None:
             raise AliError("ali train needs --config NAME_OR_FILE (or --resume to continue the run in --out)")
         config = make_config(_resolve_config(args))
-        # saved with the run as an absolute path: evaluate and --resume may run from elsewhere
-        config = dataclasses.replace(config, data_dir=str(Path(config.data_dir).expanduser().resolve()))
     if args.dry_run:
         _print_dry_run(config)
         return 0
@@ -133,20 +134,14 @@ def cmd_anomaly(args: argparse.Namespace) -> int:
     fixed = sorted({"anomaly_protocol", "anomaly_class"} & set(parse_overrides(args.set or [])))
     if fixed:
         raise AliError(f"--set {', '.join(fixed)}: ali anomaly sets these from --normal-class / --anomaly-class; drop them")
-    classes = list(range(10)) if text == "all" else [_class_index(text)]
+    classes = parse_classes(text)
     if args.dry_run:  # every class's config is checked; the first one's is shown
-        configs = [make_config({**values, "anomaly_protocol": protocol, "anomaly_class": c}) for c in classes]
+        configs = [class_config(values, protocol, c) for c in classes]
         _print_dry_run(configs[0])
         print(f"{len(configs)} run(s), {protocol} protocol, class(es) {', '.join(map(str, classes))}")
         return 0
     print(json.dumps(run_anomaly(values, protocol, classes, Path(args.out), progress=not args.no_progress), indent=2))
     return 0
-
-
-def _class_index(text: str) -> int:
-    if not text.isdigit():
-        raise AliError(f"a class is a number 0..9 or 'all'; got {text!r}")
-    return int(text)
 
 
 def cmd_pictures(args: argparse.Namespace) -> int:

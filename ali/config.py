@@ -106,7 +106,7 @@ RULES: dict[str, Rule] = {
     "init_std": in_range(0, lo_open=True),
     "ema_decay": in_range(0, 0.99999),
     "anomaly_protocol": one_of("none", *ANOMALY_PROTOCOLS),
-    "anomaly_class": in_range(0),
+    "anomaly_class": in_range(0, 9),  # every dataset with official train and test splits has 10 classes
     "tconv_init": one_of("normal", "nearest"),
     "seed": in_range(0),
     "log_every": in_range(1),

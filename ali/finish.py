@@ -7,14 +7,16 @@ pictures (image grids, or the toy comparison figure) and report.html.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from ali import rundir
-from ali.config import TrainConfig
+from ali.config import TrainConfig, to_dict
 from ali.data.dataset import Dataset
+from ali.errors import AliError
 from ali.evaluation.anomaly import REFERENCE_IMAGES, anomaly_metrics
 from ali.evaluation.evaluate import end_of_training_metrics
 from ali.evaluation.grids import save_image
@@ -24,7 +26,7 @@ from ali.nets.model import Model
 from ali.report import anomaly as anomaly_report
 from ali.report.figures import comparison_rows
 from ali.report.pages import write_report
-from ali.rundir import ANOMALY_FIGURE_FILE, COMPARISON_FILE, METRICS_FILE
+from ali.rundir import ANOMALY_FIGURE_FILE, COMPARISON_FILE, METRICS_FILE, OPTIONS_FILE
 from ali.training.build import condition_dim
 from ali.training.loop import TrainedRun, train
 
@@ -37,7 +39,10 @@ def evaluate_run(run: TrainedRun, run_dir: Path) -> dict[str, Any]:
     model, dataset, config = run.model, run.dataset, run.config
     with rundir.run_dir_writes(run_dir, "metrics.json and the evaluation pictures"):
         if dataset.is_image and dataset.heldout_anomalous is not None:
-            metrics = {**evaluate_images(model, dataset, config.eval_samples, run_dir), **_anomaly(model, dataset, run_dir)}
+            metrics = {
+                **evaluate_images(model, dataset, config.eval_samples, run_dir),
+                **_anomaly(model, dataset, config, run_dir),
+            }
         elif dataset.is_image:
             size = condition_dim(config, run.method)
             metrics = evaluate_images(model, dataset, config.eval_samples, run_dir, size)
@@ -51,9 +56,9 @@ def evaluate_run(run: TrainedRun, run_dir: Path) -> dict[str, Any]:
     return metrics
 
 
-def _anomaly(model: Model, dataset: Dataset, run_dir: Path) -> dict[str, Any]:
-    """An anomaly run's AUROC / AUPRC per score (ali.evaluation.anomaly), its scores of every
-    test image (ANOMALY_SCORES_FILE, a plain .npz) and their figure."""
+def _anomaly(model: Model, dataset: Dataset, config: TrainConfig, run_dir: Path) -> dict[str, Any]:
+    """An anomaly run's AUROC / AUPRC per score (ali.evaluation.anomaly) under its protocol and
+    class, its scores of every test image (ANOMALY_SCORES_FILE, a plain .npz) and their figure."""
     flags = dataset.heldout_anomalous
     reference = dataset.to_float(dataset.train[:REFERENCE_IMAGES])
     metrics, scores = anomaly_metrics(model, dataset.to_float(dataset.heldout), flags, reference)
@@ -61,7 +66,7 @@ def _anomaly(model: Model, dataset: Dataset, run_dir: Path) -> dict[str, Any]:
     rundir.write_anomaly_scores(run_dir, arrays, flags.cpu().numpy(), dataset.heldout_labels.cpu().numpy())
     figure = anomaly_report.run_figure(arrays, flags.cpu().numpy(), f"{model.method}: {int(flags.sum())} anomalous test images")
     rundir.atomic_write_bytes(run_dir / ANOMALY_FIGURE_FILE, figure)
-    return metrics
+    return {**metrics, "anomaly_protocol": config.anomaly_protocol, "anomaly_class": config.anomaly_class}
 
 
 def finish_run(run: TrainedRun, run_dir: Path) -> dict[str, Any]:
@@ -78,3 +83,24 @@ def train_and_finish(config: TrainConfig, run_dir: Path, resume: bool = False, p
     metrics; {} on a data-parallel rank other than 0 (rank 0 evaluates)."""
     run = train(config, run_dir, resume=resume, progress=progress)
     return {} if run is None else finish_run(run, run_dir)
+
+
+# What a reused or continued run may differ in: where and how it computes, not what it trains.
+RUNTIME_KEYS = frozenset({"threads", "data_dir", "device", "tensorboard", "log_every", "compile"})
+
+
+def train_or_reuse(config: TrainConfig, run_dir: Path, progress: bool = True) -> dict[str, Any]:
+    """The metrics of the run in run_dir: read where it finished, after continuing it where it
+    was cut off, after training it where there is none (the studies' one run each). A run_dir
+    whose run has other settings than `config` is refused: a study never mixes experiments."""
+    if not (run_dir / OPTIONS_FILE).is_file():
+        return train_and_finish(config, run_dir, progress=progress)
+    saved, _ = rundir.read_options(run_dir)
+    wanted = json.loads(json.dumps(to_dict(config)))  # as the options file stores them
+    differ = sorted(k for k, v in wanted.items() if k not in RUNTIME_KEYS and saved.get(k, v) != v)
+    if differ:
+        settings = ", ".join(f"{k}={saved[k]!r} (asked {wanted[k]!r})" for k in differ)
+        raise AliError(f"{run_dir} holds a run with other settings: {settings}; give another --out, or the run's settings")
+    if (run_dir / METRICS_FILE).is_file():
+        return json.loads((run_dir / METRICS_FILE).read_text())
+    return train_and_finish(config, run_dir, resume=True, progress=progress)

@@ -16,7 +16,6 @@ is the paper's four-panel comparison for 2-D data, and samples beside reconstruc
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import statistics
@@ -29,24 +28,20 @@ from ali.errors import AliError
 from ali.evaluation.evaluate import check_svm_dataset, svm_metrics
 from ali.evaluation.grids import save_image
 from ali.evaluation.toy_eval import data_extent, toy_panels
-from ali.finish import train_and_finish
+from ali.finish import train_or_reuse
 from ali.methods import get_method, method_keys
 from ali.methods.base import Method
 from ali.pictures import reconstruct_image, sample_image
 from ali.report.figures import comparison_rows, picture_rows
 from ali.report.pages import write_report
-from ali.rundir import METRICS_FILE, OPTIONS_FILE, atomic_write_json, load_run_dataset, load_trained
+from ali.rundir import METRICS_FILE, atomic_write_json, load_run_dataset, load_trained
 
 SVM_KEY = "svm_error_100"  # the L2-SVM column: 10 labels per class
 
 
 def _run_one(values: dict[str, Any], run_dir: str, progress: bool, svm: bool = False) -> dict[str, Any]:
     path = Path(run_dir)
-    if (path / METRICS_FILE).is_file():
-        metrics = json.loads((path / METRICS_FILE).read_text())
-    else:
-        resume = (path / OPTIONS_FILE).is_file()  # a run cut off mid-way continues
-        metrics = train_and_finish(make_config(values), path, resume=resume, progress=progress)
+    metrics = train_or_reuse(make_config(values), path, progress)
     if svm and SVM_KEY not in metrics:
         config, model, _ = load_trained(path)
         metrics.update(svm_metrics(model, config.dataset, config.data_dir, labels_per_class=(10,)))

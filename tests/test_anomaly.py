@@ -11,19 +11,21 @@ import numpy as np
 import pytest
 import torch
 from data_writers import bar_images, write_bar_mnist
+from sklearn.metrics import roc_auc_score
 
 import ali
-from ali.anomaly import FIGURE_FILE, STUDY_FILE, TABLE_FILE, run_anomaly
+from ali.anomaly import FIGURE_FILE, STUDY_FILE, TABLE_FILE, _summary, _table, run_anomaly
 from ali.cli import main
 from ali.config import for_method, make_config
-from ali.data import load_split
+from ali.data import load_anomaly_dataset, load_split
 from ali.data.anomaly import anomaly_split
 from ali.errors import AliError
 from ali.evaluation import anomaly
 from ali.evaluation.anomaly import anomaly_scores, separation
 from ali.presets import PRESETS
-from ali.rundir import ANOMALY_SCORES_FILE, read_anomaly_scores
+from ali.rundir import ANOMALY_SCORES_FILE, load_run_config, load_run_dataset, read_anomaly_scores
 from ali.training.build import build_model
+from ali.training.loop import train
 
 
 def _ids(n: int, offset: int) -> torch.Tensor:
@@ -152,6 +154,57 @@ def test_anomaly_dry_run_checks_every_class_and_writes_nothing(bar_digits, tmp_p
     assert "error:" in capsys.readouterr().err and not out.exists()
 
 
+def test_a_reloaded_one_anomalous_run_scores_the_split_of_its_seed(bar_digits, tmp_path, capsys):
+    run = tmp_path / "run"
+    args = ["anomaly", "--config", "mnist-anomaly", "--anomaly-class", "2", "--seed", "1", "--data-dir", str(bar_digits)]
+    assert main([*args, "--out", str(run), *TINY]) == 0
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["anomaly_protocol"] == "one-anomalous" and metrics["anomaly_class"] == 2
+    assert main(["evaluate", "--run", str(run), "--metrics", "anomaly", "--out", str(tmp_path / "e.json"), "--no-progress"]) == 0
+    again = json.loads((tmp_path / "e.json").read_text())
+    for key in ("auroc_recon", "auroc_complexity", "anomaly_noise_variance", "anomaly_test_anomalous"):
+        assert again[key] == pytest.approx(metrics[key], rel=1e-4), key  # evaluation.json rounds to 6 places
+    # sigma^2 comes from the normal training images of the run's split, never the test images
+    data = load_run_dataset(load_run_config(run))
+    split = {seed: load_anomaly_dataset("mnist", bar_digits, "one-anomalous", 2, seed).train for seed in (0, 1)}
+    assert torch.equal(data.train, split[1]) and not torch.equal(data.train, split[0])  # the run's seed draws its split
+    model = ali.load(run)
+    expected = anomaly.noise_variance(model.model, data.to_float(data.train[: anomaly.REFERENCE_IMAGES]))
+    assert metrics["anomaly_noise_variance"] == pytest.approx(expected, rel=1e-5)
+    assert metrics["anomaly_noise_variance"] != pytest.approx(
+        anomaly.noise_variance(model.model, data.to_float(data.heldout)), rel=1e-3
+    )
+    # the same folder asked for another class is refused; the finished run itself is reused
+    capsys.readouterr()
+    assert main([*args[:4], "3", *args[5:], "--out", str(run), *TINY]) == 2
+    assert "other settings: anomaly_class=2 (asked 3)" in capsys.readouterr().err
+    assert main([*args, "--out", str(run), *TINY]) == 0
+
+
+def test_the_study_summary_and_table_give_each_score_its_mean_and_lowest_class():
+    per_class = {
+        0: {"auroc_recon": 0.9, "auprc_recon": 0.99, "train_seconds": 10.0},
+        5: {"auroc_recon": 0.6, "auprc_recon": 0.95, "train_seconds": 12.0},
+    }
+    summary = _summary(per_class, "one-class", "alice", 1.0)
+    assert summary["mean"]["auroc_recon"] == pytest.approx(0.75) and summary["min"]["auroc_recon"] == 0.6
+    assert summary["train_seconds"] == 22.0
+    for cls, worst in (("0", 7), ("5", 1)):
+        summary["classes"][cls]["hardest_anomaly"] = {"recon": {"class": worst, "auroc": 0.5}}
+    table = _table(summary)
+    assert "| mean | **75.0** | **97.0** | | |" in table and "| lowest | 60.0 | 95.0 | | |" in table
+    assert "| 5 | 60.0 | 95.0 | 1 (50.0) | 12 |" in table
+
+
+def test_a_packed_discriminator_gives_no_egbad_score():
+    model, _ = build_model(make_config({**PRESETS["mnist-anomaly"], "pack": 2}))
+    assert "egbad" not in anomaly.available_scores(model)
+    with pytest.raises(AliError, match="need networks"):
+        anomaly_scores(model, torch.rand(2, 1, 28, 28), "egbad")
+    with pytest.raises(AliError, match="unknown anomaly score"):
+        anomaly_scores(model, torch.rand(2, 1, 28, 28), ("recon", "ssim"))
+
+
 def test_a_study_over_classes_writes_each_run_its_table_and_figure(bar_digits, tmp_path):
     values = {
         **PRESETS["mnist-anomaly"],
@@ -178,6 +231,43 @@ def test_a_study_over_classes_writes_each_run_its_table_and_figure(bar_digits, t
     before = (out / "class-0" / "metrics.json").stat().st_mtime_ns
     run_anomaly(values, "one-anomalous", [0, 5], out, progress=False)
     assert (out / "class-0" / "metrics.json").stat().st_mtime_ns == before
+    # Another protocol or recipe in the same folder is refused, not mixed into the table.
+    with pytest.raises(AliError, match="other settings: anomaly_protocol='one-anomalous'"):
+        run_anomaly(values, "one-class", [0, 5], out, progress=False)
+    with pytest.raises(AliError, match="steps=4 \\(asked 5\\)"):
+        run_anomaly({**values, "steps": 5}, "one-anomalous", [0, 5], out, progress=False)
+
+
+def test_a_one_class_study_continues_a_cut_off_class_and_summarises_every_class(bar_digits, tmp_path):
+    values = {**PRESETS["mnist-anomaly"], "steps": 4, "batch_size": 16, "eval_samples": 100, "threads": 1}
+    values["data_dir"] = str(bar_digits)
+    out = tmp_path / "study"
+    # class 0 cut off after training, before its evaluation: options and checkpoints, no metrics
+    train(make_config({**values, "anomaly_protocol": "one-class", "anomaly_class": 0}), out / "class-0", progress=False)
+    assert not (out / "class-0" / "metrics.json").exists()
+    summary = run_anomaly(values, "one-class", [0, 5], out, progress=False)
+    per_class = {c: json.loads((out / f"class-{c}" / "metrics.json").read_text()) for c in (0, 5)}
+    assert per_class[0]["anomaly_protocol"] == "one-class" and per_class[5]["anomaly_class"] == 5
+    for key in ("auroc_recon", "auroc_complexity"):
+        assert summary["mean"][key] == pytest.approx((per_class[0][key] + per_class[5][key]) / 2)
+        assert summary["min"][key] == min(per_class[0][key], per_class[5][key])
+    for cls in (0, 5):  # the hardest anomalous class: the lowest AUROC of the normal images against one class
+        scores, anomalous, labels = read_anomaly_scores(out / f"class-{cls}")
+        against = {
+            k: roc_auc_score(
+                np.r_[np.zeros((~anomalous).sum()), np.ones((labels == k).sum())],
+                np.r_[scores["recon"][~anomalous], scores["recon"][labels == k]],
+            )
+            for k in range(10)
+            if k != cls
+        }
+        worst = min(against, key=against.get)
+        assert summary["classes"][str(cls)]["hardest_anomaly"]["recon"] == {
+            "class": worst,
+            "auroc": pytest.approx(against[worst]),
+        }
+    table = (out / TABLE_FILE).read_text()
+    assert f"| **{100 * summary['mean']['auroc_recon']:.1f}** |" in table.split("| mean |")[1].split("\n")[0] + " |"
 
 
 def test_anomaly_keys_are_refused_where_they_would_be_ignored():

@@ -66,13 +66,17 @@ def noise_variance(model: Model, x: torch.Tensor) -> float:
 
 @torch.inference_mode()
 def anomaly_scores(
-    model: Model, x: torch.Tensor, names: tuple[str, ...] | None = None, sigma2: float | None = None
+    model: Model, x: torch.Tensor, names: str | tuple[str, ...] | None = None, sigma2: float | None = None
 ) -> dict[str, torch.Tensor]:
     """Each named score (default: every available one; complexity where `sigma2` is given) of
     float images x (N, C, H, W) in [0, 1], as (N,) float tensors on x's device. The complexity
     score needs `sigma2` (noise_variance of the training images)."""
     if names is None:
         names = tuple(n for n in available_scores(model) if n != "complexity" or sigma2 is not None)
+    names = (names,) if isinstance(names, str) else tuple(names)
+    unknown = [n for n in names if n not in SCORES]
+    if unknown:
+        raise AliError(f"unknown anomaly score(s) {', '.join(map(repr, unknown))}; the scores are {', '.join(SCORES)}")
     missing = [n for n in names if n not in available_scores(model)]
     if missing:
         raise AliError(

@@ -152,8 +152,9 @@ def evaluate_model(
     if "artifacts" in metrics:
         out.update(_artifacts(model, x_test[:ARTIFACT_IMAGES], c_samples, None if c_test is None else c_test[:ARTIFACT_IMAGES]))
     if "anomaly" in metrics:
-        reference = dataset.to_float(dataset.train[:REFERENCE_IMAGES])
+        reference = dataset.to_float(dataset.train[:REFERENCE_IMAGES])  # the normal training images
         out.update(anomaly_metrics(model, x_test, dataset.heldout_anomalous[: len(x_test)], reference)[0])
+        out.update(anomaly_protocol=model.config.anomaly_protocol, anomaly_class=model.config.anomaly_class)
     if "stacked" in metrics:
         with evaluation_rng(model):
             generated = decode(model, model.sample_prior(STACKED_SAMPLES, device="cpu"))
