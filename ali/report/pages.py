@@ -28,6 +28,7 @@ from ali.report.markup import code, document, esc, fmt, img, note, picture, sect
 from ali.report.readers import STUDY_FILE, is_run_dir, is_study_dir, read_json, read_object, read_stats, study_runs
 from ali.report.reference import metrics_for, published
 from ali.rundir import (
+    ANOMALY_FIGURE_FILE,
     COMPARISON_FILE,
     METRICS_FILE,
     OPTIONS_FILE,
@@ -54,6 +55,11 @@ _PICTURES = (  # file, title, caption
     ("samples.png", "Samples", "Gx(z) for z drawn from the prior."),
     ("reconstructions.png", "Reconstructions", "Columns alternate: a held-out image x, then its reconstruction Gx(Gz(x))."),
     ("interpolations.png", "Interpolations", "Decodings of evenly spaced codes between the codes of two held-out images."),
+    (
+        ANOMALY_FIGURE_FILE,
+        "Anomaly scores",
+        "Each score's histogram on the normal and the anomalous test images, and its ROC curve (ali anomaly).",
+    ),
 )
 _WHY_MISSING = {
     OPTIONS_FILE: "the run's config is unknown (was this directory written by `ali train`?)",
