@@ -23,6 +23,7 @@ from ali.errors import AliError
 from ali.evaluation import anomaly
 from ali.evaluation.anomaly import anomaly_scores, separation
 from ali.presets import PRESETS
+from ali.report.pages import write_report
 from ali.rundir import ANOMALY_SCORES_FILE, load_run_config, load_run_dataset, read_anomaly_scores
 from ali.training.build import build_model
 from ali.training.loop import train
