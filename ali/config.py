@@ -192,9 +192,10 @@ def validate(config: TrainConfig) -> None:
     method = METHODS[config.method]
     if "pack" in method.keys and config.batch_size % config.pack:
         raise AliError(f"config key 'pack' = {config.pack} must divide batch_size = {config.batch_size}: D judges whole groups")
-    if config.anomaly_protocol != "none" and (method.conditional or method.metrics is not None):
+    if config.anomaly_protocol != "none" and method.uses_labels:
+        unsupervised = ", ".join(name for name, m in METHODS.items() if not m.uses_labels)
         raise AliError(
-            f"anomaly_protocol trains an unsupervised detector; method {config.method!r} uses labels. Choose ali, alice, bigan, vae or a gan-* method"
+            f"anomaly_protocol trains an unsupervised detector; method {config.method!r} uses labels. Choose one of {unsupervised}"
         )
     spec = DATASET_SPECS.get(config.dataset)
     if config.anomaly_protocol != "none" and (spec is None or not {"train", "test"} <= set(spec.splits)):

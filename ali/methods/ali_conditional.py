@@ -230,6 +230,7 @@ def make_step(inputs: StepInputs) -> StepFn:
 METHOD = Method(
     name="ali-conditional",
     title="Conditional ALI",
+    uses_labels=True,
     networks=networks,
     optimizers={"generator": ("encoder", "decoder"), "discriminator": ("discriminator",)},
     make_step=make_step,

@@ -231,6 +231,7 @@ def heldout_error(model: Model, dataset: Dataset, test_images: int | None = None
 METHOD = Method(
     name="ali-kplus1",
     title="ALI, K+1 semi-supervised",
+    uses_labels=True,
     networks=networks,
     optimizers={"generator": ("encoder", "decoder"), "discriminator": ("discriminator",)},
     make_step=make_step,

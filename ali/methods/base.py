@@ -118,6 +118,7 @@ class Method:
     # Conditional methods (docs/PAPER.md §6) get each batch's condition vectors as its Batch's y:
     # one-hot class labels or binary attributes of size settings["condition_dim"].
     conditional: bool = False
+    uses_labels: bool = False  # trains on class labels (conditional, semi-supervised): no unsupervised detector
     # What a method measures of its own trained model, at the end of training and as the metric
     # group `metrics_group` of `ali evaluate` (K+1: its classifier's error on the held-out split):
     # (model, dataset, first N held-out images or None for all) -> metrics. None: no such metric.
