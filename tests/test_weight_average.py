@@ -197,6 +197,10 @@ def test_ali_evaluate_scores_the_weights_and_checkpoint_asked_for(bar_digits, tm
     artifacts = json.loads(out.read_text())
     assert artifacts["artifact_images"] == 40 and 0 <= artifacts["sample_checkerboard_power"] <= 1
     assert artifacts["artifact_recon_mse_mu"] > 0 and "recon_class_accuracy" not in artifacts
+    # the end of training measured them the same way: the same fixed z, images and weights
+    finished = json.loads((run / "metrics.json").read_text())
+    for key in ("sample_pixel_spread", "sample_checkerboard_power", "sample_border_spread_ratio", "artifact_recon_mse_mu"):
+        assert artifacts[key] == pytest.approx(finished[key], rel=1e-4, abs=1e-6), key
 
 
 def test_a_run_resumed_before_its_first_checkpoint_gets_the_data_dependent_start(bar_digits, tmp_path):

@@ -55,13 +55,11 @@ from ali.data.specs import DATASETS as DATASET_SPECS
 from ali.errors import AliError
 from ali.evaluation import classifier as clf
 from ali.evaluation.anomaly import REFERENCE_IMAGES, anomaly_metrics
-from ali.evaluation.artifacts import artifact_metrics
 from ali.evaluation.image_eval import (
     ARTIFACT_IMAGES,
+    artifact_check,
     decode,
-    encode,
     evaluation_rng,
-    fixed_prior,
     heldout_and_sample_conditions,
     metric_name,
     model_device,
@@ -150,7 +148,9 @@ def evaluate_model(
         swapped = swapped_conditions(dataset, condition_dim, len(x_test))
         out.update(_recon_metrics(model, net, dataset.heldout[: len(x_test)], classes, c_test, swapped, real))
     if "artifacts" in metrics:
-        out.update(_artifacts(model, x_test[:ARTIFACT_IMAGES], c_samples, None if c_test is None else c_test[:ARTIFACT_IMAGES]))
+        out.update(
+            artifact_check(model, x_test[:ARTIFACT_IMAGES], c_samples, None if c_test is None else c_test[:ARTIFACT_IMAGES])[0]
+        )
     if "anomaly" in metrics:
         reference = dataset.to_float(dataset.train[:REFERENCE_IMAGES])  # the normal training images
         out.update(anomaly_metrics(model, x_test, dataset.heldout_anomalous[: len(x_test)], reference)[0])
@@ -179,22 +179,6 @@ def evaluate_model(
     if "svm" in metrics or "probes" in metrics:
         out.update(svm_metrics(model, dataset.name, data_dir, svm="svm" in metrics, probes="probes" in metrics))
     return round_metrics(out)
-
-
-def _artifacts(
-    model: Model, images: torch.Tensor, sample_conditions: torch.Tensor | None, conditions: torch.Tensor | None
-) -> dict[str, Any]:
-    """The decoder's artifacts and spread (ali.evaluation.artifacts) on ARTIFACT_IMAGES samples
-    from a fixed z (seed 0), beside the first ARTIFACT_IMAGES held-out images, and those images'
-    reconstruction error through the encoder's mean: what to follow over a run's checkpoints."""
-    c = None if sample_conditions is None else sample_conditions[:ARTIFACT_IMAGES]
-    samples = decode(model, fixed_prior(model, ARTIFACT_IMAGES, 0), c)
-    recon = decode(model, encode(model, images, mean=True, conditions=conditions), conditions)
-    return {
-        **artifact_metrics(samples, images),
-        "artifact_recon_mse_mu": float((recon - images).pow(2).mean()),
-        "artifact_images": len(images),
-    }
 
 
 def _classify(

@@ -222,6 +222,24 @@ def reconstruction_metrics(stats: dict[str, torch.Tensor], conditional: bool) ->
 
 
 @torch.inference_mode()
+def artifact_check(
+    model: Model, images: torch.Tensor, sample_conditions: torch.Tensor | None = None, conditions: torch.Tensor | None = None
+) -> tuple[dict[str, float], torch.Tensor]:
+    """The decoder's artifacts and spread (ali.evaluation.artifacts) on as many samples from a
+    fixed z (seed 0) as there are float `images`, beside those held-out images, and their
+    reconstruction error through the encoder's mean: the same figures at the end of training and
+    for any checkpoint (`ali evaluate --metrics artifacts --step N`). Returns them and the samples."""
+    c = None if sample_conditions is None else sample_conditions[: len(images)]
+    samples = decode(model, fixed_prior(model, len(images), 0), c)
+    recon = decode(model, encode(model, images, mean=True, conditions=conditions), conditions)
+    metrics = {
+        **artifact_metrics(samples, images),
+        "artifact_recon_mse_mu": float((recon - images).float().pow(2).mean()),
+        "artifact_images": len(images),
+    }
+    return metrics, samples
+
+
 def evaluate_images(model: Model, dataset: Dataset, n: int, run_dir: Path, condition_dim: int = 0) -> dict[str, float]:
     """Reconstruction metrics on every held-out image, pixel statistics of n prior samples;
     writes samples.png and reconstructions.png. A conditional model (condition_dim > 0) encodes
@@ -251,10 +269,9 @@ def evaluate_images(model: Model, dataset: Dataset, n: int, run_dir: Path, condi
         "eval_images": n,
         "heldout_images": heldout,
     }
-    # the decoder's structural artifacts (checkerboard, frame) and the samples' spread, beside the test images'
-    shown_samples = decode(model, z[:ARTIFACT_IMAGES], None if c_sample is None else c_sample[:ARTIFACT_IMAGES])
-    metrics.update(artifact_metrics(shown_samples, dataset.to_float(dataset.heldout[:ARTIFACT_IMAGES])))
-    metrics["artifact_images"] = min(ARTIFACT_IMAGES, n, heldout)
+    c_artifacts = None if c_heldout is None else c_heldout[:ARTIFACT_IMAGES]
+    artifacts, shown_samples = artifact_check(model, dataset.to_float(dataset.heldout[:ARTIFACT_IMAGES]), c_sample, c_artifacts)
+    metrics.update(artifacts)
     save_image(image_grid(shown_samples[:100], ncol=10), run_dir / "samples.png")
     save_image(image_grid(interleave_columns(x, recon), ncol=10), run_dir / "reconstructions.png")
     return {k: round(v, 6) if isinstance(v, float) else v for k, v in metrics.items()}
