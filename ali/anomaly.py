@@ -3,11 +3,11 @@ class in turn (ali.data.anomaly: the protocols; ali.evaluation.anomaly: the scor
 
 One class: OUT is an ordinary run directory, with `anomaly-scores.npz`, `anomaly.png` and the
 AUROC / AUPRC of each score in its metrics.json. Every class ("all"): OUT/class-<K>/ per class,
-then `anomaly-study.json` (each class's figures and their mean), `anomaly-study.md` (the table)
-and `anomaly-study.png` (each class's ROC curve of the first score). A class whose run finished
-is reused and one cut off continues, so an interrupted study picks up where it stopped (a
-single-class OUT alike); a folder whose run has other settings is refused, so a table never mixes
-protocols or recipes.
+then `anomaly-study.json` (each class's figures and their mean), `anomaly-study.md` (the table),
+`anomaly-study.png` (each class's ROC curve of the first score) and `report.html`. A class whose
+run finished is reused and one cut off continues, so an interrupted study picks up where it
+stopped (a single-class OUT alike); a folder whose run has other settings is refused, so a table
+never mixes protocols or recipes.
 """
 
 from __future__ import annotations
@@ -20,14 +20,19 @@ from typing import Any
 from ali.config import TrainConfig, make_config
 from ali.data.anomaly import PROTOCOLS
 from ali.errors import AliError
-from ali.evaluation.anomaly import SCORES, auroc_by_anomalous_class
+from ali.evaluation.anomaly import SCORES, auroc_by_anomalous_class, table_order
 from ali.finish import train_or_reuse
 from ali.report import anomaly as anomaly_report
-from ali.rundir import atomic_write_bytes, atomic_write_json, read_anomaly_scores
+from ali.report.pages import write_report
+from ali.rundir import (
+    ANOMALY_STUDY_FIGURE,
+    ANOMALY_STUDY_FILE,
+    ANOMALY_TABLE_FILE,
+    atomic_write_bytes,
+    atomic_write_json,
+    read_anomaly_scores,
+)
 
-STUDY_FILE = "anomaly-study.json"
-TABLE_FILE = "anomaly-study.md"
-FIGURE_FILE = "anomaly-study.png"
 ROLE = {"one-class": "normal", "one-anomalous": "anomalous"}  # what the protocol's class is
 
 
@@ -69,10 +74,11 @@ def run_anomaly(values: dict[str, Any], protocol: str, classes: list[int], out: 
             worst = min(by_class, key=by_class.get)
             hardest[name] = {"class": worst, "auroc": by_class[worst]}
         summary["classes"][str(cls)]["hardest_anomaly"] = hardest
-    atomic_write_json(out / STUDY_FILE, summary)
-    atomic_write_bytes(out / TABLE_FILE, _table(summary).encode())
+    atomic_write_json(out / ANOMALY_STUDY_FILE, summary)
+    atomic_write_bytes(out / ANOMALY_TABLE_FILE, _table(summary).encode())
     title = f"{config.method}, {protocol}: {names[0]} score, class = {ROLE[protocol]} class"
-    atomic_write_bytes(out / FIGURE_FILE, anomaly_report.study_figure(curves, names[0], title))
+    atomic_write_bytes(out / ANOMALY_STUDY_FIGURE, anomaly_report.study_figure(curves, names[0], title))
+    write_report(out, sub_runs=False)  # each class's run wrote its own at its end
     return summary
 
 
@@ -90,8 +96,7 @@ def _summary(per_class: dict[int, dict[str, Any]], protocol: str, method: str, s
 
 
 def _table(summary: dict[str, Any]) -> str:
-    # AUROCs first, each in the order of ali.evaluation.anomaly.SCORES
-    keys = sorted(summary["mean"], key=lambda k: (not k.startswith("auroc_"), SCORES.index(k.split("_", 1)[1])))
+    keys = table_order(list(summary["mean"]))
     names = list(next(iter(summary["classes"].values()))["hardest_anomaly"])
     role = ROLE[summary["protocol"]]
     lines = [

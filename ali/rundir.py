@@ -51,6 +51,10 @@ REPORT_FILE = "report.html"
 CONDITIONS_FILE = "conditions.json"
 ANOMALY_SCORES_FILE = "anomaly-scores.npz"  # an anomaly run's score of every test image
 ANOMALY_FIGURE_FILE = "anomaly.png"
+# an anomaly study (`ali anomaly ... all`): its summary, table and ROC figure beside class-<K>/ runs
+ANOMALY_STUDY_FILE = "anomaly-study.json"
+ANOMALY_TABLE_FILE = "anomaly-study.md"
+ANOMALY_STUDY_FIGURE = "anomaly-study.png"
 RESOLVED_KEY = "resolved"  # in OPTIONS_FILE: what "auto" values became on the machine that started the run
 _NAME = re.compile(r"^checkpoint-(\d{9})\.safetensors$")
 # The checkpoint closest to the game's balance: the one whose method score (ali.methods.base.

@@ -14,7 +14,7 @@ from data_writers import bar_images, write_bar_mnist
 from sklearn.metrics import roc_auc_score
 
 import ali
-from ali.anomaly import FIGURE_FILE, STUDY_FILE, TABLE_FILE, _summary, _table, run_anomaly
+from ali.anomaly import _summary, _table, run_anomaly
 from ali.cli import main
 from ali.config import for_method, make_config
 from ali.data import load_anomaly_dataset, load_split
@@ -24,7 +24,15 @@ from ali.evaluation import anomaly
 from ali.evaluation.anomaly import anomaly_scores, separation
 from ali.presets import PRESETS
 from ali.report.pages import write_report
-from ali.rundir import ANOMALY_SCORES_FILE, load_run_config, load_run_dataset, read_anomaly_scores
+from ali.rundir import (
+    ANOMALY_SCORES_FILE,
+    ANOMALY_STUDY_FIGURE,
+    ANOMALY_STUDY_FILE,
+    ANOMALY_TABLE_FILE,
+    load_run_config,
+    load_run_dataset,
+    read_anomaly_scores,
+)
 from ali.training.build import build_model
 from ali.training.loop import train
 
@@ -220,8 +228,10 @@ def test_a_study_over_classes_writes_each_run_its_table_and_figure(bar_digits, t
     out = tmp_path / "study"
     summary = run_anomaly(values, "one-anomalous", [0, 5], out, progress=False)
     assert set(summary["classes"]) == {"0", "5"} and "auroc_recon" in summary["mean"]
-    assert (out / TABLE_FILE).read_text().count("| mean |") == 1 and (out / FIGURE_FILE).stat().st_size > 1000
-    assert json.loads((out / STUDY_FILE).read_text()) == summary
+    assert (out / ANOMALY_TABLE_FILE).read_text().count("| mean |") == 1 and (out / ANOMALY_STUDY_FIGURE).stat().st_size > 1000
+    assert json.loads((out / ANOMALY_STUDY_FILE).read_text()) == summary
+    page = (out / "report.html").read_text()  # the study's page: its table, figure and links to the runs
+    assert "one-anomalous protocol" in page and 'href="class-5/report.html"' in page and "data:image/png" in page
     # one anomalous class per run under this protocol: the hardest is that class, at the run's AUROC
     hardest = summary["classes"]["5"]["hardest_anomaly"]
     assert set(hardest) == {"recon", "complexity", "egbad"} and hardest["recon"]["class"] == 5
@@ -269,7 +279,7 @@ def test_a_one_class_study_continues_a_cut_off_class_and_summarises_every_class(
             "class": worst,
             "auroc": pytest.approx(against[worst]),
         }
-    table = (out / TABLE_FILE).read_text()
+    table = (out / ANOMALY_TABLE_FILE).read_text()
     assert f"| **{100 * summary['mean']['auroc_recon']:.1f}** |" in table.split("| mean |")[1].split("\n")[0] + " |"
 
 

@@ -38,6 +38,11 @@ SCORES = ("recon", "complexity", "egbad", "alad")
 REFERENCE_IMAGES = 10_000  # training images that measure the noise variance sigma^2
 
 
+def table_order(keys: list[str]) -> list[str]:
+    """auroc_<score> / auprc_<score> keys as tables show them: AUROCs first, each in SCORES order."""
+    return sorted(keys, key=lambda k: (not k.startswith("auroc_"), SCORES.index(k.split("_", 1)[1])))
+
+
 def available_scores(model: Model) -> tuple[str, ...]:
     """The scores this model's networks can give (module docstring)."""
     names = ["recon", "complexity"]

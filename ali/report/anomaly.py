@@ -1,13 +1,21 @@
-"""Anomaly-detection figures: score histograms (normal against anomalous) and ROC curves, for
-one run and for a study over every class."""
+"""Anomaly detection on the page: score histograms (normal against anomalous) and ROC curves, for
+one run and for a study over every class, and a study's report page."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import numpy as np
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from sklearn.metrics import auc, roc_curve
 
+from ali.evaluation.anomaly import table_order
 from ali.report.curves import png_bytes
+from ali.report.markup import code, document, esc, note, picture, section, table
+from ali.report.readers import read_object
+from ali.rundir import ANOMALY_STUDY_FIGURE, ANOMALY_STUDY_FILE, REPORT_FILE
 
 
 def run_figure(scores: dict[str, np.ndarray], anomalous: np.ndarray, title: str) -> bytes:
@@ -37,7 +45,7 @@ def study_figure(per_class: dict[int, tuple[np.ndarray, np.ndarray]], score: str
     return png_bytes(fig)
 
 
-def _roc(ax, values: np.ndarray, anomalous: np.ndarray, label: str) -> None:
+def _roc(ax: Axes, values: np.ndarray, anomalous: np.ndarray, label: str) -> None:
     fpr, tpr, _ = roc_curve(anomalous, values)
     area = float(auc(fpr, tpr))
     ax.plot(fpr, tpr, label=f"{label} (AUROC {area:.3f})")
@@ -45,3 +53,41 @@ def _roc(ax, values: np.ndarray, anomalous: np.ndarray, label: str) -> None:
     ax.set_xlabel("false positive rate")
     ax.set_ylabel("true positive rate")
     ax.legend(fontsize=7)
+
+
+def is_anomaly_study_dir(path: Path) -> bool:
+    """A study of `ali anomaly ... all`: it holds anomaly-study.json."""
+    return (path / ANOMALY_STUDY_FILE).is_file()
+
+
+def anomaly_study_page(study: Path) -> str:
+    """The HTML of an anomaly study's report: per class each score's AUROC / AUPRC and the
+    anomalous class it separates worst, the mean and lowest class, the ROC figure, links to the runs."""
+    missing: list[str] = []
+    summary: dict[str, Any] = read_object(study / ANOMALY_STUDY_FILE, missing)
+    classes = summary.get("classes", {}) if isinstance(summary.get("classes"), dict) else {}
+    keys = table_order(list(summary.get("mean", {})))
+    names = [k[len("auroc_") :] for k in keys if k.startswith("auroc_")]
+    percent = lambda v: f"{100 * v:.1f}" if isinstance(v, (int, float)) else ""  # noqa: E731
+
+    def hardest(row: dict[str, Any]) -> str:
+        worst = row.get("hardest_anomaly", {})
+        return " / ".join(f"{worst[n]['class']} ({percent(worst[n]['auroc'])})" for n in names if n in worst)
+
+    rows = [
+        [f'<a href="class-{esc(c)}/{REPORT_FILE}">class {esc(c)}</a>', *[percent(r.get(k)) for k in keys], hardest(r)]
+        for c, r in classes.items()
+    ]
+    for label in ("mean", "min"):
+        rows.append([label if label == "mean" else "lowest", *[percent(summary.get(label, {}).get(k)) for k in keys], ""])
+    headers = ["class", *keys, f"hardest anomalous class ({' / '.join(names)})"]
+    results = table(headers, rows, numeric=tuple(range(1, len(keys) + 1))) if classes else note(f"No {ANOMALY_STUDY_FILE}.")
+    times = (
+        f"Training {summary.get('train_seconds', 0):.0f} s over the classes; the command that wrote this "
+        f"{summary.get('wall_seconds', 0):.0f} s (a resumed study reuses the classes that finished)."
+    )
+    figure = picture(study / ANOMALY_STUDY_FIGURE, "ROC curves") if (study / ANOMALY_STUDY_FIGURE).is_file() else ""
+    method, protocol = summary.get("method", "?"), summary.get("protocol", "?")
+    body = section("results", "AUROC / AUPRC per class (percent)", results + note(times)) + section("roc", "ROC curves", figure)
+    subtitle = f"{code(method)}, {esc(protocol)} protocol: one run per class, each in class-&lt;K&gt;/"
+    return document(f"Anomaly study: {method}", subtitle, [("results", "Results"), ("roc", "ROC curves")], body)

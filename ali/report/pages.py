@@ -23,12 +23,14 @@ from typing import Any
 
 from ali.errors import AliError
 from ali.evaluation.image_eval import CONDITIONAL_PREFIX
+from ali.report.anomaly import anomaly_study_page, is_anomaly_study_dir
 from ali.report.curves import metric_spread, number, training_curves
 from ali.report.markup import code, document, esc, fmt, img, note, picture, section, table
 from ali.report.readers import STUDY_FILE, is_run_dir, is_study_dir, read_json, read_object, read_stats, study_runs
 from ali.report.reference import metrics_for, published
 from ali.rundir import (
     ANOMALY_FIGURE_FILE,
+    ANOMALY_STUDY_FILE,
     COMPARISON_FILE,
     METRICS_FILE,
     OPTIONS_FILE,
@@ -353,10 +355,12 @@ def write_report(path: Path, sub_runs: bool = True) -> Path:
     """Write DIR/report.html for a run or study directory, atomically, and return its path. For
     a study each run's own report is written too (`sub_runs`), so the study page's links lead somewhere."""
     path = Path(path)
-    usage = "give `ali report` the --out directory of `ali train` or `ali study`"
+    usage = "give `ali report` the --out directory of `ali train`, `ali study` or `ali anomaly`"
     if not path.is_dir():
         raise AliError(f"{path} is not a directory; {usage}")
-    if is_study_dir(path):
+    if is_anomaly_study_dir(path):
+        page = anomaly_study_page(path)
+    elif is_study_dir(path):
         if sub_runs:
             for seeds in study_runs(path).values():
                 for _, run_dir in seeds:
@@ -367,7 +371,7 @@ def write_report(path: Path, sub_runs: bool = True) -> Path:
     else:
         raise AliError(
             f"{path} is neither a run directory (no {OPTIONS_FILE}, {STATS_FILE}, {METRICS_FILE} or checkpoint) "
-            f"nor a study directory (no {STUDY_FILE} or <method>/seed-<n>/ runs); {usage}"
+            f"nor a study directory (no {STUDY_FILE}, {ANOMALY_STUDY_FILE} or <method>/seed-<n>/ runs); {usage}"
         )
     out = path / REPORT_FILE
     try:
