@@ -40,7 +40,7 @@ class TrainedModel:
 
     def __init__(self, model: Model, config: TrainConfig, step: int, device: torch.device, metrics: dict[str, Any] | None = None):
         self.model, self.config, self.step, self.device = model.to(device).eval(), config, step, device
-        self.metrics = {} if metrics is None else metrics  # the run's metrics.json: its end-of-training figures
+        self.metrics = {} if metrics is None else metrics  # the run's metrics.json, where these are its weights
 
     @property
     def image_shape(self) -> tuple[int, ...]:
@@ -165,5 +165,6 @@ def load(
         )
     config, model, step = load_image_run(run_dir, "ali.load is for image runs", weights)
     metrics_file = run_dir / METRICS_FILE
-    metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
+    # the run's end-of-training figures describe its default weights, not others asked for
+    metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() and weights is None else {}
     return TrainedModel(model, config, step, torch.device(device), metrics)

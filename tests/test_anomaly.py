@@ -145,6 +145,8 @@ def test_ali_anomaly_trains_on_the_normal_class_and_writes_scores_a_loader_reads
     assert metrics["anomaly_noise_variance"] > 0 and "auroc_complexity" in metrics
     test_images = load_split("mnist", bar_digits, "test")[0][:5]
     torch.testing.assert_close(model.anomaly_score(test_images, "complexity"), torch.from_numpy(scores["complexity"][:5]).float())
+    with pytest.raises(AliError, match="needs sigma2"):  # weights other than the run's default: sigma^2 is not known
+        ali.load(run, weights="live").anomaly_score(test_images, "complexity")
     # any checkpoint scores again through `ali evaluate`: the end one gives the run's own figures
     assert main(["evaluate", "--run", str(run), "--metrics", "anomaly", "--out", str(tmp_path / "e.json"), "--no-progress"]) == 0
     again = json.loads((tmp_path / "e.json").read_text())
