@@ -35,12 +35,26 @@ def run_figure(scores: dict[str, np.ndarray], anomalous: np.ndarray, title: str)
 
 
 def study_figure(per_class: dict[int, tuple[np.ndarray, np.ndarray]], score: str, title: str) -> bytes:
-    """The ROC curve of `score` for each class's run: {class: (scores, anomalous flags)}."""
-    fig = Figure(figsize=(5, 4.5))
-    ax = fig.subplots()
-    for cls, (values, anomalous) in sorted(per_class.items()):
-        _roc(ax, values, anomalous, f"class {cls}")
-    ax.set_title(title, fontsize=10)
+    """The ROC curve of `score` for each class's run, and each run's two histograms of it (normal
+    against anomalous test images): {class: (scores, anomalous flags)}."""
+    classes = sorted(per_class)
+    columns = (len(classes) + 1) // 2
+    mosaic = [["roc", *[f"h{c}" for c in classes[:columns]]], ["roc", *[f"h{c}" for c in classes[columns:]]]]
+    mosaic[1] += ["."] * (len(mosaic[0]) - len(mosaic[1]))
+    fig = Figure(figsize=(5 + 2.2 * columns, 4.8))
+    axes = fig.subplot_mosaic(mosaic, width_ratios=[2.3] + [1] * columns)
+    for cls in classes:
+        values, anomalous = per_class[cls]
+        _roc(axes["roc"], values, anomalous, f"class {cls}")
+        hist = axes[f"h{cls}"]
+        edges = np.histogram_bin_edges(values, bins=40)
+        hist.hist(values[~anomalous], bins=edges, density=True, alpha=0.6, label="normal")
+        hist.hist(values[anomalous], bins=edges, density=True, alpha=0.6, label="anomalous")
+        hist.set_title(f"class {cls}", fontsize=8)
+        hist.tick_params(labelsize=6)
+        hist.set_yticks([])
+    axes[f"h{classes[0]}"].legend(fontsize=6)
+    fig.suptitle(f"{title}; histograms of the {score} score", fontsize=10)
     fig.tight_layout()
     return png_bytes(fig)
 
