@@ -13,8 +13,10 @@ from ali import checkpoint as ckpt
 from ali import rundir
 from ali.cli import main
 from ali.config import make_config
+from ali.data import load_dataset
 from ali.errors import AliError
 from ali.evaluation.classifier import fit_classifier, save_classifier
+from ali.evaluation.image_eval import artifact_check, evaluate_images
 from ali.finish import train_and_finish
 from ali.nets.model import AVERAGE_PREFIX, Model
 from ali.presets import PRESETS
@@ -211,3 +213,16 @@ def test_a_run_resumed_before_its_first_checkpoint_gets_the_data_dependent_start
     resumed = train(config, tmp_path / "run", resume=True, progress=False)
     for key, value in fresh.model["decoder"].state_dict().items():
         assert torch.equal(resumed.model["decoder"].state_dict()[key], value), key
+
+
+def test_a_conditional_run_with_fewer_evaluation_samples_than_artifact_images_is_evaluated(tmp_path):
+    """The artifact figures draw their own conditions for their own count (1,000 samples here),
+    whatever eval_samples is: 700 samples once crashed the end of a conditional run."""
+    data_dir = write_bar_mnist(tmp_path / "data", 100, 1100)
+    dataset = load_dataset("mnist", data_dir)
+    model, _ = build_model(make_config({**PRESETS["mnist-conditional"], "data_dir": str(data_dir)}))
+    with torch.inference_mode():  # as the end of training runs it
+        metrics = evaluate_images(model, dataset, 700, tmp_path, condition_dim=10)
+        again, samples = artifact_check(model, dataset, 10)
+    assert metrics["artifact_images"] == 1000 and metrics["eval_images"] == 700
+    assert len(samples) == 1000 and again["sample_pixel_spread"] == pytest.approx(metrics["sample_pixel_spread"], rel=1e-4)

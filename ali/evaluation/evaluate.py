@@ -148,9 +148,7 @@ def evaluate_model(
         swapped = swapped_conditions(dataset, condition_dim, len(x_test))
         out.update(_recon_metrics(model, net, dataset.heldout[: len(x_test)], classes, c_test, swapped, real))
     if "artifacts" in metrics:
-        out.update(
-            artifact_check(model, x_test[:ARTIFACT_IMAGES], c_samples, None if c_test is None else c_test[:ARTIFACT_IMAGES])[0]
-        )
+        out.update(artifact_check(model, dataset, condition_dim, min(ARTIFACT_IMAGES, len(x_test)))[0])
     if "anomaly" in metrics:
         reference = dataset.to_float(dataset.train[:REFERENCE_IMAGES])  # the normal training images
         out.update(anomaly_metrics(model, x_test, dataset.heldout_anomalous[: len(x_test)], reference)[0])

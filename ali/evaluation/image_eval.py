@@ -223,19 +223,21 @@ def reconstruction_metrics(stats: dict[str, torch.Tensor], conditional: bool) ->
 
 @torch.inference_mode()
 def artifact_check(
-    model: Model, images: torch.Tensor, sample_conditions: torch.Tensor | None = None, conditions: torch.Tensor | None = None
+    model: Model, dataset: Dataset, condition_dim: int = 0, n: int = ARTIFACT_IMAGES
 ) -> tuple[dict[str, float], torch.Tensor]:
-    """The decoder's artifacts and spread (ali.evaluation.artifacts) on as many samples from a
-    fixed z (seed 0) as there are float `images`, beside those held-out images, and their
+    """The decoder's artifacts and spread (ali.evaluation.artifacts) on samples from a fixed z
+    (seed 0), beside the first n held-out images (fewer where there are fewer), and their
     reconstruction error through the encoder's mean: the same figures at the end of training and
     for any checkpoint (`ali evaluate --metrics artifacts --step N`). Returns them and the samples."""
-    c = None if sample_conditions is None else sample_conditions[: len(images)]
-    samples = decode(model, fixed_prior(model, len(images), 0), c)
+    n = min(n, len(dataset.heldout))
+    images = dataset.to_float(dataset.heldout[:n])
+    conditions, sample_conditions = heldout_and_sample_conditions(dataset, condition_dim, n, n)
+    samples = decode(model, fixed_prior(model, n, 0), sample_conditions)
     recon = decode(model, encode(model, images, mean=True, conditions=conditions), conditions)
     metrics = {
         **artifact_metrics(samples, images),
         "artifact_recon_mse_mu": float((recon - images).float().pow(2).mean()),
-        "artifact_images": len(images),
+        "artifact_images": n,
     }
     return metrics, samples
 
@@ -269,8 +271,7 @@ def evaluate_images(model: Model, dataset: Dataset, n: int, run_dir: Path, condi
         "eval_images": n,
         "heldout_images": heldout,
     }
-    c_artifacts = None if c_heldout is None else c_heldout[:ARTIFACT_IMAGES]
-    artifacts, shown_samples = artifact_check(model, dataset.to_float(dataset.heldout[:ARTIFACT_IMAGES]), c_sample, c_artifacts)
+    artifacts, shown_samples = artifact_check(model, dataset, condition_dim)
     metrics.update(artifacts)
     save_image(image_grid(shown_samples[:100], ncol=10), run_dir / "samples.png")
     save_image(image_grid(interleave_columns(x, recon), ncol=10), run_dir / "reconstructions.png")
