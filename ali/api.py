@@ -165,6 +165,8 @@ def load(
         )
     config, model, step = load_image_run(run_dir, "ali.load is for image runs", weights)
     metrics_file = run_dir / METRICS_FILE
-    # the run's end-of-training figures describe its default weights, not others asked for
-    metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() and weights is None else {}
+    metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
+    default = "average" if config.ema_decay > 0 else "live"
+    if weights not in (None, default) or metrics.get("steps") != step:
+        metrics = {}  # the end-of-training figures describe the run's default weights at its last step
     return TrainedModel(model, config, step, torch.device(device), metrics)

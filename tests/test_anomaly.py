@@ -22,6 +22,7 @@ from ali.data.anomaly import anomaly_split
 from ali.errors import AliError
 from ali.evaluation import anomaly
 from ali.evaluation.anomaly import anomaly_scores, separation
+from ali.methods import METHODS
 from ali.presets import PRESETS
 from ali.report.pages import write_report
 from ali.rundir import (
@@ -29,6 +30,7 @@ from ali.rundir import (
     ANOMALY_STUDY_FIGURE,
     ANOMALY_STUDY_FILE,
     ANOMALY_TABLE_FILE,
+    atomic_write_json,
     load_run_config,
     load_run_dataset,
     read_anomaly_scores,
@@ -145,8 +147,12 @@ def test_ali_anomaly_trains_on_the_normal_class_and_writes_scores_a_loader_reads
     assert metrics["anomaly_noise_variance"] > 0 and "auroc_complexity" in metrics
     test_images = load_split("mnist", bar_digits, "test")[0][:5]
     torch.testing.assert_close(model.anomaly_score(test_images, "complexity"), torch.from_numpy(scores["complexity"][:5]).float())
-    with pytest.raises(AliError, match="needs sigma2"):  # weights other than the run's default: sigma^2 is not known
-        ali.load(run, weights="live").anomaly_score(test_images, "complexity")
+    same = ali.load(run, weights="live")  # this run's default weights: its sigma^2 holds
+    torch.testing.assert_close(same.anomaly_score(test_images, "complexity"), model.anomaly_score(test_images, "complexity"))
+    (run / "metrics.json").write_text(json.dumps({**metrics, "steps": metrics["steps"] + 1}))
+    with pytest.raises(AliError, match="needs sigma2"):  # figures of another step: sigma^2 is not known
+        ali.load(run).anomaly_score(test_images, "complexity")
+    (run / "metrics.json").write_text(json.dumps(metrics))
     # any checkpoint scores again through `ali evaluate`: the end one gives the run's own figures
     assert main(["evaluate", "--run", str(run), "--metrics", "anomaly", "--out", str(tmp_path / "e.json"), "--no-progress"]) == 0
     again = json.loads((tmp_path / "e.json").read_text())
@@ -234,6 +240,12 @@ def test_a_study_over_classes_writes_each_run_its_table_and_figure(bar_digits, t
     assert json.loads((out / ANOMALY_STUDY_FILE).read_text()) == summary
     page = (out / "report.html").read_text()  # the study's page: its table, figure and links to the runs
     assert "one-anomalous protocol" in page and 'href="class-5/report.html"' in page and "data:image/png" in page
+    mean_row = page.split("<td>mean</td>")[1].split("</tr>")[0]
+    assert f">{100 * summary['mean']['auroc_recon']:.1f}<" in mean_row.split("</td>")[0] + "<"
+    (out / ANOMALY_STUDY_FILE).write_text("{not json")  # a damaged summary is named on the page, not a crash
+    write_report(out, sub_runs=False)
+    assert f"Cannot read {ANOMALY_STUDY_FILE}" in (out / "report.html").read_text()
+    atomic_write_json(out / ANOMALY_STUDY_FILE, summary)
     # one anomalous class per run under this protocol: the hardest is that class, at the run's AUROC
     hardest = summary["classes"]["5"]["hardest_anomaly"]
     assert set(hardest) == {"recon", "complexity", "egbad"} and hardest["recon"]["class"] == 5
@@ -320,6 +332,11 @@ def test_anomaly_metrics_count_the_anomalies_as_positives(monkeypatch):
     metrics, _ = anomaly.anomaly_metrics(None, torch.zeros(5, 1, 28, 28), anomalous, torch.zeros(7, 1, 28, 28))
     assert metrics["auroc_recon"] == 1.0 and metrics["auprc_recon"] == 1.0 and metrics["anomaly_test_anomalous"] == 2
     assert metrics["anomaly_noise_variance"] == 7.0  # measured on the training images given
+
+
+def test_every_method_that_trains_on_labels_says_so():
+    for method in METHODS.values():  # a conditional method or one with a labelled metric must set uses_labels
+        assert method.uses_labels == (method.conditional or method.metrics is not None), method.name
 
 
 def test_methods_that_use_labels_are_refused_an_anomaly_protocol():

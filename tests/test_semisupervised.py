@@ -173,6 +173,9 @@ def test_cifar10_splits_pool_the_training_images_and_validate_on_the_rest():
     assert splits["pool_feats"].ravel().tolist() == list(range(45_000))
     assert splits["val_feats"].ravel().tolist() == list(range(45_000, 50_000))
     assert splits["test_feats"].ravel().tolist() == list(range(10**6, 10**6 + 10_000))
+    for bounds in (None, (0, 10), (50_000, 45_000)):  # no protocol, or ranges that are not pool then validation
+        with pytest.raises(AliError, match="pool end < validation end"):
+            svm_splits(train, labels, test, torch.arange(10_000) % 10, bounds, "x")
     with pytest.raises(AliError, match="50000 rows"):
         svm_splits(train[:45_000], labels[:45_000], test, torch.arange(10_000) % 10, DATASETS["cifar10"].svm_split, "cifar10")
 

@@ -40,7 +40,8 @@ REFERENCE_IMAGES = 10_000  # training images that measure the noise variance sig
 
 def table_order(keys: list[str]) -> list[str]:
     """auroc_<score> / auprc_<score> keys as tables show them: AUROCs first, each in SCORES order."""
-    return sorted(keys, key=lambda k: (not k.startswith("auroc_"), SCORES.index(k.split("_", 1)[1])))
+    rank = {name: i for i, name in enumerate(SCORES)}  # a score this version does not know goes last
+    return sorted(keys, key=lambda k: (not k.startswith("auroc_"), rank.get(k.split("_", 1)[-1], len(SCORES))))
 
 
 def available_scores(model: Model) -> tuple[str, ...]:

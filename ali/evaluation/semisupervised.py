@@ -274,12 +274,16 @@ def svm_splits(
     train_labels: torch.Tensor | np.ndarray,
     test_feats: torch.Tensor | np.ndarray,
     test_labels: torch.Tensor | np.ndarray,
-    bounds: tuple[int, int],
+    bounds: tuple[int, int] | None,
     name: str,
 ) -> dict:
     """svm_protocol's data arguments: pool = train[0:bounds[0]], validation =
     train[bounds[0]:bounds[1]], test = the official test split (a dataset's bounds:
     DatasetSpec.svm_split). Use as svm_protocol(**splits, per_class=...)."""
+    if bounds is None or not 0 < bounds[0] < bounds[1]:
+        raise AliError(
+            f"{name}: the L2-SVM protocol needs (pool end, validation end) with 0 < pool end < validation end; got {bounds}"
+        )
     pool_end, val_end = bounds
     if len(train_feats) < val_end or len(train_labels) != len(train_feats) or len(test_labels) != len(test_feats):
         raise AliError(

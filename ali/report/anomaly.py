@@ -86,19 +86,25 @@ def anomaly_study_page(study: Path) -> str:
 
     def hardest(row: dict[str, Any]) -> str:
         worst = row.get("hardest_anomaly", {})
-        return " / ".join(f"{worst[n]['class']} ({percent(worst[n]['auroc'])})" for n in names if n in worst)
+        cells = [worst.get(n) for n in names if isinstance(worst, dict)]
+        return " / ".join(f"{c.get('class', '?')} ({percent(c.get('auroc'))})" for c in cells if isinstance(c, dict))
 
     rows = [
         [f'<a href="class-{esc(c)}/{REPORT_FILE}">class {esc(c)}</a>', *[percent(r.get(k)) for k in keys], hardest(r)]
         for c, r in classes.items()
+        if isinstance(r, dict)
     ]
     for label in ("mean", "min"):
         rows.append([label if label == "mean" else "lowest", *[percent(summary.get(label, {}).get(k)) for k in keys], ""])
     headers = ["class", *keys, f"hardest anomalous class ({' / '.join(names)})"]
-    results = table(headers, rows, numeric=tuple(range(1, len(keys) + 1))) if classes else note(f"No {ANOMALY_STUDY_FILE}.")
+    results = (
+        table(headers, rows, numeric=tuple(range(1, len(keys) + 1)))
+        if classes
+        else note(f"Cannot read {', '.join(missing)}." if missing else f"{ANOMALY_STUDY_FILE} lists no class.")
+    )
     times = (
-        f"Training {summary.get('train_seconds', 0):.0f} s over the classes; the command that wrote this "
-        f"{summary.get('wall_seconds', 0):.0f} s (a resumed study reuses the classes that finished)."
+        f"Training {summary.get('train_seconds') or 0:.0f} s over the classes; the command that wrote this "
+        f"{summary.get('wall_seconds') or 0:.0f} s (a resumed study reuses the classes that finished)."
     )
     figure = picture(study / ANOMALY_STUDY_FIGURE, "ROC curves") if (study / ANOMALY_STUDY_FIGURE).is_file() else ""
     method, protocol = summary.get("method", "?"), summary.get("protocol", "?")

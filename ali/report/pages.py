@@ -359,6 +359,10 @@ def write_report(path: Path, sub_runs: bool = True) -> Path:
     if not path.is_dir():
         raise AliError(f"{path} is not a directory; {usage}")
     if is_anomaly_study_dir(path):
+        if sub_runs:
+            for run_dir in sorted(path.glob("class-*")):
+                if is_run_dir(run_dir):
+                    write_report(run_dir)
         page = anomaly_study_page(path)
     elif is_study_dir(path):
         if sub_runs:
