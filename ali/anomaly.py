@@ -68,6 +68,8 @@ def run_anomaly(values: dict[str, Any], protocol: str, classes: list[int], out: 
     for cls in classes:
         scores, anomalous, labels = read_anomaly_scores(out / f"class-{cls}")
         curves[cls] = (scores[names[0]], anomalous)
+        if protocol != "one-class":
+            continue  # one anomalous class per run: the hardest would be that class
         hardest = {}
         for name in names:
             by_class = auroc_by_anomalous_class(scores[name], anomalous, labels)
@@ -96,30 +98,33 @@ def _summary(per_class: dict[int, dict[str, Any]], protocol: str, method: str, s
 
 
 def _table(summary: dict[str, Any]) -> str:
+    """The study as a Markdown table; the hardest anomalous class where the protocol has several."""
     keys = table_order(list(summary["mean"]))
-    names = list(next(iter(summary["classes"].values()))["hardest_anomaly"])
-    role = ROLE[summary["protocol"]]
+    names = list(next(iter(summary["classes"].values())).get("hardest_anomaly", {}))
+    hardest_header = [f"hardest anomalous class ({' / '.join(names)})"] if names else []
     lines = [
-        f"# {summary['method']}, {summary['protocol']} protocol (each row: the {role} class)",
+        f"# {summary['method']}, {summary['protocol']} protocol (each row: the {ROLE[summary['protocol']]} class)",
         "",
-        "| class | " + " | ".join(keys) + f" | hardest anomalous class ({' / '.join(names)}) | train s |",
-        "|---|" + "---:|" * (len(keys) + 2),
+        "| " + " | ".join(["class", *keys, *hardest_header, "train s"]) + " |",
+        "|---|" + "---:|" * (len(keys) + len(hardest_header) + 1),
     ]
     for cls, row in summary["classes"].items():
-        hardest = " / ".join(
-            f"{row['hardest_anomaly'][n]['class']} ({100 * row['hardest_anomaly'][n]['auroc']:.1f})" for n in names
-        )
-        lines.append(
-            f"| {cls} | "
-            + " | ".join(f"{100 * row[k]:.1f}" for k in keys)
-            + f" | {hardest} | {row.get('train_seconds', 0):.0f} |"
-        )
-    lines.append("| mean | " + " | ".join(f"**{100 * summary['mean'][k]:.1f}**" for k in keys) + " | | |")
-    lines.append("| lowest | " + " | ".join(f"{100 * summary['min'][k]:.1f}" for k in keys) + " | | |")
+        worst = row.get("hardest_anomaly", {})
+        hardest = [" / ".join(f"{worst[n]['class']} ({100 * worst[n]['auroc']:.1f})" for n in names)] if names else []
+        cells = [cls, *[f"{100 * row[k]:.1f}" for k in keys], *hardest, f"{row.get('train_seconds', 0):.0f}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    blank = " |" * (len(hardest_header) + 1)
+    lines.append("| mean | " + " | ".join(f"**{100 * summary['mean'][k]:.1f}**" for k in keys) + " |" + blank)
+    lines.append("| lowest | " + " | ".join(f"{100 * summary['min'][k]:.1f}" for k in keys) + " |" + blank)
     lines += [
         "",
-        "AUROC / AUPRC in percent. Hardest anomalous class: the one each score separates worst from the",
-        f"normal images (AUROC against it alone). Training {summary['train_seconds']:.0f} s over the classes;",
-        f"this command {summary['wall_seconds']:.0f} s (a resumed study reuses the classes that finished).",
+        "AUROC / AUPRC in percent."
+        + (
+            " Hardest anomalous class: the one each score separates worst from the normal images (AUROC against it alone)."
+            if names
+            else ""
+        ),
+        f"Training {summary['train_seconds']:.0f} s over the classes; this command {summary['wall_seconds']:.0f} s"
+        " (a resumed study reuses the classes that finished).",
     ]
     return "\n".join(lines) + "\n"

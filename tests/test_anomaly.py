@@ -246,10 +246,8 @@ def test_a_study_over_classes_writes_each_run_its_table_and_figure(bar_digits, t
     write_report(out, sub_runs=False)
     assert f"Cannot read {ANOMALY_STUDY_FILE}" in (out / "report.html").read_text()
     atomic_write_json(out / ANOMALY_STUDY_FILE, summary)
-    # one anomalous class per run under this protocol: the hardest is that class, at the run's AUROC
-    hardest = summary["classes"]["5"]["hardest_anomaly"]
-    assert set(hardest) == {"recon", "complexity", "egbad"} and hardest["recon"]["class"] == 5
-    assert hardest["complexity"]["auroc"] == pytest.approx(summary["classes"]["5"]["auroc_complexity"])
+    # one anomalous class per run under this protocol: no "hardest anomalous class" to name
+    assert "hardest_anomaly" not in summary["classes"]["5"] and "hardest" not in (out / ANOMALY_TABLE_FILE).read_text()
     assert summary["train_seconds"] == pytest.approx(sum(c["train_seconds"] for c in summary["classes"].values()), abs=0.2)
     for cls in (0, 5):
         _, anomalous, labels = read_anomaly_scores(out / f"class-{cls}")

@@ -96,7 +96,9 @@ def anomaly_study_page(study: Path) -> str:
     ]
     for label in ("mean", "min"):
         rows.append([label if label == "mean" else "lowest", *[percent(summary.get(label, {}).get(k)) for k in keys], ""])
-    headers = ["class", *keys, f"hardest anomalous class ({' / '.join(names)})"]
+    with_hardest = any(isinstance(r, dict) and r.get("hardest_anomaly") for r in classes.values())
+    headers = ["class", *keys, *([f"hardest anomalous class ({' / '.join(names)})"] if with_hardest else [])]
+    rows = [row if with_hardest else row[:-1] for row in rows]
     results = (
         table(headers, rows, numeric=tuple(range(1, len(keys) + 1)))
         if classes
