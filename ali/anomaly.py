@@ -20,7 +20,7 @@ from typing import Any
 from ali.config import TrainConfig, make_config
 from ali.data.anomaly import PROTOCOLS
 from ali.errors import AliError
-from ali.evaluation.anomaly import SCORES, auroc_by_anomalous_class, table_order
+from ali.evaluation.anomaly import auroc_by_anomalous_class, table_order
 from ali.finish import train_or_reuse
 from ali.report import anomaly as anomaly_report
 from ali.report.pages import write_report
@@ -63,7 +63,7 @@ def run_anomaly(values: dict[str, Any], protocol: str, classes: list[int], out: 
     if len(classes) == 1:
         return per_class[classes[0]]
     summary = _summary(per_class, protocol, config.method, time.perf_counter() - began)
-    names = sorted((k[len("auroc_") :] for k in summary["mean"] if k.startswith("auroc_")), key=SCORES.index)
+    names = [k[len("auroc_") :] for k in table_order(list(summary["mean"])) if k.startswith("auroc_")]
     curves = {}
     for cls in classes:
         scores, anomalous, labels = read_anomaly_scores(out / f"class-{cls}")
@@ -98,30 +98,22 @@ def _summary(per_class: dict[int, dict[str, Any]], protocol: str, method: str, s
 
 
 def _table(summary: dict[str, Any]) -> str:
-    """The study as a Markdown table; the hardest anomalous class where the protocol has several."""
-    keys = table_order(list(summary["mean"]))
-    names = list(next(iter(summary["classes"].values())).get("hardest_anomaly", {}))
-    hardest_header = [f"hardest anomalous class ({' / '.join(names)})"] if names else []
+    """The study as a Markdown table (anomaly_report.study_table), its means in bold."""
+    headers, rows = anomaly_report.study_table(summary)
+    mean = rows[-2]
+    rows[-2] = [mean[0], *[f"**{v}**" if v else v for v in mean[1:]]]
+    has_hardest = headers[-2].startswith("hardest")
     lines = [
         f"# {summary['method']}, {summary['protocol']} protocol (each row: the {ROLE[summary['protocol']]} class)",
         "",
-        "| " + " | ".join(["class", *keys, *hardest_header, "train s"]) + " |",
-        "|---|" + "---:|" * (len(keys) + len(hardest_header) + 1),
-    ]
-    for cls, row in summary["classes"].items():
-        worst = row.get("hardest_anomaly", {})
-        hardest = [" / ".join(f"{worst[n]['class']} ({100 * worst[n]['auroc']:.1f})" for n in names)] if names else []
-        cells = [cls, *[f"{100 * row[k]:.1f}" for k in keys], *hardest, f"{row.get('train_seconds', 0):.0f}"]
-        lines.append("| " + " | ".join(cells) + " |")
-    blank = " |" * (len(hardest_header) + 1)
-    lines.append("| mean | " + " | ".join(f"**{100 * summary['mean'][k]:.1f}**" for k in keys) + " |" + blank)
-    lines.append("| lowest | " + " | ".join(f"{100 * summary['min'][k]:.1f}" for k in keys) + " |" + blank)
-    lines += [
+        "| " + " | ".join(headers) + " |",
+        "|---|" + "---:|" * (len(headers) - 1),
+        *["|" + "".join(f" {cell} |" if cell else " |" for cell in row) for row in rows],
         "",
         "AUROC / AUPRC in percent."
         + (
             " Hardest anomalous class: the one each score separates worst from the normal images (AUROC against it alone)."
-            if names
+            if has_hardest
             else ""
         ),
         f"Training {summary['train_seconds']:.0f} s over the classes; this command {summary['wall_seconds']:.0f} s"

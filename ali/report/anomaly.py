@@ -74,33 +74,45 @@ def is_anomaly_study_dir(path: Path) -> bool:
     return (path / ANOMALY_STUDY_FILE).is_file()
 
 
+def study_table(summary: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """An anomaly study's table, for the Markdown file and the report page alike: headers, then a
+    row per class (each score's AUROC / AUPRC in percent, the hardest anomalous class per score
+    where the protocol has several, training seconds) and the mean and lowest rows. A damaged
+    summary gives empty cells, not an error."""
+    classes = summary.get("classes", {}) if isinstance(summary.get("classes"), dict) else {}
+    rows_by_class = {c: r for c, r in classes.items() if isinstance(r, dict)}
+    keys = table_order(list(summary.get("mean", {})))
+    names = [k[len("auroc_") :] for k in keys if k.startswith("auroc_")]
+    with_hardest = any(r.get("hardest_anomaly") for r in rows_by_class.values())
+    percent = lambda v: f"{100 * v:.1f}" if isinstance(v, (int, float)) else ""  # noqa: E731
+
+    def hardest(row: dict[str, Any]) -> list[str]:
+        worst = row.get("hardest_anomaly", {})
+        cells = [worst.get(n) for n in names] if isinstance(worst, dict) else []
+        return [" / ".join(f"{c.get('class', '?')} ({percent(c.get('auroc'))})" for c in cells if isinstance(c, dict))]
+
+    seconds = lambda row: f"{row.get('train_seconds') or 0:.0f}"  # noqa: E731
+    headers = ["class", *keys, *([f"hardest anomalous class ({' / '.join(names)})"] if with_hardest else []), "train s"]
+    rows = [
+        [str(c), *[percent(r.get(k)) for k in keys], *(hardest(r) if with_hardest else []), seconds(r)]
+        for c, r in rows_by_class.items()
+    ]
+    for label, key in (("mean", "mean"), ("lowest", "min")):
+        values = summary.get(key) if isinstance(summary.get(key), dict) else {}
+        rows.append([label, *[percent(values.get(k)) for k in keys], *([""] if with_hardest else []), ""])
+    return headers, rows
+
+
 def anomaly_study_page(study: Path) -> str:
     """The HTML of an anomaly study's report: per class each score's AUROC / AUPRC and the
     anomalous class it separates worst, the mean and lowest class, the ROC figure, links to the runs."""
     missing: list[str] = []
     summary: dict[str, Any] = read_object(study / ANOMALY_STUDY_FILE, missing)
-    classes = summary.get("classes", {}) if isinstance(summary.get("classes"), dict) else {}
-    keys = table_order(list(summary.get("mean", {})))
-    names = [k[len("auroc_") :] for k in keys if k.startswith("auroc_")]
-    percent = lambda v: f"{100 * v:.1f}" if isinstance(v, (int, float)) else ""  # noqa: E731
-
-    def hardest(row: dict[str, Any]) -> str:
-        worst = row.get("hardest_anomaly", {})
-        cells = [worst.get(n) for n in names if isinstance(worst, dict)]
-        return " / ".join(f"{c.get('class', '?')} ({percent(c.get('auroc'))})" for c in cells if isinstance(c, dict))
-
-    rows = [
-        [f'<a href="class-{esc(c)}/{REPORT_FILE}">class {esc(c)}</a>', *[percent(r.get(k)) for k in keys], hardest(r)]
-        for c, r in classes.items()
-        if isinstance(r, dict)
-    ]
-    for label in ("mean", "min"):
-        rows.append([label if label == "mean" else "lowest", *[percent(summary.get(label, {}).get(k)) for k in keys], ""])
-    with_hardest = any(isinstance(r, dict) and r.get("hardest_anomaly") for r in classes.values())
-    headers = ["class", *keys, *([f"hardest anomalous class ({' / '.join(names)})"] if with_hardest else [])]
-    rows = [row if with_hardest else row[:-1] for row in rows]
+    headers, rows = study_table(summary)
+    classes = len(rows) - 2  # the class rows link to their runs' reports
+    rows = [[f'<a href="class-{esc(r[0])}/{REPORT_FILE}">class {esc(r[0])}</a>', *r[1:]] for r in rows[:classes]] + rows[classes:]
     results = (
-        table(headers, rows, numeric=tuple(range(1, len(keys) + 1)))
+        table(headers, rows, numeric=tuple(range(1, len(headers))))
         if classes
         else note(f"Cannot read {', '.join(missing)}." if missing else f"{ANOMALY_STUDY_FILE} lists no class.")
     )
