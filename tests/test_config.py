@@ -14,7 +14,7 @@ from ali import cli, rundir
 from ali.config import FIELD_TYPES, RULES, load_config_source, make_config, parse_overrides
 from ali.errors import AliError
 from ali.keys import DATA_DIR_ENV
-from ali.presets import PRESETS
+from ali.presets import KPLUS1_REGULARISERS, PRESETS
 
 
 def _bad_value(key: str) -> str:
@@ -54,6 +54,15 @@ def test_kplus1_presets_use_the_published_label_counts() -> None:
         config = make_config(PRESETS[name])
         assert (config.method, config.steps, config.lr, config.arch) == ("ali-kplus1", base["steps"], base["lr"], base["arch"])
         assert "recon_weight" not in PRESETS[name]
+
+
+def test_improved_kplus1_presets_are_the_papers_kplus1_plus_the_regularisers() -> None:
+    for name in ("mnist", "fashion-mnist"):
+        paper, improved = PRESETS[f"{name}-kplus1"], PRESETS[f"{name}-kplus1-fm"]
+        assert {k: v for k, v in improved.items() if paper.get(k) != v} == KPLUS1_REGULARISERS
+        config = make_config(improved)
+        assert (config.feature_matching, config.input_noise, config.hidden_noise, config.ema_decay) == (True, 0.3, 0.5, 0.999)
+        assert config.labels_per_class * 10 == 100 and config.method == "ali-kplus1"
 
 
 def test_mnist_family_recipes_carry_the_code_discriminator_and_methods_without_it_drop_it() -> None:
