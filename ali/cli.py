@@ -166,6 +166,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         samples=args.samples,
         test_images=args.test_images,
+        svm_labels=args.labels,
     )
     out = Path(args.out) if args.out else run / "evaluation.json"
     with rundir.run_dir_writes(out.parent, out.name):

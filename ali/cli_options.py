@@ -43,6 +43,14 @@ def positive_int(text: str) -> int:
     return value
 
 
+def label_counts(text: str) -> tuple[int, ...]:
+    try:
+        counts = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated whole numbers such as 1000,4000; got {text!r}") from None
+    return counts
+
+
 def build_parser(commands: Mapping[str, Callable[[argparse.Namespace], int]]) -> argparse.ArgumentParser:
     """The `ali` parser; `commands` maps each handler's name (train, study, pictures, ...) to its function."""
     parser = argparse.ArgumentParser(
@@ -141,6 +149,11 @@ def build_parser(commands: Mapping[str, Callable[[argparse.Namespace], int]]) ->
     )
     evaluate.add_argument("--data-dir", help="folder holding the datasets (default: the run's data_dir)")
     evaluate.add_argument("--samples", type=positive_int, default=SAMPLES, help="generated images to score")
+    evaluate.add_argument(
+        "--labels",
+        type=label_counts,
+        help="labelled-set sizes of the svm and probes groups, e.g. 1000,4000 (default: the dataset's, CIFAR-10 1000,2000,4000,8000)",
+    )
     evaluate.add_argument("--test-images", type=positive_int, help="score on the first N held-out images (default: all)")
     evaluate.add_argument(
         "--weights",

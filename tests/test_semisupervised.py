@@ -1,5 +1,7 @@
 """The L2-SVM protocol (ali.evaluation.semisupervised): features, labelled subsets, SVMs, splits."""
 
+import types
+
 import numpy as np
 import pytest
 import torch
@@ -204,3 +206,26 @@ def test_cifar10_svm_metrics_report_the_papers_label_counts_over_ten_draws(monke
     assert [c["per_class"] for c in calls] == [100, 200, 400, 800]
     assert all(c["n_test_svms"] == 10 and c["marker"] and len(c["Cs"]) == 15 for c in calls)
     assert set(out) >= {"svm_error_1000", "svm_error_2000", "svm_error_4000", "svm_error_8000"}
+
+
+def test_evaluate_takes_the_labelled_set_sizes_it_is_given_and_refuses_what_it_cannot_draw(monkeypatch):
+    """`ali evaluate --labels 1000,4000` runs the protocol at 100 and 400 per class only; sizes a
+    class-balanced draw cannot make, or --labels without an svm or probes group, are refused."""
+    from ali.evaluation import evaluate
+
+    asked = []
+    monkeypatch.setattr(evaluate, "svm_metrics", lambda _m, _d, _dir, per_class, **kw: asked.append(per_class) or {})
+    monkeypatch.setattr(evaluate, "model_device", lambda _m: torch.device("cpu"))
+    model = types.SimpleNamespace(eval=lambda: None)
+    dataset = types.SimpleNamespace(
+        name="cifar10", heldout=torch.zeros(2, 3, 4, 4), heldout_labels=None, heldout_anomalous=None, to_float=lambda t: t
+    )
+    monkeypatch.setattr(evaluate, "heldout_and_sample_conditions", lambda *a: (None, None))
+    evaluate.evaluate_model(model, dataset, "unused", ("svm",), svm_labels=(1000, 4000))
+    evaluate.evaluate_model(model, dataset, "unused", ("probes",))
+    assert asked == [(100, 400), None]
+    for bad in ((1005,), (5,), (0,), ()):
+        with pytest.raises(AliError, match="multiples of its 10 classes"):
+            evaluate.evaluate_model(model, dataset, "unused", ("svm",), svm_labels=bad)
+    with pytest.raises(AliError, match="add one to --metrics"):
+        evaluate.evaluate_model(model, dataset, "unused", ("samples",), svm_labels=(1000,))

@@ -120,10 +120,14 @@ def evaluate_model(
     progress: bool = True,
     samples: int = SAMPLES,
     test_images: int | None = None,
+    svm_labels: Sequence[int] | None = None,
 ) -> dict[str, Any]:
     """The requested metric groups as one flat dict (accuracies and errors as fractions in [0, 1]),
     from `samples` generated images and the first `test_images` held-out images (all of them by
-    default)."""
+    default); `svm_labels`: the numbers of labelled examples of the svm and probes groups (default:
+    the dataset's)."""
+    if svm_labels is not None and not {"svm", "probes"} & set(metrics):
+        raise AliError("labelled-set sizes apply to the svm and probes metric groups: add one to --metrics or drop --labels")
     if "anomaly" in metrics and dataset.heldout_anomalous is None:
         raise AliError(
             "the anomaly metric scores runs trained by `ali anomaly`; this run trained on the whole dataset: drop 'anomaly' from --metrics"
@@ -175,8 +179,20 @@ def evaluate_model(
                 raise AliError(f"the {group} metric is measured on {owner.name} runs; this run's method is {model.method!r}")
             out.update(owner.metrics(model, dataset, test_images))
     if "svm" in metrics or "probes" in metrics:
-        out.update(svm_metrics(model, dataset.name, data_dir, svm="svm" in metrics, probes="probes" in metrics))
+        per_class = None if svm_labels is None else per_class_counts(svm_labels, dataset.name)
+        out.update(svm_metrics(model, dataset.name, data_dir, per_class, svm="svm" in metrics, probes="probes" in metrics))
     return round_metrics(out)
+
+
+def per_class_counts(labels: Sequence[int], dataset_name: str, classes: int = 10) -> tuple[int, ...]:
+    """Labelled-set sizes (every dataset with an L2-SVM split has 10 classes) as examples per class."""
+    bad = [n for n in labels if n < classes or n % classes]
+    if bad or not labels:
+        raise AliError(
+            f"{dataset_name}: labelled-set sizes must be positive multiples of its {classes} classes "
+            f"(a class-balanced draw); got {', '.join(map(str, bad)) or '(none)'}"
+        )
+    return tuple(n // classes for n in labels)
 
 
 def _classify(
