@@ -17,7 +17,7 @@ from ali import rundir
 from ali.config import TrainConfig, to_dict
 from ali.data.dataset import Dataset
 from ali.errors import AliError
-from ali.evaluation.anomaly import REFERENCE_IMAGES, anomaly_metrics
+from ali.evaluation.anomaly import dataset_anomaly_metrics
 from ali.evaluation.evaluate import end_of_training_metrics
 from ali.evaluation.grids import save_image
 from ali.evaluation.image_eval import evaluate_images
@@ -41,7 +41,7 @@ def evaluate_run(run: TrainedRun, run_dir: Path) -> dict[str, Any]:
         if dataset.is_image and dataset.heldout_anomalous is not None:
             metrics = {
                 **evaluate_images(model, dataset, config.eval_samples, run_dir),
-                **_anomaly(model, dataset, config, run_dir),
+                **_anomaly(model, dataset, run_dir),
             }
         elif dataset.is_image:
             size = condition_dim(config, run.method)
@@ -56,17 +56,16 @@ def evaluate_run(run: TrainedRun, run_dir: Path) -> dict[str, Any]:
     return metrics
 
 
-def _anomaly(model: Model, dataset: Dataset, config: TrainConfig, run_dir: Path) -> dict[str, Any]:
+def _anomaly(model: Model, dataset: Dataset, run_dir: Path) -> dict[str, Any]:
     """An anomaly run's AUROC / AUPRC per score (ali.evaluation.anomaly) under its protocol and
     class, its scores of every test image (ANOMALY_SCORES_FILE, a plain .npz) and their figure."""
+    metrics, scores = dataset_anomaly_metrics(model, dataset)
     flags = dataset.heldout_anomalous
-    reference = dataset.to_float(dataset.train[:REFERENCE_IMAGES])
-    metrics, scores = anomaly_metrics(model, dataset.to_float(dataset.heldout), flags, reference)
     arrays = {name: values.cpu().numpy() for name, values in scores.items()}
     rundir.write_anomaly_scores(run_dir, arrays, flags.cpu().numpy(), dataset.heldout_labels.cpu().numpy())
     figure = anomaly_report.run_figure(arrays, flags.cpu().numpy(), f"{model.method}: {int(flags.sum())} anomalous test images")
     rundir.atomic_write_bytes(run_dir / ANOMALY_FIGURE_FILE, figure)
-    return {**metrics, "anomaly_protocol": config.anomaly_protocol, "anomaly_class": config.anomaly_class}
+    return metrics
 
 
 def finish_run(run: TrainedRun, run_dir: Path) -> dict[str, Any]:

@@ -23,11 +23,13 @@ from __future__ import annotations
 
 import math
 import zlib
+from typing import Any
 
 import numpy as np
 import torch
 from sklearn.metrics import average_precision_score, roc_auc_score
 
+from ali.data.dataset import Dataset
 from ali.errors import AliError
 from ali.evaluation.image_eval import in_chunks, model_device
 from ali.nets.model import Model
@@ -158,3 +160,20 @@ def anomaly_metrics(
         result = separation(values, anomalous)
         out[f"auroc_{name}"], out[f"auprc_{name}"] = result["auroc"], result["auprc"]
     return out, scores
+
+
+def dataset_anomaly_metrics(
+    model: Model, dataset: Dataset, test_images: int | None = None
+) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """anomaly_metrics of a run trained by `ali anomaly`: the first `test_images` held-out images
+    (all by default) against their anomaly flags, sigma^2 from the first REFERENCE_IMAGES normal
+    training images, with the run's protocol and class."""
+    if dataset.heldout_anomalous is None:
+        raise AliError(
+            "the anomaly metric scores runs trained by `ali anomaly`; this run trained on the whole dataset: drop 'anomaly' from --metrics"
+        )
+    x = dataset.to_float(dataset.heldout[:test_images])
+    reference = dataset.to_float(dataset.train[:REFERENCE_IMAGES])
+    metrics, scores = anomaly_metrics(model, x, dataset.heldout_anomalous[: len(x)], reference)
+    protocol = {"anomaly_protocol": model.config.anomaly_protocol, "anomaly_class": model.config.anomaly_class}
+    return {**metrics, **protocol}, scores

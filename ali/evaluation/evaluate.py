@@ -54,7 +54,7 @@ from ali.data.dataset import Dataset
 from ali.data.specs import DATASETS as DATASET_SPECS
 from ali.errors import AliError
 from ali.evaluation import classifier as clf
-from ali.evaluation.anomaly import REFERENCE_IMAGES, anomaly_metrics
+from ali.evaluation.anomaly import dataset_anomaly_metrics
 from ali.evaluation.image_eval import (
     ARTIFACT_IMAGES,
     artifact_check,
@@ -129,9 +129,7 @@ def evaluate_model(
     if svm_labels is not None and not {"svm", "probes"} & set(metrics):
         raise AliError("labelled-set sizes apply to the svm and probes metric groups: add one to --metrics or drop --labels")
     if "anomaly" in metrics and dataset.heldout_anomalous is None:
-        raise AliError(
-            "the anomaly metric scores runs trained by `ali anomaly`; this run trained on the whole dataset: drop 'anomaly' from --metrics"
-        )
+        dataset_anomaly_metrics(model, dataset)  # refuses before anything is computed
     model.eval()
     device = model_device(model)
     out: dict[str, Any] = {}
@@ -154,9 +152,7 @@ def evaluate_model(
     if "artifacts" in metrics:
         out.update(artifact_check(model, dataset, condition_dim, min(ARTIFACT_IMAGES, len(x_test)))[0])
     if "anomaly" in metrics:
-        reference = dataset.to_float(dataset.train[:REFERENCE_IMAGES])  # the normal training images
-        out.update(anomaly_metrics(model, x_test, dataset.heldout_anomalous[: len(x_test)], reference)[0])
-        out.update(anomaly_protocol=model.config.anomaly_protocol, anomaly_class=model.config.anomaly_class)
+        out.update(dataset_anomaly_metrics(model, dataset, test_images)[0])
     if "stacked" in metrics:
         with evaluation_rng(model):
             generated = decode(model, model.sample_prior(STACKED_SAMPLES, device="cpu"))
