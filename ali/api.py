@@ -31,7 +31,7 @@ from ali.evaluation.anomaly import anomaly_scores
 from ali.evaluation.image_eval import decode, encode
 from ali.nets.model import Model
 from ali.pictures import load_image_run
-from ali.rundir import METRICS_FILE
+from ali.rundir import METRICS_FILE, default_weights
 from ali.training.build import condition_dim
 
 
@@ -166,7 +166,6 @@ def load(
     config, model, step = load_image_run(run_dir, "ali.load is for image runs", weights)
     metrics_file = run_dir / METRICS_FILE
     metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
-    default = "average" if config.ema_decay > 0 else "live"
-    if weights not in (None, default) or metrics.get("steps") != step:
+    if weights not in (None, default_weights(config)) or metrics.get("steps") != step:
         metrics = {}  # the end-of-training figures describe the run's default weights at its last step
     return TrainedModel(model, config, step, torch.device(device), metrics)

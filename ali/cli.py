@@ -170,7 +170,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     )
     out = Path(args.out) if args.out else run / "evaluation.json"
     with rundir.run_dir_writes(out.parent, out.name):
-        weights = args.weights or ("average" if config.ema_decay > 0 else "live")
+        weights = args.weights or rundir.default_weights(config)
         rundir.atomic_write_json(out, {"run": str(run), "checkpoint_step": step, "weights": weights, **metrics})
     print(json.dumps(metrics, indent=2))
     print(f"written: {out}")

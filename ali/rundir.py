@@ -279,6 +279,12 @@ def build_networks(config: TrainConfig, method: Method | None = None) -> Model:
 WEIGHTS = ("average", "live")  # which generator weights a loaded run samples with
 
 
+def default_weights(config: TrainConfig) -> str:
+    """The generator weights a run is sampled and evaluated with unless asked otherwise: its
+    weight average where it keeps one (ema_decay), else the live weights."""
+    return "average" if config.ema_decay > 0 else "live"
+
+
 def load_run_dataset(config: TrainConfig, data_dir: Path | str | None = None) -> Dataset:
     """The data a run trains and is evaluated on: its dataset, split for anomaly detection where
     its config says so (ali.data.anomaly), from `data_dir` (default: the run's)."""
@@ -308,9 +314,10 @@ def restore_trained(run_dir: Path, config: TrainConfig, weights: str | None = No
             raise AliError(f"run {run_dir} has no checkpoint of step {step}; it keeps steps {kept}")
         tensors, header = ckpt.read_checkpoint(path)
     step = ckpt.restore(tensors, header, model, restore_rng=False)
-    model = (
-        Model(dict(model.trained_networks()), model.arch, model.method, config) if weights == "live" else model.with_averages()
-    )
+    if (weights or default_weights(config)) == "live":
+        model = Model(dict(model.trained_networks()), model.arch, model.method, config)
+    else:
+        model = model.with_averages()
     model.eval()
     return model, step
 
