@@ -242,6 +242,7 @@ def artifact_check(
     return metrics, samples
 
 
+@torch.inference_mode()
 def evaluate_images(model: Model, dataset: Dataset, n: int, run_dir: Path, condition_dim: int = 0) -> dict[str, float]:
     """Reconstruction metrics on every held-out image, pixel statistics of n prior samples;
     writes samples.png and reconstructions.png. A conditional model (condition_dim > 0) encodes
