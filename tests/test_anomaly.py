@@ -24,6 +24,7 @@ from ali.evaluation import anomaly
 from ali.evaluation.anomaly import anomaly_scores, separation
 from ali.methods import METHODS
 from ali.presets import PRESETS
+from ali.report import anomaly as anomaly_report
 from ali.report.pages import write_report
 from ali.rundir import (
     ANOMALY_SCORES_FILE,
@@ -224,7 +225,7 @@ def test_a_packed_discriminator_gives_no_egbad_score():
         anomaly_scores(model, torch.rand(2, 1, 28, 28), ("recon", "ssim"))
 
 
-def test_a_study_over_classes_writes_each_run_its_table_and_figure(bar_digits, tmp_path):
+def test_a_study_over_classes_writes_each_run_its_table_and_figure(bar_digits, tmp_path, monkeypatch):
     values = {
         **PRESETS["mnist-anomaly"],
         "steps": 4,
@@ -234,8 +235,13 @@ def test_a_study_over_classes_writes_each_run_its_table_and_figure(bar_digits, t
         "data_dir": str(bar_digits),
     }
     out = tmp_path / "study"
+    drawn = {}
+    figure = anomaly_report.study_figure
+    monkeypatch.setattr(anomaly_report, "study_figure", lambda curves, *a: drawn.update(curves) or figure(curves, *a))
     summary = run_anomaly(values, "one-anomalous", [0, 5], out, progress=False)
     assert set(summary["classes"]) == {"0", "5"} and "auroc_recon" in summary["mean"]
+    for cls, (scores, anomalous) in drawn.items():  # the figure's curves: each run's own score, anomalies positive
+        assert roc_auc_score(anomalous, scores) == pytest.approx(summary["classes"][str(cls)]["auroc_recon"])
     assert (out / ANOMALY_TABLE_FILE).read_text().count("| mean |") == 1 and (out / ANOMALY_STUDY_FIGURE).stat().st_size > 1000
     assert json.loads((out / ANOMALY_STUDY_FILE).read_text()) == summary
     page = (out / "report.html").read_text()  # the study's page: its table, figure and links to the runs
@@ -341,3 +347,19 @@ def test_methods_that_use_labels_are_refused_an_anomaly_protocol():
     for method in ("ali-conditional", "ali-kplus1"):
         with pytest.raises(AliError, match="uses labels"):
             make_config({**for_method(PRESETS["mnist"], method), "anomaly_protocol": "one-class"})
+
+
+def test_the_roc_curves_take_the_anomalies_as_positives(monkeypatch):
+    """The figures' ROC legend gives each curve's AUROC with the anomalies as the positive class."""
+    from matplotlib.axes import Axes
+
+    legends = []
+    plot = Axes.plot
+    monkeypatch.setattr(Axes, "plot", lambda ax, *a, **k: legends.append(k.get("label")) or plot(ax, *a, **k))
+    rng = np.random.default_rng(0)
+    anomalous = np.arange(200) % 4 == 0
+    scores = rng.normal(size=200) + 1.5 * anomalous  # anomalies score higher: AUROC well above 1/2
+    anomaly_report.study_figure({3: (scores, anomalous)}, "recon", "t")
+    anomaly_report.run_figure({"recon": scores}, anomalous, "t")
+    expected = f"(AUROC {roc_auc_score(anomalous, scores):.3f})"
+    assert [label for label in legends if label and "AUROC" in label] == [f"class 3 {expected}", f"recon {expected}"]
