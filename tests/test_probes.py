@@ -39,3 +39,18 @@ def test_every_probe_separates_clusters_and_reports_its_spread_over_draws():
     assert worse["probe_knn_error_20"] > 0.3 and worse["probe_knn_error_20_std"] > 0
     with pytest.raises(Exception, match="draws"):
         probe_errors(splits, per_class=2, draws=0)
+
+
+def test_the_probes_on_each_block_find_the_block_that_carries_the_class():
+    """Features = a block of noise beside a block of class clusters: every probe reads the class
+    from the clusters' block alone, and none from the noise's."""
+    rng = np.random.default_rng(3)
+    splits = {}
+    for name, n, seed in (("pool", 2000, 0), ("val", 500, 1), ("test", 500, 2)):
+        clusters, y = _clustered(n, seed, 0.5)
+        splits[f"{name}_feats"] = np.hstack([rng.normal(size=(n, 15)).astype(np.float32), clusters])
+        splits[f"{name}_labels"] = y
+    out = probe_errors(splits, per_class=2, draws=3, blocks={"noise": slice(0, 15), "clusters": slice(15, 36)})
+    for kind in ("svm", "logreg", "knn"):
+        assert out[f"probe_{kind}_error_20_clusters"] < 0.05 < 0.6 < out[f"probe_{kind}_error_20_noise"]
+        assert f"probe_{kind}_error_20" in out and f"probe_{kind}_error_20_noise_std" in out

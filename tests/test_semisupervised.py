@@ -11,7 +11,7 @@ from torch import nn
 from ali.data.batches import balanced_subset
 from ali.data.specs import DATASETS
 from ali.errors import AliError
-from ali.evaluation.semisupervised import _Labelled, _SvmData, encoder_features, svm_protocol, svm_splits
+from ali.evaluation.semisupervised import _Labelled, _SvmData, encoder_features, feature_blocks, svm_protocol, svm_splits
 
 
 class TinyEncoder(nn.Module):
@@ -49,6 +49,23 @@ def test_encoder_features_are_mu_then_the_last_three_batch_norm_outputs():
     expected = torch.cat([mu, *outs[-3:]], dim=1)
     assert feats.shape == (7, 3 + 4 * 6 * 6 + 6 * 4 * 4 + 8 * 2 * 2)
     assert torch.allclose(feats, expected, atol=1e-6)
+
+
+def test_feature_blocks_name_where_each_layer_lies_in_the_features():
+    torch.manual_seed(0)
+    enc = TinyEncoder()
+    enc.train()
+    x = torch.rand(5, 1, 10, 10)
+    feats = encoder_features(enc, x)
+    blocks = feature_blocks(enc, x)
+    assert list(blocks) == ["mu", "bn2", "bn3", "bn4"]  # the encoder's 4 batch norms, the last 3 kept
+    assert [b.stop - b.start for b in blocks.values()] == [3, 4 * 6 * 6, 6 * 4 * 4, 8 * 2 * 2]
+    assert blocks["bn4"].stop == feats.shape[1] and enc.training and all(not m._forward_hooks for m in enc.net)
+    enc.eval()
+    with torch.no_grad():
+        last_norm = enc.net[:-2](x).flatten(1)  # up to the last batch norm, before its activation
+    assert torch.allclose(feats[:, blocks["bn4"]], last_norm, atol=1e-6)
+    assert torch.allclose(feats[:, blocks["mu"]], enc.moments(x)[0], atol=1e-6)
 
 
 def test_encoder_features_takes_uint8_and_checks_the_encoder():
@@ -229,3 +246,24 @@ def test_evaluate_takes_the_labelled_set_sizes_it_is_given_and_refuses_what_it_c
             evaluate.evaluate_model(model, dataset, "unused", ("svm",), svm_labels=bad)
     with pytest.raises(AliError, match="add one to --metrics"):
         evaluate.evaluate_model(model, dataset, "unused", ("samples",), svm_labels=(1000,))
+
+
+def test_the_probes_group_probes_each_encoder_layer_of_the_features(monkeypatch):
+    """svm_metrics(probes=True) hands the probes the encoder's feature blocks (which layers carry
+    the class); the authors' protocol alone does not compute them."""
+    from ali.evaluation import evaluate
+
+    monkeypatch.setattr(evaluate, "load_split", lambda *_a: (torch.zeros(1), torch.zeros(1)))
+    monkeypatch.setattr(evaluate, "encoder_features", lambda _enc, _x: torch.zeros(1))
+    monkeypatch.setattr(evaluate, "svm_splits", lambda *a: {"marker": True})
+    blocks = {"mu": slice(0, 2), "bn3": slice(2, 9)}
+    monkeypatch.setattr(evaluate, "feature_blocks", lambda _enc, _x: blocks)
+    handed = []
+    monkeypatch.setattr(evaluate, "probe_errors", lambda splits, per_class, blocks: handed.append((per_class, blocks)) or {})
+    evaluate.svm_metrics({"encoder": None}, "mnist", "unused", (10,), svm=False, probes=True)
+    assert handed == [(10, blocks)]
+    monkeypatch.setattr(evaluate, "feature_blocks", lambda *_a: pytest.fail("blocks computed without the probes"))
+    monkeypatch.setattr(
+        evaluate, "svm_protocol", lambda **kw: {"n_labels": 100, "test_error_mean": 0.1, "test_error_std": 0, "best_C": 1}
+    )
+    evaluate.svm_metrics({"encoder": None}, "mnist", "unused", (10,))

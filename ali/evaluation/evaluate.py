@@ -76,7 +76,7 @@ from ali.evaluation.sample_quality import (
     kl_to_uniform,
     stacked_mnist_modes,
 )
-from ali.evaluation.semisupervised import DEFAULT_CS, encoder_features, svm_protocol, svm_splits
+from ali.evaluation.semisupervised import DEFAULT_CS, encoder_features, feature_blocks, svm_protocol, svm_splits
 from ali.methods import METHODS, get_method
 from ali.methods.base import Method
 from ali.nets.model import Model
@@ -285,11 +285,13 @@ def svm_metrics(
     (default: the dataset's DatasetSpec.svm_labels_per_class, with its svm_draws and svm_cs), on
     encoder features; labelled pool and validation set are the dataset's ranges of the official train
     split (DatasetSpec.svm_split). `probes` adds ali.evaluation.probes' three probes on the same features
-    and splits (10 labelled draws each); `svm=False` leaves out the authors' protocol."""
+    and splits (10 labelled draws each), on all of them and on each encoder layer's part alone
+    (feature_blocks); `svm=False` leaves out the authors' protocol."""
     check_svm_dataset(dataset_name)
     train_x, train_y = load_split(dataset_name, data_dir, "train")
     test_x, test_y = load_split(dataset_name, data_dir, "test")
     feats = encoder_features(model["encoder"], train_x), encoder_features(model["encoder"], test_x)
+    blocks = feature_blocks(model["encoder"], test_x) if probes else None
     spec = DATASET_SPECS[dataset_name]
     splits = svm_splits(feats[0], train_y, feats[1], test_y, spec.svm_split, dataset_name)
     out: dict[str, Any] = {}
@@ -298,7 +300,7 @@ def svm_metrics(
     grid = np.array(spec.svm_cs) if spec.svm_cs else DEFAULT_CS
     for per_class in labels_per_class:
         if probes:
-            out.update(probe_errors(splits, per_class))
+            out.update(probe_errors(splits, per_class, blocks=blocks))
         if not svm:
             continue
         result = svm_protocol(

@@ -53,9 +53,14 @@ def nearest_neighbour_error(x: np.ndarray, y: np.ndarray, x_eval: np.ndarray, y_
     return wrong / len(x_eval)
 
 
-def probe_errors(splits: dict, per_class: int, draws: int = 10, Cs: np.ndarray = PROBE_CS) -> dict[str, float]:
+def probe_errors(
+    splits: dict, per_class: int, draws: int = 10, Cs: np.ndarray = PROBE_CS, blocks: dict[str, slice] | None = None
+) -> dict[str, float]:
     """`probe_<kind>_error_<labels>` (mean) and `..._std` for each probe, from svm_protocol's
-    splits (pool, validation and test features with their labels), fractions in [0, 1]."""
+    splits (pool, validation and test features with their labels), fractions in [0, 1]. With
+    `blocks` (name -> the columns of one part of the features, semisupervised.feature_blocks),
+    each probe also runs on each part alone: `probe_<kind>_error_<labels>_<name>`, which says
+    which encoder layers carry the class."""
     pool = np.asarray(splits["pool_feats"], dtype=np.float32)
     mean, std = pool.mean(0), pool.std(0)
     std[std == 0] = 1.0
@@ -70,15 +75,18 @@ def probe_errors(splits: dict, per_class: int, draws: int = 10, Cs: np.ndarray =
     samples = [balanced_subset(pool_y, per_class, seed) for seed in range(draws)]
     labels = len(samples[0])
     out: dict[str, float] = {}
+    parts = {"": slice(None), **{f"_{name}": cols for name, cols in (blocks or {}).items()}}
     with threadpool_limits(limits=1, user_api="blas"):
-        for kind in PROBES:
-            if kind == "knn":
-                errors = [nearest_neighbour_error(pool[s], pool_y[s], test, test_y) for s in samples]
-            else:
-                first = samples[0]
-                best = min(Cs, key=lambda C: _fit_error(kind, C, 0, pool[first], pool_y[first], val, val_y))
-                errors = [_fit_error(kind, best, d, pool[s], pool_y[s], test, test_y) for d, s in enumerate(samples)]
-                out[f"probe_{kind}_C_{labels}"] = float(best)
-            out[f"probe_{kind}_error_{labels}"] = float(np.mean(errors))
-            out[f"probe_{kind}_error_{labels}_std"] = float(np.std(errors, ddof=1)) if len(errors) > 1 else 0.0
+        for suffix, cols in parts.items():
+            x_pool, x_val, x_test = pool[:, cols], val[:, cols], test[:, cols]
+            for kind in PROBES:
+                if kind == "knn":
+                    errors = [nearest_neighbour_error(x_pool[s], pool_y[s], x_test, test_y) for s in samples]
+                else:
+                    first = samples[0]
+                    best = min(Cs, key=lambda C: _fit_error(kind, C, 0, x_pool[first], pool_y[first], x_val, val_y))
+                    errors = [_fit_error(kind, best, d, x_pool[s], pool_y[s], x_test, test_y) for d, s in enumerate(samples)]
+                    out[f"probe_{kind}_C_{labels}{suffix}"] = float(best)
+                out[f"probe_{kind}_error_{labels}{suffix}"] = float(np.mean(errors))
+                out[f"probe_{kind}_error_{labels}{suffix}_std"] = float(np.std(errors, ddof=1)) if len(errors) > 1 else 0.0
     return out

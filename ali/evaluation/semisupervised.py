@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -55,12 +55,40 @@ def _numpy(a: torch.Tensor | np.ndarray) -> np.ndarray:
 def encoder_features(encoder: nn.Module, x: torch.Tensor, hidden_layers: int = 3, batch: int = FEATURE_BATCH) -> torch.Tensor:
     """Features (N, D) of images x (uint8, or float as the encoder takes them): mu concatenated
     with the flattened outputs of the last `hidden_layers` batch-norm layers of `encoder.net`."""
+    out = [torch.cat(parts, dim=1) for parts in _feature_parts(encoder, x, hidden_layers, batch)]
+    if not out:
+        raise AliError("no images to compute features of")
+    return torch.cat(out)
+
+
+@torch.inference_mode()
+def feature_blocks(encoder: nn.Module, x: torch.Tensor, hidden_layers: int = 3) -> dict[str, slice]:
+    """Where each part of encoder_features' rows lies: "mu", then "bn<i>" for each kept batch-norm
+    layer, i its position among the encoder's batch-norm layers counted from the input (1-based).
+    x: one or more images the encoder takes (only their shape matters)."""
+    chunks = _feature_parts(encoder, x[:1], hidden_layers, 1)
+    try:
+        parts = next(chunks)
+    finally:
+        chunks.close()  # removes the hooks and restores the encoder's mode now
+    total = len(_batch_norms(encoder))
+    names = ["mu", *[f"bn{total - hidden_layers + i + 1}" for i in range(hidden_layers)]]
+    bounds = np.cumsum([0, *[p.shape[1] for p in parts]])
+    return {name: slice(int(a), int(b)) for name, a, b in zip(names, bounds[:-1], bounds[1:])}
+
+
+def _batch_norms(encoder: nn.Module) -> list[nn.Module]:
     if not hasattr(encoder, "moments") or not isinstance(getattr(encoder, "net", None), nn.Module):
         raise AliError(
             "the L2-SVM features need a Gaussian encoder (with `moments` and a layer stack `net`); "
             "this model's encoder has none (the toy and BiGAN-style encoders have no mu)"
         )
-    norms = [m for m in encoder.net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    return [m for m in encoder.net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
+
+def _feature_parts(encoder: nn.Module, x: torch.Tensor, hidden_layers: int, batch: int) -> Iterator[list[torch.Tensor]]:
+    """Per chunk of x: [mu, the kept batch-norm outputs...], each flattened, float, on the CPU."""
+    norms = _batch_norms(encoder)
     if hidden_layers < 0 or len(norms) < hidden_layers:
         raise AliError(f"asked for the last {hidden_layers} batch-norm layers but the encoder has {len(norms)}")
     captured: list[torch.Tensor] = []
@@ -72,21 +100,17 @@ def encoder_features(encoder: nn.Module, x: torch.Tensor, hidden_layers: int = 3
     was_training = encoder.training
     encoder.eval()
     device = next(encoder.parameters()).device
-    out = []
     try:
         for chunk in x.split(batch):
             chunk = chunk.float() / 255.0 if chunk.dtype == torch.uint8 else chunk
             captured.clear()
             mu, _ = encoder.moments(chunk.to(device))
             # Hooks fire in forward order, which is the layer order the authors concatenate in.
-            out.append(torch.cat([mu.flatten(1), *captured], dim=1).float().cpu())
+            yield [t.float().cpu() for t in (mu.flatten(1), *captured)]
     finally:
         for hook in hooks:
             hook.remove()
         encoder.train(was_training)
-    if not out:
-        raise AliError("no images to compute features of")
-    return torch.cat(out)
 
 
 class _SvmData:
