@@ -57,12 +57,20 @@ def test_kplus1_presets_use_the_published_label_counts() -> None:
 
 
 def test_improved_kplus1_presets_are_the_papers_kplus1_plus_the_regularisers() -> None:
-    for name in ("mnist", "fashion-mnist"):
+    assert set(KPLUS1_REGULARISERS) == {"mnist", "fashion-mnist", "svhn", "cifar10"}
+    for name, extra in KPLUS1_REGULARISERS.items():
         paper, improved = PRESETS[f"{name}-kplus1"], PRESETS[f"{name}-kplus1-fm"]
-        assert {k: v for k, v in improved.items() if paper.get(k) != v} == KPLUS1_REGULARISERS
+        assert {k: v for k, v in improved.items() if paper.get(k) != v} == extra
         config = make_config(improved)
-        assert (config.feature_matching, config.input_noise, config.hidden_noise, config.ema_decay) == (True, 0.3, 0.5, 0.999)
-        assert config.labels_per_class * 10 == 100 and config.method == "ali-kplus1"
+        assert (config.method, config.labels_per_class, config.steps) == ("ali-kplus1", paper["labels_per_class"], paper["steps"])
+    mnist = make_config(PRESETS["mnist-kplus1-fm"])  # Improved-GAN's MNIST D: noise, not dropout
+    assert (mnist.feature_matching, mnist.input_noise, mnist.hidden_noise, mnist.ema_decay) == (True, 0.3, 0.5, 0.999)
+    cifar = make_config(PRESETS["cifar10-kplus1-fm"])  # its CIFAR-10 and SVHN scripts: lr 3e-4, no noise
+    assert (cifar.feature_matching, cifar.input_noise, cifar.hidden_noise, cifar.lr) == (True, 0.0, 0.0, 3e-4)
+    budget = make_config(PRESETS["cifar10-kplus1-1h"])  # the same on the 1-hour schedule
+    one_hour = PRESETS["cifar10-1h"]
+    assert (budget.feature_matching, budget.lr, budget.labels_per_class * 10, budget.steps) == (True, 3e-4, 4000, 10_000)
+    assert (budget.decay_start, budget.ema_decay) == (one_hour["decay_start"], one_hour["ema_decay"])
 
 
 def test_mnist_family_recipes_carry_the_code_discriminator_and_methods_without_it_drop_it() -> None:
