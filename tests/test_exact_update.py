@@ -118,6 +118,11 @@ UPDATE_CASES = {
         "fused",
     ),
     "mnist-kplus1": ({"dataset": "mnist", "arch": "mnist", "latent_dim": 32, "method": "ali-kplus1"}, "fused"),
+    # weight-normalised D: the optimizer steps g and v, the parametrization's own parameters
+    "mnist-kplus1-weight-norm": (
+        {"dataset": "mnist", "arch": "mnist", "latent_dim": 32, "method": "ali-kplus1", "weight_norm": True},
+        "fused",
+    ),
     # a packed D: one logit per group of pairs, repeated for each pair
     "mnist-packed": ({"dataset": "mnist", "arch": "mnist", "latent_dim": 32, "pack": 2}, "fused"),
     "mnist-conditional": ({"dataset": "mnist", "arch": "mnist", "latent_dim": 32, "method": "ali-conditional"}, "fused"),

@@ -6,15 +6,17 @@ from __future__ import annotations
 
 import torch
 from data_writers import bar_images
+from torch.nn.utils import parametrize
 
+from ali import checkpoint
 from ali.config import make_config
 from ali.data.dataset import Dataset
-from ali.methods.ali_kplus1 import ClassDiscriminator
+from ali.methods.ali_kplus1 import ClassDiscriminator, class_predictions
 from ali.methods.base import Batch
 from ali.nets.layers import Dropout
 from ali.nets.model import AVERAGE_PREFIX
 from ali.presets import PRESETS
-from ali.training.build import build_model, build_step
+from ali.training.build import build_model, build_step, fit_to_data
 from ali.training.hardware import make_runtime
 
 
@@ -109,3 +111,66 @@ def test_the_averaged_discriminator_is_the_evaluated_classifier():
     assert evaluated["discriminator"] is model[AVERAGE_PREFIX + "discriminator"]
     trained = {id(p) for opt in optimizers.values() for g in opt.param_groups for p in g["params"]}
     assert not trained & {id(p) for p in evaluated["discriminator"].parameters()}
+
+
+def _weight_normalised(model) -> list[torch.nn.Module]:
+    return [m for m in model["discriminator"].modules() if parametrize.is_parametrized(m, "weight")]
+
+
+def test_weight_norm_starts_every_unit_of_d_standardised_on_the_first_training_images():
+    """weight_norm=true: every linear and conv layer of D is weight-normalised, and a fresh run's
+    start sets each unit's output on the first 500 training images (and their codes mu(x)) to
+    zero mean and unit variance, layer after layer; the weight average starts from the same D."""
+    config = make_config({**PRESETS["mnist-kplus1"], "weight_norm": True, "ema_decay": 0.999, "precision": "fp32"})
+    torch.manual_seed(0)
+    model, _ = build_model(config)
+    d = model["discriminator"]
+    layers = _weight_normalised(model)
+    convs = [m for m in d.modules() if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d))]
+    assert layers == convs and len(layers) >= 6
+    v = layers[0].parametrizations.weight.original1
+    assert abs(float(v.detach().std()) - config.init_std) < 0.2 * config.init_std  # N(0, init_std) through the parametrization
+    data = _data()
+    fit_to_data(model, data, fresh=True)
+    outputs = []
+    handles = [m.register_forward_hook(lambda _m, _i, out: outputs.append(out.detach())) for m in layers]
+    images = data.to_float(data.train[:500])
+    d.eval()
+    with torch.no_grad():
+        d.class_logits(images, model["encoder"].eval().moments(images)[0])
+    for h in handles:
+        h.remove()
+    for out, layer in zip(outputs, layers):
+        dims = [0, *range(2, out.dim())]
+        std = out.std(dims)
+        live = std > 1e-3  # units a ReLU-like layer before left without signal stay silent
+        torch.testing.assert_close(std[live], torch.ones_like(std[live]), atol=1e-3, rtol=1e-3)
+        if layer.bias is not None:
+            torch.testing.assert_close(out.mean(dims), torch.zeros_like(std), atol=1e-3, rtol=0)
+    average = model[AVERAGE_PREFIX + "discriminator"].state_dict()
+    assert all(torch.equal(t, average[k]) for k, t in d.state_dict().items())
+    fit_to_data(model, data, fresh=False)  # a resumed run keeps what its checkpoint restored
+    assert all(torch.equal(t, average[k]) for k, t in d.state_dict().items())
+
+
+def test_weight_norm_trains_and_its_checkpoint_restores_the_same_classifier(tmp_path):
+    values = {**PRESETS["mnist-kplus1"], "weight_norm": True, "feature_matching": True, "ema_decay": 0.999}
+    config = make_config({**values, "batch_size": 16, "precision": "fp32", "steps": 3, "threads": 1, "data_dir": str(tmp_path)})
+    torch.manual_seed(0)
+    model, optimizers = build_model(config)
+    data = _data()
+    fit_to_data(model, data, fresh=True)
+    step = build_step(config, model, optimizers, make_runtime("fp32", torch.device("cpu")), data)
+    g = _weight_normalised(model)[0].parametrizations.weight.original0
+    before = g.detach().clone()
+    for index in range(2):
+        losses = step(Batch(data.to_float(data.train[16 * index : 16 * index + 16]).contiguous()), index)
+        assert all(torch.isfinite(v) for v in losses.values())
+    assert not torch.equal(g, before)  # the scales train
+    path = tmp_path / "ckpt.safetensors"
+    path.write_bytes(checkpoint.checkpoint_bytes(model, optimizers, 2, {}))
+    torch.manual_seed(5)
+    restored, _ = build_model(config)
+    checkpoint.restore(*checkpoint.read_checkpoint(path), restored, restore_rng=False)
+    x = data.to_float(data.heldout)
+    torch.testing.assert_close(class_predictions(restored, x), class_predictions(model, x), rtol=0, atol=0)

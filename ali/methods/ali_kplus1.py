@@ -31,6 +31,11 @@ regularised against overfitting a few labels (all off by default, the paper's K+
   the decoder's. D keeps its K+1 loss.
 - A weight average of D (`ema_decay`, with the generators'): the classifier that is evaluated,
   Improved-GAN's Polyak-averaged test-time D.
+- `weight_norm`: every linear and convolutional layer of D weight-normalised, w = g v / ||v||
+  (Salimans and Kingma 2016), with their data-dependent initialisation on a fresh run: layer by
+  layer on the first 500 training images and their codes mu(x), g and the bias are set so each
+  unit's output starts with zero mean and unit variance. Unlike Improved-GAN, whose hidden
+  layers keep the initial g, every g trains.
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.utils import parametrize
 
 from ali.data.batches import balanced_subset, to_model_layout
 from ali.data.dataset import Dataset
@@ -77,9 +83,14 @@ class ClassDiscriminator(JointDiscriminator):
         latent_dim: int,
         input_noise: float = 0.0,
         hidden_noise: float = 0.0,
+        weight_norm: bool = False,
     ):
         super().__init__(x_table, z_table, joint_table, x_shape, latent_dim)
         self.input_noise = input_noise
+        if weight_norm:
+            for module in self.modules():
+                if isinstance(module, (nn.Linear, nn.Conv2d)):
+                    nn.utils.parametrizations.weight_norm(module)
         if hidden_noise > 0:
             for stack in (self.dx, self.dz, self.joint[: len(self.joint) - self.head_size]):
                 for module in _row_ends(stack):
@@ -93,9 +104,57 @@ class ClassDiscriminator(JointDiscriminator):
     def class_logits(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x, z)).flatten(1)
 
+    @torch.no_grad()
+    def init_from_data(self, x: torch.Tensor, z: torch.Tensor) -> None:
+        """Data-dependent initialisation of the weight-normalised layers (module docstring), in
+        forward order, on pairs (x, z) in evaluation mode (no dropout or noise)."""
+        layers = [m for m in self.modules() if parametrize.is_parametrized(m, "weight")]
+        handles = [m.register_forward_hook(_standardise_outputs) for m in layers]
+        was_training = self.training
+        self.eval()
+        try:
+            self.class_logits(x, z)
+        finally:
+            for handle in handles:
+                handle.remove()
+            self.train(was_training)
+
     def forward(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """The real-vs-fake logit a = logsumexp(l_1..l_K) - ln K: the fake class's logit fixed at ln K."""
         return realness(self.class_logits(x, z))
+
+
+def _standardise_outputs(module: nn.Module, _inputs, out: torch.Tensor) -> torch.Tensor:
+    """Forward hook: set a weight-normalised layer's g (and bias) so that its output on this
+    batch has zero mean and unit variance per unit, and pass that output on."""
+    g = module.parametrizations.weight.original0
+    shape = (1, -1, *[1] * (out.dim() - 2))
+    dims = [0, *range(2, out.dim())]
+    bias = 0.0 if module.bias is None else module.bias.view(shape)
+    unit = (out.float() - bias) / g.float().view(shape)  # the output of the unit-norm weights v / ||v||
+    mean, std = unit.mean(dims), unit.std(dims).clamp_min(1e-6)
+    g.copy_((1.0 / std).view_as(g))
+    if module.bias is None:  # a bias-free layer keeps its zero mean point: the scale only
+        return (unit / std.view(shape)).to(out.dtype)
+    module.bias.copy_(-mean / std)
+    return ((unit - mean.view(shape)) / std.view(shape)).to(out.dtype)
+
+
+def init_from_data(model: Model, images: torch.Tensor) -> None:
+    """A fresh run's data-dependent start: D's weight-normalised layers on the float training
+    images `images` and their codes mu(x); nothing when D has none."""
+    d: ClassDiscriminator = model["discriminator"]
+    if not any(parametrize.is_parametrized(m, "weight") for m in d.modules()):
+        return
+    encoder = model["encoder"]
+    was_training = encoder.training
+    encoder.eval()
+    try:
+        with torch.no_grad():
+            codes = encoder.moments(images)[0]
+    finally:
+        encoder.train(was_training)
+    d.init_from_data(images, codes)
 
 
 def realness(class_logits: torch.Tensor) -> torch.Tensor:
@@ -121,7 +180,14 @@ def networks(arch: Architecture, settings: dict) -> dict[str, nn.Module]:
         raise AliError("ali-kplus1 classifies images; choose an image architecture and dataset")
     joint = [*arch.d_joint[:-1], dataclasses.replace(arch.d_joint[-1], out=settings["num_classes"])]
     d = ClassDiscriminator(
-        arch.d_x, arch.d_z, joint, arch.x_shape, arch.latent_dim, settings["input_noise"], settings["hidden_noise"]
+        arch.d_x,
+        arch.d_z,
+        joint,
+        arch.x_shape,
+        arch.latent_dim,
+        settings["input_noise"],
+        settings["hidden_noise"],
+        settings["weight_norm"],
     )
     return {"encoder": encoder(arch), "decoder": decoder(arch), "discriminator": d}
 
@@ -253,6 +319,12 @@ METHOD = Method(
             0.0, in_range(0), "std of Gaussian noise after each hidden layer of D in training (Improved-GAN MNIST: 0.5)"
         ),
         "feature_matching": Key(False, boolean(), "train the generators on feature matching instead of L_G"),
+        "weight_norm": Key(
+            False,
+            boolean(),
+            "weight-normalised D layers with a data-dependent start (Improved-GAN's D; Salimans and Kingma 2016)",
+        ),
     },
     averaged=("encoder", "decoder", "discriminator"),
+    init_from_data=init_from_data,
 )

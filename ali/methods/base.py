@@ -129,6 +129,9 @@ class Method:
     # The networks whose weight average (config key ema_decay) is what samples and is evaluated:
     # the generators, which make every sample, reconstruction and code (ali.nets.model).
     averaged: tuple[str, ...] = ("encoder", "decoder")
+    # A fresh run's start from data, after the decoder's output biases: (model, the first 500
+    # float training images) -> None (K+1's weight-normalised D). None: no such start.
+    init_from_data: Callable[[Model, torch.Tensor], None] | None = None
 
 
 # L_D at the game's equilibrium D = 1/2: -log(1/2) - log(1 - 1/2).

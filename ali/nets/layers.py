@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.utils import parametrize
 
 BN_MOMENTUM = 0.05  # docs/PAPER.md §2: running averages with momentum 0.05 for evaluation
 
@@ -180,7 +181,12 @@ def init_weights(module: nn.Module, std: float, tconv_init: str = "normal") -> N
     even and odd output pixels, made by different taps, start equal instead of alternating (the
     checkerboard of ali.evaluation.artifacts). The same layers and parameters; only the start."""
     for m in module.modules():
-        if isinstance(m, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)):
+        if isinstance(m, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)) and parametrize.is_parametrized(m, "weight"):
+            with torch.no_grad():  # weight norm: g and v from the drawn weight (its right inverse)
+                m.weight = torch.randn_like(m.weight) * std
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)):
             nn.init.normal_(m.weight, 0.0, std)
             if tconv_init == "nearest" and nearest_init_applies(m):
                 s = m.stride[0]

@@ -76,7 +76,8 @@ def condition_dim(config: TrainConfig, method: Method | None = None) -> int:
 
 def fit_to_data(model: Model, dataset: Dataset, fresh: bool) -> None:
     """Check the data fits the architecture; on a fresh run set the decoder's untied output biases
-    to the log-odds of the mean of the first 500 training images (docs/PAPER.md §2)."""
+    to the log-odds of the mean of the first 500 training images (docs/PAPER.md §2), then the
+    method's own start from those images (Method.init_from_data)."""
     if not dataset.is_image:
         return
     shape = tuple(dataset.train.shape[1:])
@@ -86,5 +87,9 @@ def fit_to_data(model: Model, dataset: Dataset, fresh: bool) -> None:
             f"{tuple(model.arch.x_shape)}; choose a matching --set arch=..."
         )
     if fresh:  # a resumed run restores the biases from its checkpoint
-        model.decoder.init_untied_bias(dataset.to_float(dataset.train[:500]))
+        images = dataset.to_float(dataset.train[:500])
+        model.decoder.init_untied_bias(images)
+        start = get_method(model.method).init_from_data
+        if start is not None:
+            start(model, images)
         model.reset_averages()
