@@ -40,7 +40,7 @@ from ali.errors import AliError
 from ali.methods import get_method
 from ali.methods.base import Method
 from ali.nets.architectures import ARCHITECTURES
-from ali.nets.layers import init_weights
+from ali.nets.layers import init_weights, spectral_normalise
 from ali.nets.model import Model
 
 OPTIONS_FILE = "training_options.json"
@@ -269,7 +269,12 @@ def build_networks(config: TrainConfig, method: Method | None = None) -> Model:
     restored into."""
     method = get_method(config.method) if method is None else method
     arch = ARCHITECTURES[config.arch]
-    model = Model(method.networks(arch, settings(config, method)), arch, method.name, config)
+    values = settings(config, method)
+    model = Model(method.networks(arch, values), arch, method.name, config)
+    if values.get("spectral_norm"):  # an adversarial method's key: each of its discriminators
+        for name, net in model.items():
+            if name.endswith("discriminator"):
+                spectral_normalise(net)
     init_weights(model, config.init_std, config.tconv_init)
     if config.ema_decay > 0:
         model.add_averages(method.averaged)

@@ -123,6 +123,18 @@ UPDATE_CASES = {
         {"dataset": "mnist", "arch": "mnist", "latent_dim": 32, "method": "ali-kplus1", "weight_norm": True},
         "fused",
     ),
+    # spectrally normalised Ds: the optimizers step the parametrizations' original weights
+    "mnist-alice-spectral-norm": (
+        {
+            "dataset": "mnist",
+            "arch": "mnist",
+            "latent_dim": 32,
+            "method": "alice",
+            "z_adversarial_weight": 1.0,
+            "spectral_norm": True,
+        },
+        "fused",
+    ),
     # a packed D: one logit per group of pairs, repeated for each pair
     "mnist-packed": ({"dataset": "mnist", "arch": "mnist", "latent_dim": 32, "pack": 2}, "fused"),
     "mnist-conditional": ({"dataset": "mnist", "arch": "mnist", "latent_dim": 32, "method": "ali-conditional"}, "fused"),

@@ -294,6 +294,11 @@ def heldout_error(model: Model, dataset: Dataset, test_images: int | None = None
     return {f"kplus1_error_{count}": float((class_predictions(model, x_test) != y_test).float().mean())}
 
 
+def _check_settings(settings: dict) -> None:
+    if settings["weight_norm"] and settings["spectral_norm"]:
+        raise AliError("weight_norm and spectral_norm both reparametrise D's weights; choose one")
+
+
 METHOD = Method(
     name="ali-kplus1",
     title="ALI, K+1 semi-supervised",
@@ -327,4 +332,5 @@ METHOD = Method(
     },
     averaged=("encoder", "decoder", "discriminator"),
     init_from_data=init_from_data,
+    check_settings=_check_settings,
 )

@@ -25,7 +25,7 @@ from torch import nn
 
 from ali.data.dataset import Dataset
 from ali.data.prior import PriorSampler
-from ali.keys import Key, in_range, one_of
+from ali.keys import Key, boolean, in_range, one_of
 from ali.nets.architectures import Architecture
 from ali.nets.model import Model
 from ali.nets.networks import (
@@ -58,6 +58,11 @@ ADVERSARIAL_KEYS: dict[str, Key] = {
         "random",
         one_of("random", "sobol"),
         "each step's prior batch: i.i.d. normals (the paper) or scrambled Sobol points (a stratified sample of the prior; ali.data.prior)",
+    ),
+    "spectral_norm": Key(
+        False,
+        boolean(),
+        "every discriminator's linear and conv layers spectrally normalised (Miyato et al. 2018), a Lipschitz bound on D; false = the paper",
     ),
     "guard_d_win_loss": Key(0.01, in_range(0, 1.386), "warn when loss_d stays below this (D wins completely) ..."),
     "guard_d_win_logs": Key(5, in_range(1), "... for this many consecutive log lines"),

@@ -200,6 +200,15 @@ def init_weights(module: nn.Module, std: float, tconv_init: str = "normal") -> N
             nn.init.zeros_(m.bias)
 
 
+def spectral_normalise(module: nn.Module) -> None:
+    """Spectral normalisation (Miyato et al. 2018) of every linear and convolutional layer in
+    `module`: its weight divided by an estimate of its largest singular value, refined by one
+    power iteration per training forward pass (the estimate's vectors are buffers)."""
+    for m in list(module.modules()):
+        if isinstance(m, (nn.Linear, nn.Conv2d)):
+            nn.utils.parametrizations.spectral_norm(m)
+
+
 def nearest_init_applies(m: nn.Module) -> bool:
     """A transposed convolution with a stride above 1 that divides its kernel in both directions."""
     return (
