@@ -271,11 +271,11 @@ def build_networks(config: TrainConfig, method: Method | None = None) -> Model:
     arch = ARCHITECTURES[config.arch]
     values = settings(config, method)
     model = Model(method.networks(arch, values), arch, method.name, config)
+    init_weights(model, config.init_std, config.tconv_init)
     if values.get("spectral_norm"):  # an adversarial method's key: each of its discriminators
-        for name, net in model.items():
+        for name, net in model.items():  # after the init: the estimate starts from these weights
             if name.endswith("discriminator"):
                 spectral_normalise(net)
-    init_weights(model, config.init_std, config.tconv_init)
     if config.ema_decay > 0:
         model.add_averages(method.averaged)
     return model

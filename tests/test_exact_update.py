@@ -183,6 +183,8 @@ FUSED_METHODS = [
     "mnist-alice-xx",
     "mnist-alice-z",
     "mnist-kplus1",
+    "mnist-kplus1-weight-norm",
+    "mnist-alice-spectral-norm",
     "mnist-conditional",
     "mnist-packed",
 ]

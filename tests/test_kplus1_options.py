@@ -117,10 +117,11 @@ def _weight_normalised(model) -> list[torch.nn.Module]:
     return [m for m in model["discriminator"].modules() if parametrize.is_parametrized(m, "weight")]
 
 
-def test_weight_norm_starts_every_unit_of_d_standardised_on_the_first_training_images():
+def test_weight_norm_starts_every_unit_of_d_standardised_on_the_pairs_a_step_shows_it(monkeypatch):
     """weight_norm=true: every linear and conv layer of D is weight-normalised, and a fresh run's
-    start sets each unit's output on the first 500 training images (and their codes mu(x)) to
-    zero mean and unit variance, layer after layer; the weight average starts from the same D."""
+    start sets each unit's output to zero mean and unit variance, layer after layer, on real
+    pairs (the first 500 training images, codes drawn from q(z|x)) and as many generated pairs;
+    D's logits then start of order one on both kinds, and the weight average starts from that D."""
     config = make_config({**PRESETS["mnist-kplus1"], "weight_norm": True, "ema_decay": 0.999, "precision": "fp32"})
     torch.manual_seed(0)
     model, _ = build_model(config)
@@ -130,14 +131,20 @@ def test_weight_norm_starts_every_unit_of_d_standardised_on_the_first_training_i
     assert layers == convs and len(layers) >= 6
     v = layers[0].parametrizations.weight.original1
     assert abs(float(v.detach().std()) - config.init_std) < 0.2 * config.init_std  # N(0, init_std) through the parametrization
+    shown = []
+    start = ClassDiscriminator.init_from_data
+    monkeypatch.setattr(ClassDiscriminator, "init_from_data", lambda net, x, z: shown.append((x, z)) or start(net, x, z))
     data = _data()
     fit_to_data(model, data, fresh=True)
+    ((x, z),) = shown
+    images = data.to_float(data.train[:500])
+    assert torch.equal(x[:100], images) and len(x) == len(z) == 2 * len(images)
+    assert 0.5 < float(z[100:].std()) < 1.5  # the generated pairs' codes come from the prior
     outputs = []
     handles = [m.register_forward_hook(lambda _m, _i, out: outputs.append(out.detach())) for m in layers]
-    images = data.to_float(data.train[:500])
     d.eval()
     with torch.no_grad():
-        d.class_logits(images, model["encoder"].eval().moments(images)[0])
+        logits = d.class_logits(x, z)
     for h in handles:
         h.remove()
     for out, layer in zip(outputs, layers):
@@ -146,11 +153,13 @@ def test_weight_norm_starts_every_unit_of_d_standardised_on_the_first_training_i
         live = std > 1e-3  # units a ReLU-like layer before left without signal stay silent
         torch.testing.assert_close(std[live], torch.ones_like(std[live]), atol=1e-3, rtol=1e-3)
         if layer.bias is not None:
-            torch.testing.assert_close(out.mean(dims), torch.zeros_like(std), atol=1e-3, rtol=0)
+            torch.testing.assert_close(out.mean(dims)[live], torch.zeros_like(std[live]), atol=1e-3, rtol=0)
+    for part in logits.split(len(images)):  # real and generated pairs alike
+        assert 0.2 < float(part.std()) < 5
     average = model[AVERAGE_PREFIX + "discriminator"].state_dict()
     assert all(torch.equal(t, average[k]) for k, t in d.state_dict().items())
     fit_to_data(model, data, fresh=False)  # a resumed run keeps what its checkpoint restored
-    assert all(torch.equal(t, average[k]) for k, t in d.state_dict().items())
+    assert len(shown) == 1 and all(torch.equal(t, average[k]) for k, t in d.state_dict().items())
 
 
 def test_weight_norm_trains_and_its_checkpoint_restores_the_same_classifier(tmp_path):

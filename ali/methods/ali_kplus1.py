@@ -33,8 +33,9 @@ regularised against overfitting a few labels (all off by default, the paper's K+
   Improved-GAN's Polyak-averaged test-time D.
 - `weight_norm`: every linear and convolutional layer of D weight-normalised, w = g v / ||v||
   (Salimans and Kingma 2016), with their data-dependent initialisation on a fresh run: layer by
-  layer on the first 500 training images and their codes mu(x), g and the bias are set so each
-  unit's output starts with zero mean and unit variance. Unlike Improved-GAN, whose hidden
+  layer on the pairs a step shows D (the first 500 training images with codes drawn from
+  q(z|x), and as many generated pairs), g and the bias are set so each unit's output starts
+  with zero mean and unit variance. Unlike Improved-GAN, whose hidden
   layers keep the initial g, every g trains.
 """
 
@@ -61,6 +62,7 @@ from ali.nets.model import Model
 from ali.nets.networks import JointDiscriminator
 
 RUN_SEED = -1  # label_seed's default: the labelled set follows the run's seed
+DEAD_UNIT_STD = 1e-4  # the weight-norm start leaves a unit alone whose output varies less than this
 
 
 def _add_noise(std: float):
@@ -126,35 +128,44 @@ class ClassDiscriminator(JointDiscriminator):
 
 def _standardise_outputs(module: nn.Module, _inputs, out: torch.Tensor) -> torch.Tensor:
     """Forward hook: set a weight-normalised layer's g (and bias) so that its output on this
-    batch has zero mean and unit variance per unit, and pass that output on."""
+    batch has zero mean and unit variance per unit, and pass that output on. A unit whose output
+    does not vary on the batch (no signal reaches it) keeps its start: a scale of 1 / std would
+    blow up the first time it does."""
     g = module.parametrizations.weight.original0
     shape = (1, -1, *[1] * (out.dim() - 2))
     dims = [0, *range(2, out.dim())]
-    bias = 0.0 if module.bias is None else module.bias.view(shape)
-    unit = (out.float() - bias) / g.float().view(shape)  # the output of the unit-norm weights v / ||v||
-    mean, std = unit.mean(dims), unit.std(dims).clamp_min(1e-6)
-    g.copy_((1.0 / std).view_as(g))
-    if module.bias is None:  # a bias-free layer keeps its zero mean point: the scale only
-        return (unit / std.view(shape)).to(out.dtype)
-    module.bias.copy_(-mean / std)
-    return ((unit - mean.view(shape)) / std.view(shape)).to(out.dtype)
+    bias = torch.zeros(out.shape[1], device=out.device) if module.bias is None else module.bias.float()
+    unit = (out.float() - bias.view(shape)) / g.float().view(shape)  # the output of the unit-norm weights v / ||v||
+    mean, std = unit.mean(dims), unit.std(dims)
+    live = std > DEAD_UNIT_STD
+    scale = torch.where(live, 1.0 / std.clamp_min(DEAD_UNIT_STD), g.float().flatten())
+    shift = bias if module.bias is None else torch.where(live, -mean * scale, bias)  # bias-free: the scale only
+    g.copy_(scale.view_as(g))
+    if module.bias is not None:
+        module.bias.copy_(shift)
+    return (unit * scale.view(shape) + shift.view(shape)).to(out.dtype)
 
 
 def init_from_data(model: Model, images: torch.Tensor) -> None:
-    """A fresh run's data-dependent start: D's weight-normalised layers on the float training
-    images `images` and their codes mu(x); nothing when D has none."""
+    """A fresh run's data-dependent start: D's weight-normalised layers on the pairs a step shows
+    it, real (x, z ~ q(z|x)) and generated (Gx(z), z ~ p(z)), with the generators in training mode
+    (batch statistics; their running averages left alone); nothing when D has none."""
     d: ClassDiscriminator = model["discriminator"]
     if not any(parametrize.is_parametrized(m, "weight") for m in d.modules()):
         return
-    encoder = model["encoder"]
-    was_training = encoder.training
-    encoder.eval()
+    generators = (model["encoder"], model["decoder"])
+    modes = [net.training for net in generators]
     try:
-        with torch.no_grad():
-            codes = encoder.moments(images)[0]
+        for net in generators:
+            net.train()
+        with torch.no_grad(), running_stats_frozen(model):
+            codes = model["encoder"](images)
+            prior = model.sample_prior(len(images), images.device)
+            generated = model["decoder"](prior)
     finally:
-        encoder.train(was_training)
-    d.init_from_data(images, codes)
+        for net, mode in zip(generators, modes):
+            net.train(mode)
+    d.init_from_data(torch.cat([images, generated]), torch.cat([codes, prior]))
 
 
 def realness(class_logits: torch.Tensor) -> torch.Tensor:
