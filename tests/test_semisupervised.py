@@ -206,7 +206,9 @@ def test_cifar10_svm_metrics_report_the_papers_label_counts_over_ten_draws(monke
 
     read = []
     monkeypatch.setattr(
-        evaluate, "load_split", lambda name, _dir, split: read.append((name, split)) or (torch.zeros(1), torch.zeros(1))
+        evaluate,
+        "load_split",
+        lambda name, _dir, split: read.append((name, split)) or (torch.zeros(1), torch.arange(60_000) % 10),
     )
     monkeypatch.setattr(evaluate, "encoder_features", lambda _enc, _x: torch.zeros(1))
     monkeypatch.setattr(evaluate, "svm_splits", lambda *a: {"marker": True})
@@ -253,7 +255,7 @@ def test_the_probes_group_probes_each_encoder_layer_of_the_features(monkeypatch)
     the class); the authors' protocol alone does not compute them."""
     from ali.evaluation import evaluate
 
-    monkeypatch.setattr(evaluate, "load_split", lambda *_a: (torch.zeros(1), torch.zeros(1)))
+    monkeypatch.setattr(evaluate, "load_split", lambda *_a: (torch.zeros(1), torch.arange(60_000) % 10))
     monkeypatch.setattr(evaluate, "encoder_features", lambda _enc, _x: torch.zeros(1))
     monkeypatch.setattr(evaluate, "svm_splits", lambda *a: {"marker": True})
     blocks = {"mu": slice(0, 2), "bn3": slice(2, 9)}
@@ -267,3 +269,18 @@ def test_the_probes_group_probes_each_encoder_layer_of_the_features(monkeypatch)
         evaluate, "svm_protocol", lambda **kw: {"n_labels": 100, "test_error_mean": 0.1, "test_error_std": 0, "best_C": 1}
     )
     evaluate.svm_metrics({"encoder": None}, "mnist", "unused", (10,))
+
+
+def test_more_labels_per_class_than_the_pool_holds_are_refused_before_any_feature(monkeypatch):
+    from ali.evaluation import evaluate
+
+    labels = torch.arange(60_000) % 10
+    labels[:50_000][labels[:50_000] == 3] = 4  # the MNIST pool (train[0:50000]) keeps 4 threes...
+    labels[3] = 3
+    labels[13], labels[23], labels[33] = 3, 3, 3
+    monkeypatch.setattr(evaluate, "load_split", lambda *_a: (torch.zeros(1), labels))
+    monkeypatch.setattr(evaluate, "encoder_features", lambda *_a: pytest.fail("features computed before the check"))
+    with pytest.raises(
+        AliError, match="5 labelled examples per class asked, but the labelled pool \\(train\\[0:50000\\]\\) holds 4"
+    ):
+        evaluate.svm_metrics({"encoder": None}, "mnist", "unused", (2, 5))

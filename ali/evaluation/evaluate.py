@@ -288,14 +288,21 @@ def svm_metrics(
     and splits (10 labelled draws each), on all of them and on each encoder layer's part alone
     (feature_blocks); `svm=False` leaves out the authors' protocol."""
     check_svm_dataset(dataset_name)
+    spec = DATASET_SPECS[dataset_name]
+    labels_per_class = spec.svm_labels_per_class if labels_per_class is None else labels_per_class
     train_x, train_y = load_split(dataset_name, data_dir, "train")
     test_x, test_y = load_split(dataset_name, data_dir, "test")
+    pool_end = spec.svm_split[0]
+    rarest = int(torch.bincount(torch.as_tensor(train_y[:pool_end]).long().flatten()).min())
+    if max(labels_per_class) > rarest:  # before minutes of feature extraction
+        raise AliError(
+            f"{dataset_name}: {max(labels_per_class)} labelled examples per class asked, but the labelled pool "
+            f"(train[0:{pool_end}]) holds {rarest} of its rarest class"
+        )
     feats = encoder_features(model["encoder"], train_x), encoder_features(model["encoder"], test_x)
     blocks = feature_blocks(model["encoder"], test_x) if probes else None
-    spec = DATASET_SPECS[dataset_name]
     splits = svm_splits(feats[0], train_y, feats[1], test_y, spec.svm_split, dataset_name)
     out: dict[str, Any] = {}
-    labels_per_class = spec.svm_labels_per_class if labels_per_class is None else labels_per_class
     n_val, n_test = spec.svm_draws
     grid = np.array(spec.svm_cs) if spec.svm_cs else DEFAULT_CS
     for per_class in labels_per_class:
