@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
 from ali import checkpoint as ckpt
 from ali.config import TrainConfig, make_config, settings, to_dict
@@ -40,7 +41,7 @@ from ali.errors import AliError
 from ali.methods import get_method
 from ali.methods.base import Method
 from ali.nets.architectures import ARCHITECTURES
-from ali.nets.layers import init_weights, spectral_normalise
+from ali.nets.layers import init_weights, reparametrise_layers
 from ali.nets.model import Model
 
 OPTIONS_FILE = "training_options.json"
@@ -275,7 +276,7 @@ def build_networks(config: TrainConfig, method: Method | None = None) -> Model:
     if values.get("spectral_norm"):  # an adversarial method's key: each of its discriminators
         for name, net in model.items():  # after the init: the estimate starts from these weights
             if name.endswith("discriminator"):
-                spectral_normalise(net)
+                reparametrise_layers(net, nn.utils.parametrizations.spectral_norm)
     if config.ema_decay > 0:
         model.add_averages(method.averaged)
     return model

@@ -162,16 +162,21 @@ def anomaly_metrics(
     return out, scores
 
 
+def require_anomaly_split(dataset: Dataset) -> None:
+    """AliError unless the dataset is split for anomaly detection (a run of `ali anomaly`)."""
+    if dataset.heldout_anomalous is None:
+        raise AliError(
+            "the anomaly metric scores runs trained by `ali anomaly`; this run trained on the whole dataset: drop 'anomaly' from --metrics"
+        )
+
+
 def dataset_anomaly_metrics(
     model: Model, dataset: Dataset, test_images: int | None = None
 ) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     """anomaly_metrics of a run trained by `ali anomaly`: the first `test_images` held-out images
     (all by default) against their anomaly flags, sigma^2 from the first REFERENCE_IMAGES normal
     training images, with the run's protocol and class."""
-    if dataset.heldout_anomalous is None:
-        raise AliError(
-            "the anomaly metric scores runs trained by `ali anomaly`; this run trained on the whole dataset: drop 'anomaly' from --metrics"
-        )
+    require_anomaly_split(dataset)
     x = dataset.to_float(dataset.heldout[:test_images])
     reference = dataset.to_float(dataset.train[:REFERENCE_IMAGES])
     metrics, scores = anomaly_metrics(model, x, dataset.heldout_anomalous[: len(x)], reference)

@@ -54,7 +54,7 @@ from ali.data.dataset import Dataset
 from ali.data.specs import DATASETS as DATASET_SPECS
 from ali.errors import AliError
 from ali.evaluation import classifier as clf
-from ali.evaluation.anomaly import dataset_anomaly_metrics
+from ali.evaluation.anomaly import dataset_anomaly_metrics, require_anomaly_split
 from ali.evaluation.image_eval import (
     ARTIFACT_IMAGES,
     artifact_check,
@@ -128,8 +128,8 @@ def evaluate_model(
     the dataset's)."""
     if svm_labels is not None and not {"svm", "probes"} & set(metrics):
         raise AliError("labelled-set sizes apply to the svm and probes metric groups: add one to --metrics or drop --labels")
-    if "anomaly" in metrics and dataset.heldout_anomalous is None:
-        dataset_anomaly_metrics(model, dataset)  # refuses before anything is computed
+    if "anomaly" in metrics:
+        require_anomaly_split(dataset)  # before anything is computed
     model.eval()
     device = model_device(model)
     out: dict[str, Any] = {}

@@ -57,7 +57,7 @@ from ali.methods.adversarial import adversarial_update, two_pass_step, update_mo
 from ali.methods.base import ADVERSARIAL_KEYS, Batch, Losses, Method, StepFn, StepInputs, balance_score, decoder, encoder
 from ali.methods.objective import ali_losses
 from ali.nets.architectures import Architecture
-from ali.nets.layers import Dropout, Layer, running_stats_frozen
+from ali.nets.layers import Dropout, Layer, reparametrise_layers, running_stats_frozen
 from ali.nets.model import Model
 from ali.nets.networks import JointDiscriminator
 
@@ -90,9 +90,7 @@ class ClassDiscriminator(JointDiscriminator):
         super().__init__(x_table, z_table, joint_table, x_shape, latent_dim)
         self.input_noise = input_noise
         if weight_norm:
-            for module in self.modules():
-                if isinstance(module, (nn.Linear, nn.Conv2d)):
-                    nn.utils.parametrizations.weight_norm(module)
+            reparametrise_layers(self, nn.utils.parametrizations.weight_norm)
         if hidden_noise > 0:
             for stack in (self.dx, self.dz, self.joint[: len(self.joint) - self.head_size]):
                 for module in _row_ends(stack):

@@ -7,7 +7,7 @@ modules that run, dense-equivalent convolutions included (so `ali train --dry-ru
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -181,13 +181,12 @@ def init_weights(module: nn.Module, std: float, tconv_init: str = "normal") -> N
     even and odd output pixels, made by different taps, start equal instead of alternating (the
     checkerboard of ali.evaluation.artifacts). The same layers and parameters; only the start."""
     for m in module.modules():
-        if isinstance(m, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)) and parametrize.is_parametrized(m, "weight"):
-            with torch.no_grad():  # weight norm: g and v from the drawn weight (its right inverse)
-                m.weight = torch.randn_like(m.weight) * std
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)):
-            nn.init.normal_(m.weight, 0.0, std)
+        if isinstance(m, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)):
+            if parametrize.is_parametrized(m, "weight"):
+                with torch.no_grad():  # weight norm: g and v from the drawn weight (its right inverse)
+                    m.weight = torch.randn_like(m.weight) * std
+            else:
+                nn.init.normal_(m.weight, 0.0, std)
             if tconv_init == "nearest" and nearest_init_applies(m):
                 s = m.stride[0]
                 block = torch.randn(*m.weight.shape[:2], m.kernel_size[0] // s, m.kernel_size[1] // s) * std
@@ -200,13 +199,14 @@ def init_weights(module: nn.Module, std: float, tconv_init: str = "normal") -> N
             nn.init.zeros_(m.bias)
 
 
-def spectral_normalise(module: nn.Module) -> None:
-    """Spectral normalisation (Miyato et al. 2018) of every linear and convolutional layer in
-    `module`: its weight divided by an estimate of its largest singular value, refined by one
-    power iteration per training forward pass (the estimate's vectors are buffers)."""
+def reparametrise_layers(module: nn.Module, parametrization: Callable[[nn.Module], nn.Module]) -> None:
+    """Apply `parametrization` to every linear and convolutional layer's weight in `module`:
+    nn.utils.parametrizations.spectral_norm (Miyato et al. 2018: the weight divided by an
+    estimate of its largest singular value, refined by one power iteration per training pass)
+    or weight_norm (Salimans and Kingma 2016: w = g v / ||v||)."""
     for m in list(module.modules()):
         if isinstance(m, (nn.Linear, nn.Conv2d)):
-            nn.utils.parametrizations.spectral_norm(m)
+            parametrization(m)
 
 
 def nearest_init_applies(m: nn.Module) -> bool:
