@@ -26,6 +26,7 @@ from ali.generate import conditional_grid
 from ali.keys import default_data_dir
 from ali.methods import METHODS
 from ali.presets import PRESETS
+from ali.report.curves import checkpoint_curves, headline_metrics
 from ali.report.pages import write_report
 from ali.rundir import METRICS_FILE, load_run_config, read_condition_names
 from ali.study import run_study
@@ -150,29 +151,51 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    """`ali evaluate --run DIR`: the paper's metrics of a trained image run, as one JSON object."""
+    """`ali evaluate --run DIR`: the paper's metrics of a trained image run, as one JSON object;
+    with --every-checkpoint, of every kept checkpoint, with their curves against the step."""
     run = Path(args.run)
-    config, model, step = pictures.load_image_run(run, f"its metrics are in {run / METRICS_FILE}", args.weights, args.step)
-    data_dir = args.data_dir or config.data_dir
-    dataset = rundir.load_run_dataset(config, data_dir)
-    metrics = evaluate_model(
-        model,
-        dataset,
-        data_dir,
-        parse_metrics(args.metrics),
-        condition_dim(config),
-        args.classifier,
-        args.inception_weights,
-        progress=not args.no_progress,
-        samples=args.samples,
-        test_images=args.test_images,
-        svm_labels=args.labels,
-    )
-    out = Path(args.out) if args.out else run / "evaluation.json"
-    with rundir.run_dir_writes(out.parent, out.name):
+    if args.every_checkpoint and args.step is not None:
+        raise AliError("--step scores one checkpoint and --every-checkpoint all of them: give one")
+    metrics_asked = parse_metrics(args.metrics)
+    steps: list[int | None] = [args.step]
+    if args.every_checkpoint:
+        steps = list(rundir.checkpoint_steps(run))
+        if not steps:
+            raise AliError(f"run {run} keeps no checkpoints; train it, or give the run directory that holds them")
+    default_name = "evaluation-curve.json" if args.every_checkpoint else "evaluation.json"
+    out = Path(args.out) if args.out else run / default_name
+    if args.every_checkpoint and out.suffix.lower() == ".png":
+        raise AliError("--out names the curve's JSON file; its figure is written beside it as .png: give a .json name")
+    points, dataset = [], None
+    for wanted in steps:
+        config, model, step = pictures.load_image_run(run, f"its metrics are in {run / METRICS_FILE}", args.weights, wanted)
+        data_dir = args.data_dir or config.data_dir
+        dataset = dataset or rundir.load_run_dataset(config, data_dir)
+        metrics = evaluate_model(
+            model,
+            dataset,
+            data_dir,
+            metrics_asked,
+            condition_dim(config),
+            args.classifier,
+            args.inception_weights,
+            progress=not args.no_progress,
+            samples=args.samples,
+            test_images=args.test_images,
+            svm_labels=args.labels,
+        )
+        points.append({"checkpoint_step": step, **metrics})
+        print(json.dumps(points[-1], indent=2))
         weights = args.weights or rundir.default_weights(config)
-        rundir.atomic_write_json(out, {"run": str(run), "checkpoint_step": step, "weights": weights, **metrics})
-    print(json.dumps(metrics, indent=2))
+        if args.every_checkpoint:  # written after each checkpoint: a stopped curve keeps its points
+            with rundir.run_dir_writes(out.parent, out.name):
+                rundir.atomic_write_json(out, {"run": str(run), "weights": weights, "points": points})
+    if not args.every_checkpoint:
+        with rundir.run_dir_writes(out.parent, out.name):
+            rundir.atomic_write_json(out, {"run": str(run), "weights": weights, **points[0]})
+    elif keys := headline_metrics(points):
+        with rundir.run_dir_writes(out.parent, out.with_suffix(".png").name):
+            rundir.atomic_write_bytes(out.with_suffix(".png"), checkpoint_curves(points, keys))
     print(f"written: {out}")
     return 0
 

@@ -161,6 +161,11 @@ def build_parser(commands: Mapping[str, Callable[[argparse.Namespace], int]]) ->
         help="generator weights to score: the run's weight average (ema_decay; the default where it keeps one) or the live weights",
     )
     evaluate.add_argument("--step", type=nonnegative_int, help="score checkpoint STEP (default: the newest valid one)")
+    evaluate.add_argument(
+        "--every-checkpoint",
+        action="store_true",
+        help="score every kept checkpoint: RUN/evaluation-curve.json (or --out) and the curves beside it (.png)",
+    )
     evaluate.add_argument("--no-progress", action="store_true", help="no progress bars")
     evaluate.set_defaults(func=commands["evaluate"])
 

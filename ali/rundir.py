@@ -130,6 +130,11 @@ def list_checkpoints(run_dir: Path) -> list[Path]:
     return [p for _, p in sorted(found)]
 
 
+def checkpoint_steps(run_dir: Path) -> list[int]:
+    """The steps of the checkpoints in the run directory, oldest first."""
+    return [int(_NAME.match(p.name).group(1)) for p in list_checkpoints(run_dir)]
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write to a temporary file, fsync, then rename: a reader sees the old file or the new, never half."""
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
@@ -316,7 +321,7 @@ def restore_trained(run_dir: Path, config: TrainConfig, weights: str | None = No
     else:
         path = checkpoint_path(run_dir, step)
         if not path.is_file():
-            kept = ", ".join(str(int(_NAME.match(p.name).group(1))) for p in list_checkpoints(run_dir)) or "none"
+            kept = ", ".join(map(str, checkpoint_steps(run_dir))) or "none"
             raise AliError(f"run {run_dir} has no checkpoint of step {step}; it keeps steps {kept}")
         tensors, header = ckpt.read_checkpoint(path)
     step = ckpt.restore(tensors, header, model, restore_rng=False)

@@ -12,6 +12,7 @@ import pytest
 import report_fixtures as fx
 
 from ali.errors import AliError
+from ali.report.curves import checkpoint_curves, headline_metrics
 from ali.report.pages import metrics_table, write_report
 from ali.report.readers import read_stats
 from ali.report.reference import REFERENCE, published
@@ -198,3 +199,16 @@ def test_reference_figures_are_well_formed():
             if metric.startswith(FRACTIONS):
                 assert 0 <= value <= 1, (dataset, metric, who)  # fractions, as ali's metrics are
     json.dumps({f"{d}/{m}": r for (d, m), r in REFERENCE.items()})  # plain data, serialisable
+
+
+def test_a_checkpoint_curve_shows_the_headline_figures_and_not_their_spreads_or_shared_references():
+    points = [
+        {"checkpoint_step": 2, "kplus1_error_100": 0.3, "classifier_is": 5.0, "classifier_is_std": 0.1,
+         "classifier_is_real_test": 9.8, "svm_best_C_100": 0.5, "samples_scored": 100, "test_class_accuracy": 0.99},
+        {"checkpoint_step": 4, "kplus1_error_100": 0.2, "classifier_is": 6.0, "classifier_is_std": 0.2,
+         "classifier_is_real_test": 9.8, "svm_best_C_100": 0.7, "samples_scored": 100},
+    ]  # fmt: skip
+    assert headline_metrics(points) == ["kplus1_error_100", "classifier_is"]
+    points[1]["classifier_is"] = 5.0  # a figure that did not move is still drawn
+    assert headline_metrics(points) == ["kplus1_error_100", "classifier_is"]
+    assert checkpoint_curves(points, ["kplus1_error_100"])[:4] == b"\x89PNG"

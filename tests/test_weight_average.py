@@ -194,6 +194,16 @@ def test_ali_evaluate_scores_the_weights_and_checkpoint_asked_for(bar_digits, tm
         scored[(record["weights"], record["checkpoint_step"])] = (record["latent_mean"], record["latent_std"])
     assert set(scored) == {("live", 4), ("average", 4), ("live", 2)}
     assert len(set(scored.values())) == 3  # three different encoders
+    # Every kept checkpoint in one call: the same figures as one call per step, and their curves.
+    curve = tmp_path / "curve.json"
+    curve_args = ["evaluate", "--run", str(run), "--metrics", "recon", "--no-progress", "--classifier", str(classifier)]
+    assert main([*curve_args, "--out", str(curve), "--every-checkpoint", "--weights", "live"]) == 0
+    record = json.loads(curve.read_text())
+    assert record["weights"] == "live" and [p["checkpoint_step"] for p in record["points"]] == [2, 4]
+    for point in record["points"]:
+        assert (point["latent_mean"], point["latent_std"]) == scored[("live", point["checkpoint_step"])]
+    assert curve.with_suffix(".png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert main([*args, "--every-checkpoint", "--step", "2"]) == 2  # one or the other, never one ignored
     # The artifact group needs no classifier: spread, frame, grid and reconstruction error.
     assert main(["evaluate", "--run", str(run), "--metrics", "artifacts", "--no-progress", "--out", str(out)]) == 0
     artifacts = json.loads(out.read_text())

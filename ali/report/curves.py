@@ -110,3 +110,48 @@ def metric_spread(per_method: dict[str, list[dict[str, Any]]], metrics: list[str
         ax.set_title(metric, fontsize=10)
         ax.grid(alpha=0.3, axis="y")
     return png_bytes(fig)
+
+
+# What a curve over checkpoints plots: the headline figures, not their spreads, chosen Cs or counts,
+# nor the reference figures every checkpoint shares (the real test images' IS, the classifier's accuracy).
+_HEADLINE = (
+    "error",
+    "classifier_is",
+    "classifier_fid",
+    "accuracy",
+    "kl_to_uniform",
+    "auroc",
+    "auprc",
+    "stacked_modes",
+    "stacked_kl",
+)
+_REFERENCE = ("_real_test", "test_class_accuracy")
+
+
+def headline_metrics(points: list[dict[str, Any]]) -> list[str]:
+    """The keys of per-checkpoint evaluations that a curve shows: headline figures of the model
+    that are numbers in some point."""
+    return [
+        key
+        for key in dict.fromkeys(k for p in points for k in p)
+        if any(h in key for h in _HEADLINE)
+        and not key.endswith("_std")
+        and not any(r in key for r in _REFERENCE)
+        and any(math.isfinite(number(p.get(key))) for p in points)
+    ]
+
+
+def checkpoint_curves(points: list[dict[str, Any]], keys: list[str]) -> bytes:
+    """One panel per key: its value at each evaluated checkpoint against the checkpoint's step."""
+    points = sorted(points, key=lambda p: number(p.get("checkpoint_step")))
+    steps = [number(p.get("checkpoint_step")) for p in points]
+    ncol = min(3, len(keys))
+    nrow = math.ceil(len(keys) / ncol)
+    fig = Figure(figsize=(3.6 * ncol, 2.7 * nrow + 0.3), layout="constrained")
+    for i, key in enumerate(keys):
+        ax = fig.add_subplot(nrow, ncol, i + 1)
+        ax.plot(steps, [number(p.get(key)) for p in points], marker="o", lw=1.4)
+        ax.set_title(key, fontsize=10)
+        ax.set_xlabel("training step")
+        ax.grid(alpha=0.3)
+    return png_bytes(fig)
