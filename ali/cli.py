@@ -155,22 +155,23 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     with --every-checkpoint, of every kept checkpoint, with their curves against the step."""
     run = Path(args.run)
     if args.every_checkpoint and args.step is not None:
-        raise AliError("--step scores one checkpoint and --every-checkpoint all of them: give one")
+        raise AliError("--step scores one checkpoint and --every-checkpoint all of them: drop one of the two")
     metrics_asked = parse_metrics(args.metrics)
+    default_name = "evaluation-curve.json" if args.every_checkpoint else "evaluation.json"
+    out = Path(args.out) if args.out else run / default_name
+    if args.every_checkpoint and out.suffix.lower() == ".png":
+        raise AliError("--out names the curve's JSON file; its figure is written beside it as .png: give a .json name")
     steps: list[int | None] = [args.step]
     if args.every_checkpoint:
         steps = list(rundir.checkpoint_steps(run))
         if not steps:
             raise AliError(f"run {run} keeps no checkpoints; train it, or give the run directory that holds them")
-    default_name = "evaluation-curve.json" if args.every_checkpoint else "evaluation.json"
-    out = Path(args.out) if args.out else run / default_name
-    if args.every_checkpoint and out.suffix.lower() == ".png":
-        raise AliError("--out names the curve's JSON file; its figure is written beside it as .png: give a .json name")
     points, dataset = [], None
     for wanted in steps:
         config, model, step = pictures.load_image_run(run, f"its metrics are in {run / METRICS_FILE}", args.weights, wanted)
         data_dir = args.data_dir or config.data_dir
-        dataset = dataset or rundir.load_run_dataset(config, data_dir)
+        if dataset is None:
+            dataset = rundir.load_run_dataset(config, data_dir)
         metrics = evaluate_model(
             model,
             dataset,
@@ -193,9 +194,16 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if not args.every_checkpoint:
         with rundir.run_dir_writes(out.parent, out.name):
             rundir.atomic_write_json(out, {"run": str(run), "weights": weights, **points[0]})
-    elif keys := headline_metrics(points):
-        with rundir.run_dir_writes(out.parent, out.with_suffix(".png").name):
-            rundir.atomic_write_bytes(out.with_suffix(".png"), checkpoint_curves(points, keys))
+    else:
+        figure = out.with_suffix(".png")
+        keys = headline_metrics(points)
+        with rundir.run_dir_writes(out.parent, figure.name):
+            if keys:
+                rundir.atomic_write_bytes(figure, checkpoint_curves(points, keys))
+                print(f"written: {figure}")
+            else:  # a figure left from another call would not match the new points
+                figure.unlink(missing_ok=True)
+                print(f"no figure: none of the metrics asked for is a headline figure ({figure} not written)")
     print(f"written: {out}")
     return 0
 

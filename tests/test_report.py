@@ -209,6 +209,8 @@ def test_a_checkpoint_curve_shows_the_headline_figures_and_not_their_spreads_or_
          "classifier_is_real_test": 9.8, "svm_best_C_100": 0.7, "samples_scored": 100},
     ]  # fmt: skip
     assert headline_metrics(points) == ["kplus1_error_100", "classifier_is"]
+    stacked = {"stacked_modes": 990, "stacked_kl": 0.2, "stacked_kl_channels": 0.18, "inception_fid": 30.0}
+    assert headline_metrics([stacked]) == ["stacked_modes", "stacked_kl", "inception_fid"]
     points[1]["classifier_is"] = 5.0  # a figure that did not move is still drawn
     assert headline_metrics(points) == ["kplus1_error_100", "classifier_is"]
     assert checkpoint_curves(points, ["kplus1_error_100"])[:4] == b"\x89PNG"

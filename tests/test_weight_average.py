@@ -204,6 +204,8 @@ def test_ali_evaluate_scores_the_weights_and_checkpoint_asked_for(bar_digits, tm
         assert (point["latent_mean"], point["latent_std"]) == scored[("live", point["checkpoint_step"])]
     assert curve.with_suffix(".png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert main([*args, "--every-checkpoint", "--step", "2"]) == 2  # one or the other, never one ignored
+    assert main([*curve_args, "--every-checkpoint", "--out", str(tmp_path / "c.png")]) == 2  # the JSON's name
+    assert not (tmp_path / "c.png").exists()
     # The artifact group needs no classifier: spread, frame, grid and reconstruction error.
     assert main(["evaluate", "--run", str(run), "--metrics", "artifacts", "--no-progress", "--out", str(out)]) == 0
     artifacts = json.loads(out.read_text())

@@ -118,13 +118,14 @@ _HEADLINE = (
     "error",
     "classifier_is",
     "classifier_fid",
+    "inception_score_mean",
+    "inception_fid",
     "accuracy",
     "kl_to_uniform",
     "auroc",
     "auprc",
-    "stacked_modes",
-    "stacked_kl",
 )
+_HEADLINE_EXACT = ("stacked_modes", "stacked_kl")  # not their split into channels and dependence
 _REFERENCE = ("_real_test", "test_class_accuracy")
 
 
@@ -134,7 +135,7 @@ def headline_metrics(points: list[dict[str, Any]]) -> list[str]:
     return [
         key
         for key in dict.fromkeys(k for p in points for k in p)
-        if any(h in key for h in _HEADLINE)
+        if (key in _HEADLINE_EXACT or any(h in key for h in _HEADLINE))
         and not key.endswith("_std")
         and not any(r in key for r in _REFERENCE)
         and any(math.isfinite(number(p.get(key))) for p in points)
