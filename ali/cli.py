@@ -8,6 +8,7 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -16,6 +17,7 @@ from ali.anomaly import class_config, parse_classes, run_anomaly
 from ali.cli_options import build_parser
 from ali.config import TrainConfig, for_method, load_config_source, make_config, parse_overrides, to_dict
 from ali.data import load_image_dataset
+from ali.data.dataset import Dataset
 from ali.data.download import download_dataset
 from ali.errors import AliError
 from ali.evaluation.classifier import RECIPES, default_classifier_path, save_classifier, train_classifier
@@ -150,60 +152,67 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _score_checkpoint(
+    args: argparse.Namespace, run: Path, metrics: tuple[str, ...], step: int | None, dataset: Dataset | None
+) -> tuple[dict[str, Any], str, Dataset]:
+    """The metric groups `metrics` of checkpoint `step` of the run (None: the newest valid one):
+    the point (its step and metrics), the weights scored, and the dataset (loaded once, passed back)."""
+    config, model, step = pictures.load_image_run(run, f"its metrics are in {run / METRICS_FILE}", args.weights, step)
+    data_dir = args.data_dir or config.data_dir
+    if dataset is None:
+        dataset = rundir.load_run_dataset(config, data_dir)
+    scores = evaluate_model(
+        model,
+        dataset,
+        data_dir,
+        metrics,
+        condition_dim(config),
+        args.classifier,
+        args.inception_weights,
+        progress=not args.no_progress,
+        samples=args.samples,
+        test_images=args.test_images,
+        svm_labels=args.labels,
+    )
+    point = {"checkpoint_step": step, **scores}
+    print(json.dumps(point, indent=2))
+    return point, args.weights or rundir.default_weights(config), dataset
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     """`ali evaluate --run DIR`: the paper's metrics of a trained image run, as one JSON object;
     with --every-checkpoint, of every kept checkpoint, with their curves against the step."""
     run = Path(args.run)
-    if args.every_checkpoint and args.step is not None:
-        raise AliError("--step scores one checkpoint and --every-checkpoint all of them: drop one of the two")
-    metrics_asked = parse_metrics(args.metrics)
-    default_name = "evaluation-curve.json" if args.every_checkpoint else "evaluation.json"
-    out = Path(args.out) if args.out else run / default_name
-    if args.every_checkpoint and out.suffix.lower() == ".png":
-        raise AliError("--out names the curve's JSON file; its figure is written beside it as .png: give a .json name")
-    steps: list[int | None] = [args.step]
-    if args.every_checkpoint:
-        steps = list(rundir.checkpoint_steps(run))
-        if not steps:
-            raise AliError(f"run {run} keeps no checkpoints; train it, or give the run directory that holds them")
-    points, dataset = [], None
-    for wanted in steps:
-        config, model, step = pictures.load_image_run(run, f"its metrics are in {run / METRICS_FILE}", args.weights, wanted)
-        data_dir = args.data_dir or config.data_dir
-        if dataset is None:
-            dataset = rundir.load_run_dataset(config, data_dir)
-        metrics = evaluate_model(
-            model,
-            dataset,
-            data_dir,
-            metrics_asked,
-            condition_dim(config),
-            args.classifier,
-            args.inception_weights,
-            progress=not args.no_progress,
-            samples=args.samples,
-            test_images=args.test_images,
-            svm_labels=args.labels,
-        )
-        points.append({"checkpoint_step": step, **metrics})
-        print(json.dumps(points[-1], indent=2))
-        weights = args.weights or rundir.default_weights(config)
-        if args.every_checkpoint:  # written after each checkpoint: a stopped curve keeps its points
-            with rundir.run_dir_writes(out.parent, out.name):
-                rundir.atomic_write_json(out, {"run": str(run), "weights": weights, "points": points})
+    metrics = parse_metrics(args.metrics)  # a bad group is refused before any checkpoint is read
     if not args.every_checkpoint:
+        out = Path(args.out) if args.out else run / "evaluation.json"
+        point, weights, _ = _score_checkpoint(args, run, metrics, args.step, None)
         with rundir.run_dir_writes(out.parent, out.name):
-            rundir.atomic_write_json(out, {"run": str(run), "weights": weights, **points[0]})
-    else:
-        figure = out.with_suffix(".png")
-        keys = headline_metrics(points)
-        with rundir.run_dir_writes(out.parent, figure.name):
-            if keys:
-                rundir.atomic_write_bytes(figure, checkpoint_curves(points, keys))
-                print(f"written: {figure}")
-            else:  # a figure left from another call would not match the new points
-                figure.unlink(missing_ok=True)
-                print(f"no figure: none of the metrics asked for is a headline figure ({figure} not written)")
+            rundir.atomic_write_json(out, {"run": str(run), "weights": weights, **point})
+        print(f"written: {out}")
+        return 0
+    if args.step is not None:
+        raise AliError("--step scores one checkpoint and --every-checkpoint all of them: drop one of the two")
+    out = Path(args.out) if args.out else run / "evaluation-curve.json"
+    if out.suffix.lower() == ".png":
+        raise AliError("--out names the curve's JSON file; its figure is written beside it as .png: give a .json name")
+    steps = rundir.checkpoint_steps(run)
+    if not steps:
+        raise AliError(f"run {run} keeps no checkpoints; train it, or give the run directory that holds them")
+    points, dataset = [], None
+    for step in steps:
+        point, weights, dataset = _score_checkpoint(args, run, metrics, step, dataset)
+        points.append(point)
+        with rundir.run_dir_writes(out.parent, out.name):  # after each: a stopped curve keeps its points
+            rundir.atomic_write_json(out, {"run": str(run), "weights": weights, "points": points})
+    figure, keys = out.with_suffix(".png"), headline_metrics(points)
+    with rundir.run_dir_writes(out.parent, figure.name):
+        if keys:
+            rundir.atomic_write_bytes(figure, checkpoint_curves(points, keys))
+            print(f"written: {figure}")
+        else:  # a figure left from another call would not match the new points
+            figure.unlink(missing_ok=True)
+            print(f"no figure: none of the metrics asked for is a headline figure ({figure} not written)")
     print(f"written: {out}")
     return 0
 

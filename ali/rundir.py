@@ -124,15 +124,19 @@ def checkpoint_path(run_dir: Path, step: int) -> Path:
     return run_dir / f"checkpoint-{step:09d}.safetensors"
 
 
+def _numbered_checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
+    """(step, path) of the checkpoints in the run directory, oldest first (temporary files are ignored)."""
+    return sorted((int(m.group(1)), p) for p in run_dir.glob("checkpoint-*.safetensors") if (m := _NAME.match(p.name)))
+
+
 def list_checkpoints(run_dir: Path) -> list[Path]:
     """Checkpoints in the run directory, oldest first (temporary files are ignored)."""
-    found = [(int(m.group(1)), p) for p in run_dir.glob("checkpoint-*.safetensors") if (m := _NAME.match(p.name))]
-    return [p for _, p in sorted(found)]
+    return [p for _, p in _numbered_checkpoints(run_dir)]
 
 
 def checkpoint_steps(run_dir: Path) -> list[int]:
     """The steps of the checkpoints in the run directory, oldest first."""
-    return [int(_NAME.match(p.name).group(1)) for p in list_checkpoints(run_dir)]
+    return [step for step, _ in _numbered_checkpoints(run_dir)]
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
