@@ -86,6 +86,7 @@ HEADLINE = (
     "recon_class_accuracy",
     SVM_KEY,
     "class_kl_to_uniform",
+    "class_entropy",
     "condition_accuracy",
     "conditional_classifier_is",
     "conditional_classifier_fid",

@@ -73,6 +73,7 @@ def test_evaluate_writes_the_sample_and_reconstruction_metrics(mnist_run, capsys
     assert 1 <= result["classifier_is"] <= 10 and result["classifier_fid"] >= 0
     assert len(result["class_fractions"]) == 10 and math.isclose(sum(result["class_fractions"]), 1, abs_tol=1e-3)
     assert 0 <= result["recon_class_accuracy"] <= 1 and 0 <= result["class_kl_to_uniform"] <= math.log(10) + 1e-6
+    assert 0 <= result["class_entropy"] <= math.log(10) + 1e-6 and 0 <= result["class_entropy_real_test"] <= math.log(10) + 1e-6
     assert result["checkpoint_step"] == 2
     assert result["samples_scored"] == 500 and result["is_splits"] == 10  # a count other than the protocol's is recorded
     assert len(result["code_norm_by_class"]) == 10 and all(math.isfinite(v) and v >= 0 for v in result["code_norm_by_class"])

@@ -17,6 +17,7 @@ from ali.evaluation.sample_quality import (
     inception_metrics,
     inception_score,
     kl_to_uniform,
+    mean_class_entropy,
     stacked_mnist_modes,
 )
 
@@ -85,6 +86,15 @@ def test_inception_score_refuses_logits_and_too_few_samples():
         inception_score(torch.randn(100, 10))
     with pytest.raises(AliError, match="at least 10 samples"):
         inception_score(one_hot([1, 2, 3]), splits=10)
+
+
+def test_class_entropy_and_class_kl_split_the_inception_score():
+    assert mean_class_entropy(one_hot(torch.arange(50) % 10)) == pytest.approx(0.0, abs=1e-12)
+    assert mean_class_entropy(torch.full((7, 10), 0.1)) == pytest.approx(math.log(10))
+    probs = torch.softmax(3 * torch.randn(400, 10, generator=torch.Generator().manual_seed(0)), 1)
+    marginal_kl = kl_to_uniform(probs.double().mean(0))
+    score, _ = inception_score(probs, splits=1)
+    assert math.log(score) == pytest.approx(math.log(10) - marginal_kl - mean_class_entropy(probs), abs=1e-9)
 
 
 def test_class_histogram_from_labels_and_from_probabilities():

@@ -3,7 +3,8 @@
 Metric groups (`--metrics`, comma-separated):
 - "samples": classifier IS, classifier FID (penultimate features of the domain classifier
   against the test set: not comparable with Inception FID), the per-class histogram of the
-  samples and its KL to uniform. Needs a domain classifier (ali.evaluation.classifier). The
+  samples and its KL to uniform, and the samples' mean classifier entropy (`class_entropy`, nats;
+  with the KL it splits the IS into imbalance and ambiguity). Needs a domain classifier (ali.evaluation.classifier). The
   protocol of the published MNIST IS figures: SAMPLES = 10,000 samples in IS_SPLITS = 10 splits
   of 1,000, from the model as it is (at the end of training; never a best-of-checkpoints pick).
   `samples_scored`, `is_splits` and `fid_real_images` record it, so a figure from another count
@@ -74,6 +75,7 @@ from ali.evaluation.sample_quality import (
     inception_metrics,
     inception_score,
     kl_to_uniform,
+    mean_class_entropy,
     stacked_mnist_modes,
 )
 from ali.evaluation.semisupervised import DEFAULT_CS, encoder_features, feature_blocks, svm_protocol, svm_splits
@@ -224,6 +226,8 @@ def _sample_metrics(
         name("classifier_fid"): frechet_distance(feats.numpy(), real[1].numpy()),
         name("class_fractions"): [round(float(h), 4) for h in hist / hist.sum()],
         name("class_kl_to_uniform"): kl_to_uniform(hist),
+        name("class_entropy"): mean_class_entropy(probs),
+        "class_entropy_real_test": mean_class_entropy(real[0]),
         "samples_scored": n,
         "is_splits": IS_SPLITS,
         "fid_real_images": len(real[1]),

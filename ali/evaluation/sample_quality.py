@@ -6,6 +6,9 @@ an Inception network) is the caller's business.
 
 - `inception_score`: exp(E_x KL(p(y|x) || p(y))) per split, mean and std over splits, as in
   OpenAI's improved-GAN code and ChunyuanLI/MNIST_Inception_Score (ALICE's MNIST figure).
+- `mean_class_entropy`: E_x H(p(y|x)), the samples' ambiguity. With KL(p(y) || uniform) it
+  splits the score: ln IS = ln K - KL(p(y) || uniform) - E_x H(p(y|x)) over one split, so a
+  low score says whether the classes are unbalanced or the samples ambiguous.
 - `frechet_distance`: the Frechet distance between Gaussians fitted to two feature sets. On the
   domain classifier's penultimate features it is a "classifier FID" (not comparable with the
   standard Inception FID, which `inception_metrics` computes through torch-fidelity).
@@ -65,6 +68,14 @@ def inception_score(probs: ArrayLike, splits: int = 10) -> tuple[float, float]:
     n = len(p)
     scores = [math.exp(_mean_kl_to_marginal(p[i * n // splits : (i + 1) * n // splits])) for i in range(splits)]
     return float(np.mean(scores)), float(np.std(scores))
+
+
+def mean_class_entropy(probs: ArrayLike) -> float:
+    """E_x H(p(y|x)) in nats over the rows of p: 0 for confident rows, ln K for uniform ones."""
+    p = _check_probs(probs)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        terms = np.where(p > 0, -p * np.log(p), 0.0)
+    return float(terms.sum(1).mean())
 
 
 def feature_statistics(feats: ArrayLike) -> tuple[np.ndarray, np.ndarray]:

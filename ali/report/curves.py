@@ -122,6 +122,7 @@ _HEADLINE = (
     "inception_fid",
     "accuracy",
     "kl_to_uniform",
+    "class_entropy",
     "auroc",
     "auprc",
 )
