@@ -205,7 +205,14 @@ def test_conditional_figures_are_named_so_and_the_swapped_condition_tests_infere
     test image exactly under its own label; only a condition y' other than x's own tells them apart."""
     draws_y, copies_z = _scores(_row_model(follow_y=True), 10, tmp_path), _scores(_row_model(follow_y=False), 10, tmp_path)
     for scores in (draws_y, copies_z):
-        assert not {"classifier_is", "classifier_fid", "class_kl_to_uniform", "recon_mse", "recon_class_accuracy"} & set(scores)
+        assert not {
+            "classifier_is",
+            "classifier_fid",
+            "class_kl_to_uniform",
+            "class_entropy",
+            "recon_mse",
+            "recon_class_accuracy",
+        } & set(scores)
         assert scores["conditional_recon_class_accuracy"] == 1.0 and scores["conditional_recon_mse"] == 0.0
     assert draws_y["swapped_y_recon_as_y"] == 1.0 and draws_y["swapped_y_recon_as_true_class"] == 0.0
     assert draws_y["swapped_y_recon_mse"] == pytest.approx(2 / 784, abs=1e-6)  # one pixel off, one on
@@ -213,12 +220,15 @@ def test_conditional_figures_are_named_so_and_the_swapped_condition_tests_infere
     assert copies_z["swapped_y_recon_mse"] == 0.0
     assert draws_y["condition_accuracy"] == 1.0 and draws_y["conditional_classifier_is"] == pytest.approx(10, abs=1e-3)
     assert copies_z["condition_accuracy"] < 0.3  # its samples' classes follow z, not the condition
+    assert draws_y["conditional_class_entropy"] == pytest.approx(0, abs=1e-6) and copies_z["conditional_class_entropy"] > 0.3
 
 
 def test_an_unconditional_model_keeps_the_published_names(tmp_path, row_classifier):
     scores = _scores(_row_model(follow_y=False, conditional=False), 0, tmp_path)
     assert scores["recon_class_accuracy"] == 1.0 and scores["recon_mse"] == 0.0 and "classifier_is" in scores
     assert not any(k.startswith(("conditional_", "swapped_")) for k in scores) and "condition_accuracy" not in scores
+    # samples that copy a N(0, 1) code saturate several pixels (ties: ambiguous); the test digits are certain
+    assert scores["class_entropy"] > 0.3 and scores["class_entropy_real_test"] == pytest.approx(0, abs=1e-6)
 
 
 def _random_images(n: int, seed: int) -> torch.Tensor:

@@ -211,6 +211,9 @@ def test_a_checkpoint_curve_shows_the_headline_figures_and_not_their_spreads_or_
     assert headline_metrics(points) == ["kplus1_error_100", "classifier_is"]
     stacked = {"stacked_modes": 990, "stacked_kl": 0.2, "stacked_kl_channels": 0.18, "inception_fid": 30.0}
     assert headline_metrics([stacked]) == ["stacked_modes", "stacked_kl", "inception_fid"]
+    entropy = {"class_entropy": 0.2, "class_entropy_real_test": 0.02, "conditional_class_entropy": 0.3}
+    assert headline_metrics([entropy]) == ["class_entropy", "conditional_class_entropy"]  # not the test images'
+
     points[1]["classifier_is"] = 5.0  # a figure that did not move is still drawn
     assert headline_metrics(points) == ["kplus1_error_100", "classifier_is"]
     assert checkpoint_curves(points, ["kplus1_error_100"])[:4] == b"\x89PNG"

@@ -91,8 +91,8 @@ def test_inception_score_refuses_logits_and_too_few_samples():
 def test_class_entropy_and_class_kl_split_the_inception_score():
     assert mean_class_entropy(one_hot(torch.arange(50) % 10)) == pytest.approx(0.0, abs=1e-12)
     assert mean_class_entropy(torch.full((7, 10), 0.1)) == pytest.approx(math.log(10))
-    probs = torch.softmax(3 * torch.randn(400, 10, generator=torch.Generator().manual_seed(0)), 1)
-    marginal_kl = kl_to_uniform(probs.double().mean(0))
+    probs = torch.softmax(3 * torch.randn(400, 10, dtype=torch.float64, generator=torch.Generator().manual_seed(0)), 1)
+    marginal_kl = kl_to_uniform(probs.mean(0))
     score, _ = inception_score(probs, splits=1)
     assert math.log(score) == pytest.approx(math.log(10) - marginal_kl - mean_class_entropy(probs), abs=1e-9)
 

@@ -6,9 +6,11 @@ an Inception network) is the caller's business.
 
 - `inception_score`: exp(E_x KL(p(y|x) || p(y))) per split, mean and std over splits, as in
   OpenAI's improved-GAN code and ChunyuanLI/MNIST_Inception_Score (ALICE's MNIST figure).
-- `mean_class_entropy`: E_x H(p(y|x)), the samples' ambiguity. With KL(p(y) || uniform) it
-  splits the score: ln IS = ln K - KL(p(y) || uniform) - E_x H(p(y|x)) over one split, so a
-  low score says whether the classes are unbalanced or the samples ambiguous.
+- `mean_class_entropy`: E_x H(p(y|x)), the samples' ambiguity. With KL(p(y) || uniform), p(y)
+  the mean of the rows, it splits the score exactly over one split: ln IS = ln K - KL - E_x H,
+  so a low score says whether the classes are unbalanced or the samples ambiguous (with the
+  KL of the argmax histogram and the IS over 10 splits, as `ali evaluate` stores them, the
+  split holds approximately).
 - `frechet_distance`: the Frechet distance between Gaussians fitted to two feature sets. On the
   domain classifier's penultimate features it is a "classifier FID" (not comparable with the
   standard Inception FID, which `inception_metrics` computes through torch-fidelity).
