@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from scipy.special import entr, rel_entr  # elementwise -p log p and p log(p/q), 0 where p = 0
 
 from ali.errors import AliError
 
@@ -53,10 +54,7 @@ def _check_probs(probs: ArrayLike) -> np.ndarray:
 
 def _mean_kl_to_marginal(p: np.ndarray) -> float:
     """E_x KL(p(y|x) || p(y)) over the rows of p; 0 log 0 = 0, so one-hot rows are exact."""
-    marginal = p.mean(0, keepdims=True)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        terms = np.where(p > 0, p * (np.log(p) - np.log(marginal)), 0.0)
-    return float(terms.sum(1).mean())
+    return float(rel_entr(p, p.mean(0, keepdims=True)).sum(1).mean())
 
 
 def inception_score(probs: ArrayLike, splits: int = 10) -> tuple[float, float]:
@@ -74,10 +72,7 @@ def inception_score(probs: ArrayLike, splits: int = 10) -> tuple[float, float]:
 
 def mean_class_entropy(probs: ArrayLike) -> float:
     """E_x H(p(y|x)) in nats over the rows of p: 0 for confident rows, ln K for uniform ones."""
-    p = _check_probs(probs)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        terms = np.where(p > 0, -p * np.log(p), 0.0)
-    return float(terms.sum(1).mean())
+    return float(entr(_check_probs(probs)).sum(1).mean())
 
 
 def feature_statistics(feats: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
