@@ -103,8 +103,11 @@ _IMAGE_PRESETS["cifar10-1h"] = {
 # reconstructions' class and draws better digits than 1. The cycle term alone lets a class's
 # codes drift into the prior's tails (MNIST ones, Fashion-MNIST footwear), where prior samples
 # seldom land; a discriminator on the codes alone (z_adversarial_weight) pulls them back and
-# brings those classes back into the samples. Running averages blended over both decoder
-# passes: the prior-batch ones reconstruct 70% worse here, with the same trained weights.
+# brings those classes back into the samples. At 3x the cycle's weight it balances the classes
+# (MNIST class KL 0.073 -> 0.020, classifier IS 7.60 -> 8.08 over 3 seeds; Fashion-MNIST every
+# class 6-14%) for 0.4 points of reconstruction accuracy (98.83 -> 98.45%). Running averages
+# blended over both decoder passes: the prior-batch ones reconstruct 70% worse here, with the
+# same trained weights.
 _MNIST: dict[str, Any] = {
     **_IMAGE,
     "method": "alice",
@@ -116,7 +119,7 @@ _MNIST: dict[str, Any] = {
     "decay_start": 0.5,
     "lr_final_fraction": 0.05,
     "recon_weight": 0.3,
-    "z_adversarial_weight": 1.0,
+    "z_adversarial_weight": 3.0,
     "decoder_bn_stats": "all",
     "log_every": 100,
     "checkpoint_every": 2_500,
@@ -209,6 +212,11 @@ _IMAGE_PRESETS.update(
         for name, steps in (("mnist", 3_000), ("fashion-mnist", 3_000), ("cifar10", 5_000))
     }
 )
+
+# One normal class leaves nothing for the code D to balance, so the MNIST family's anomaly
+# presets keep it at 1x, where reconstructions (what the scores read) keep more of the input.
+for _name in ("mnist-anomaly", "fashion-mnist-anomaly"):
+    _IMAGE_PRESETS[_name]["z_adversarial_weight"] = 1.0
 
 # Stacked MNIST mode counting (1,000 modes): the same recipe on the 3-channel MNIST nets.
 _IMAGE_PRESETS["stacked-mnist"] = {**_MNIST, "dataset": "stacked-mnist", "arch": DATASETS["stacked-mnist"].arch}

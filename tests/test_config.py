@@ -73,10 +73,13 @@ def test_improved_kplus1_presets_are_the_papers_kplus1_plus_the_regularisers() -
     assert (budget.decay_start, budget.ema_decay) == (one_hour["decay_start"], one_hour["ema_decay"])
 
 
-def test_mnist_family_recipes_carry_the_code_discriminator_and_methods_without_it_drop_it() -> None:
+def test_mnist_family_recipes_carry_the_code_discriminator_at_3x_and_methods_without_it_drop_it() -> None:
     for name in ("mnist", "fashion-mnist", "stacked-mnist"):
         config = make_config(PRESETS[name])
-        assert (config.method, config.recon_weight, config.z_adversarial_weight) == ("alice", 0.3, 1.0)
+        assert (config.method, config.recon_weight, config.z_adversarial_weight) == ("alice", 0.3, 3.0)
+    for name in ("mnist-anomaly", "fashion-mnist-anomaly"):  # one normal class: nothing to balance
+        assert make_config(PRESETS[name]).z_adversarial_weight == 1.0
+    assert PRESETS["mnist"]["z_adversarial_weight"] == 3.0  # the anomaly presets' pin stays theirs
     for name in ("mnist-conditional", "mnist-kplus1"):  # methods that have no code discriminator
         assert "z_adversarial_weight" not in PRESETS[name]
 
