@@ -210,7 +210,7 @@ _IMAGE_PRESETS.update(
             "anomaly_protocol": "one-class",
             # One normal class leaves nothing for the code D to balance; at weight 1 the
             # reconstructions (what the scores read) keep more of their input.
-            **({"z_adversarial_weight": 1.0} if name != "cifar10" else {}),
+            **({"z_adversarial_weight": 1.0} if "z_adversarial_weight" in _IMAGE_PRESETS[name] else {}),
         }
         for name, steps in (("mnist", 3_000), ("fashion-mnist", 3_000), ("cifar10", 5_000))
     }

@@ -6,9 +6,9 @@ Metric groups (`--metrics`, comma-separated):
   samples and its KL to uniform, and the samples' mean classifier entropy (`class_entropy`, nats;
   with the KL it splits the IS, approximately, into imbalance and ambiguity). Needs a domain
   classifier (ali.evaluation.classifier). The protocol of the published MNIST IS figures:
-  SAMPLES = 10,000 samples in IS_SPLITS = 10 splits of 1,000, from the model as it is (at the end of training; never a best-of-checkpoints pick).
-  `samples_scored`, `is_splits` and `fid_real_images` record it, so a figure from another count
-  (`ali evaluate --samples N`) says so.
+  SAMPLES = 10,000 samples in IS_SPLITS = 10 splits of 1,000, from the model as it is (at the
+  end of training; never a best-of-checkpoints pick). `samples_scored`, `is_splits` and
+  `fid_real_images` record it, so a figure from another count (`ali evaluate --samples N`) says so.
 - "recon": pixel MSE of reconstructions Gx(Gz(x)) of the test set, and the classifier's accuracy
   on them against the true labels (the protocol of MINE's table: ALI 45.95%, ALICE 98.17%), and
   per class the mean ||mu||^2 / d of the encoder's means (`code_norm_by_class`; the prior's codes
