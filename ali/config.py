@@ -251,7 +251,10 @@ def load_config_source(name_or_file: str, presets: dict[str, dict[str, Any]]) ->
 
 
 def to_dict(config: TrainConfig) -> dict[str, Any]:
-    return dataclasses.asdict(config)
+    """The run's config as saved and shown: every general key and its method's own, none of the
+    keys another method owns (validate() holds those at their defaults, where they mean nothing)."""
+    foreign = method_keys().keys() - set(METHODS[config.method].keys)
+    return {k: v for k, v in dataclasses.asdict(config).items() if k not in foreign}
 
 
 def settings(config: TrainConfig, method: Method | None = None) -> dict[str, Any]:

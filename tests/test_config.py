@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ali import cli, rundir
-from ali.config import FIELD_TYPES, RULES, load_config_source, make_config, parse_overrides
+from ali.config import FIELD_TYPES, RULES, load_config_source, make_config, parse_overrides, to_dict
 from ali.errors import AliError
 from ali.keys import DATA_DIR_ENV
 from ali.presets import KPLUS1_REGULARISERS, PRESETS
@@ -81,6 +81,16 @@ def test_mnist_family_recipes_carry_the_code_discriminator_at_3x_and_methods_wit
         assert make_config(PRESETS[name]).z_adversarial_weight == 1.0
     for name in ("mnist-conditional", "mnist-kplus1"):  # methods that have no code discriminator
         assert "z_adversarial_weight" not in PRESETS[name]
+
+
+def test_the_shown_and_saved_config_holds_only_the_keys_its_method_reads(capsys) -> None:
+    """--dry-run prints what training_options.json saves: a conditional run lists its condition
+    keys and none of K+1's or ALICE's, which it would never read."""
+    assert cli.main(["train", "--config", "mnist-conditional", "--out", "unused", "--dry-run"]) == 0
+    shown = json.loads(capsys.readouterr().out.split("\n}\n")[0] + "}")
+    assert {"condition_dim", "cycle_weight", "lr", "seed"} <= shown.keys()
+    assert not {"labels_per_class", "recon_weight", "z_adversarial_weight"} & shown.keys()
+    assert {"labels_per_class", "feature_matching"} <= to_dict(make_config(PRESETS["mnist-kplus1-fm"])).keys()
 
 
 @pytest.mark.parametrize("key", sorted(RULES))
