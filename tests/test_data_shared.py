@@ -1,20 +1,24 @@
-"""The loaders on the real files in ../shared/data (MNIST, Fashion-MNIST, the CelebA and
+"""The loaders on the real files in ../shared/data (MNIST, Fashion-MNIST, CIFAR-10, the CelebA and
 Tiny-ImageNet samples). Under CI=true missing data is a failure, not a skip."""
 
 import hashlib
 from pathlib import Path
 
 import pytest
+import numpy as np
 import torch
 from data_writers import idx_bytes
 
 from ali.data import load_image_dataset
+from ali.data.cifar import safe_unpickle
 from tests.shared_data import require_shared
 
 
 @pytest.fixture
 def shared_data() -> Path:
-    return require_shared("mnist", "fashion-mnist", "celeba/img_align_celeba", "tiny-imagenet-200/train")
+    return require_shared(
+        "mnist", "fashion-mnist", "celeba/img_align_celeba", "tiny-imagenet-200/train", "cifar-10-batches-py"
+    )
 
 
 def test_mnist_real(shared_data):
@@ -42,3 +46,20 @@ def test_tiny_imagenet_sample_real(shared_data):
     ds = load_image_dataset("imagenet64", shared_data)
     assert ds.train.shape == (4500, 3, 64, 64) and ds.heldout.shape == (500, 3, 64, 64)
     assert len(ds.label_names) == 200 and torch.bincount(torch.cat([ds.labels, ds.heldout_labels])).tolist() == [25] * 200
+
+
+def test_cifar10_real_trains_on_the_authors_split_and_tests_on_test_batch(shared_data):
+    """ALI trains on data_batch_1..5[0:45000] (the last 5,000 validate the SVM's C), every test
+    figure is scored on the 10,000 images of test_batch."""
+    ds = load_image_dataset("cifar10", shared_data)
+    assert ds.train.shape == (45000, 3, 32, 32) and ds.heldout.shape == (10000, 3, 32, 32)
+
+    def batch(name: str) -> dict:
+        path = shared_data / "cifar-10-batches-py" / name
+        return safe_unpickle(path.read_bytes(), str(path))
+
+    first, last = batch("data_batch_1"), batch("data_batch_5")
+    rows = lambda b, i: torch.from_numpy(np.asarray(b[b"data"][i]).reshape(3, 32, 32))  # noqa: E731
+    assert torch.equal(ds.train[0], rows(first, 0)) and ds.labels[0] == first[b"labels"][0]
+    assert torch.equal(ds.train[-1], rows(last, 4999)) and ds.labels[-1] == last[b"labels"][4999]
+    assert torch.bincount(ds.heldout_labels).tolist() == [1000] * 10

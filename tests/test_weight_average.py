@@ -15,6 +15,7 @@ from ali.cli import main
 from ali.config import make_config
 from ali.data import load_dataset
 from ali.errors import AliError
+from ali.evaluation.artifacts import artifact_metrics
 from ali.evaluation.classifier import fit_classifier, save_classifier
 from ali.evaluation.image_eval import artifact_check, evaluate_images
 from ali.finish import train_and_finish
@@ -238,3 +239,19 @@ def test_a_conditional_run_with_fewer_evaluation_samples_than_artifact_images_is
         again, samples = artifact_check(model, dataset, 10)
     assert metrics["artifact_images"] == 1000 and metrics["eval_images"] == 700
     assert len(samples) == 1000 and again["sample_pixel_spread"] == pytest.approx(metrics["sample_pixel_spread"], rel=1e-4)
+
+
+def test_the_artifact_figures_set_samples_beside_the_first_held_out_images(tmp_path):
+    """data_* are the figures of the first 1,000 held-out images (not of the samples, not of
+    training images), the reference every sample_* figure is read against."""
+    data_dir = write_bar_mnist(tmp_path / "data", 100, 1100)
+    dataset = load_dataset("mnist", data_dir)
+    model, _ = build_model(make_config({**PRESETS["mnist"], "data_dir": str(data_dir)}))
+    model.eval()
+    figures, samples = artifact_check(model, dataset)
+    expected = artifact_metrics(samples, dataset.to_float(dataset.heldout[:1000]))
+    assert figures["artifact_images"] == 1000
+    for key, value in expected.items():
+        assert figures[key] == pytest.approx(value, rel=1e-5, abs=1e-7), key
+    training_images = artifact_metrics(samples, dataset.to_float(dataset.train[:1000]))
+    assert figures["data_pixel_spread"] != pytest.approx(training_images["data_pixel_spread"], rel=1e-3)
