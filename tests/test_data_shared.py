@@ -4,8 +4,8 @@ Tiny-ImageNet samples). Under CI=true missing data is a failure, not a skip."""
 import hashlib
 from pathlib import Path
 
-import pytest
 import numpy as np
+import pytest
 import torch
 from data_writers import idx_bytes
 
@@ -16,9 +16,7 @@ from tests.shared_data import require_shared
 
 @pytest.fixture
 def shared_data() -> Path:
-    return require_shared(
-        "mnist", "fashion-mnist", "celeba/img_align_celeba", "tiny-imagenet-200/train", "cifar-10-batches-py"
-    )
+    return require_shared("mnist", "fashion-mnist", "celeba/img_align_celeba", "tiny-imagenet-200/train", "cifar-10-batches-py")
 
 
 def test_mnist_real(shared_data):
