@@ -34,6 +34,14 @@ def test_a_packed_d_is_the_plain_d_on_stacked_groups_with_its_logit_per_pair():
     assert torch.equal(after[:4], logits[:4]) and not torch.equal(after[4:], logits[4:])
 
 
+@pytest.mark.parametrize("method", ["ali", "alice", "bigan"])
+def test_every_joint_method_packs_its_joint_d(method):
+    """`pack` belongs to each method with a joint D over (x, z); each builds the packed one."""
+    model = build_model(make_config({**for_method(PRESETS["mnist"], method), "pack": 2}))[0]
+    first_conv = next(m for m in model["discriminator"].dx if isinstance(m, torch.nn.Conv2d))
+    assert isinstance(model["discriminator"], PackedJointDiscriminator) and first_conv.in_channels == 2
+
+
 def test_pack_must_divide_the_batch_and_the_dry_run_lists_the_packed_d(capsys):
     with pytest.raises(AliError, match="must divide batch_size"):
         make_config({**PRESETS["mnist"], "pack": 3})

@@ -9,6 +9,7 @@ import scipy.linalg
 import torch
 
 from ali.errors import AliError
+from ali.evaluation.evaluate import stacked_metrics
 from ali.evaluation.sample_quality import (
     class_histogram,
     feature_statistics,
@@ -130,6 +131,14 @@ def test_stacked_mnist_kl_splits_into_channel_imbalance_and_dependence():
     modes = torch.arange(100)
     result = stacked_mnist_modes([one_hot(torch.zeros(100, dtype=torch.long)), one_hot(modes // 10), one_hot(modes % 10)])
     assert result["kl_channels"] == pytest.approx(math.log(10)) and result["kl_dependence"] == pytest.approx(0.0, abs=1e-12)
+    # Two unbalanced channels (one digit; two digits half and half), independent of the third:
+    # the channel part is the sum of both channels' KLs, ln 10 + ln 5, under the metrics.json names.
+    i = torch.arange(200)
+    channels = [one_hot(torch.zeros(200, dtype=torch.long)), one_hot(i // 100), one_hot(i % 10)]
+    figures = stacked_metrics(channels)
+    assert figures["stacked_kl_channels"] == pytest.approx(math.log(10) + math.log(5))
+    assert figures["stacked_kl_dependence"] == pytest.approx(0.0, abs=1e-12)
+    assert figures["stacked_kl"] == pytest.approx(math.log(50)) and figures["stacked_modes"] == 20
 
 
 def test_stacked_mnist_modes_collapsed_and_channel_order():

@@ -125,15 +125,16 @@ def test_lr_schedule_is_constant_then_linear():
 
 
 def test_discriminator_learning_rate_is_scaled_by_d_lr_factor(tmp_path):
-    config = make_config(
-        {**TINY, "steps": 8, "checkpoint_every": 8, "decay_start": 0.5, "lr_final_fraction": 0.5, "d_lr_factor": 3.0}
-    )
+    """Every discriminator's rate, the code D's too, follows d_lr_factor; the generators' does not."""
+    over = {"steps": 8, "checkpoint_every": 8, "decay_start": 0.5, "lr_final_fraction": 0.5, "d_lr_factor": 3.0}
+    config = make_config({**TINY, **over, "z_adversarial_weight": 1.0})
     train_and_finish(config, tmp_path / "run", progress=False)
     _, header = ckpt.read_checkpoint(rundir.list_checkpoints(tmp_path / "run")[-1])
     lr_g = [g["lr"] for g in header["optimizers"]["generator"]["param_groups"]]
     lr_d = [g["lr"] for g in header["optimizers"]["discriminator"]["param_groups"]]
     expected = config.lr * lr_factor(config, 7)  # the lr of the last step taken
-    assert lr_g == [pytest.approx(expected)] and lr_d == [pytest.approx(3.0 * expected)]
+    lr_dz = [g["lr"] for g in header["optimizers"]["discriminator_z"]["param_groups"]]
+    assert lr_g == [pytest.approx(expected)] and lr_d == lr_dz == [pytest.approx(3.0 * expected)]
 
 
 def test_tensorboard_logs_the_stats_lines_or_says_how_to_install_it(tmp_path, monkeypatch):
