@@ -19,7 +19,7 @@ from ali.data.anomaly import PROTOCOLS as ANOMALY_PROTOCOLS
 from ali.data.specs import DATASETS as DATASET_SPECS
 from ali.errors import AliError
 from ali.keys import Rule, default_data_dir, in_range, one_of
-from ali.methods import METHODS, get_method, method_keys
+from ali.methods import METHODS, foreign_keys, get_method, method_keys
 from ali.methods.base import Method
 from ali.nets.architectures import ARCHITECTURES
 
@@ -204,7 +204,7 @@ def validate(config: TrainConfig) -> None:
     own = set(METHODS[config.method].keys)
     METHODS[config.method].check_settings({k: getattr(config, k) for k in own})
     keys = method_keys()
-    unused = sorted(k for k in keys.keys() - own if getattr(config, k) != keys[k].default)
+    unused = sorted(k for k in foreign_keys(config.method) if getattr(config, k) != keys[k].default)
     if unused:
         users = {k: [m for m, spec in METHODS.items() if k in spec.keys] for k in unused}
         detail = "; ".join(f"'{k}' belongs to {', '.join(users[k])}" for k in unused)
@@ -216,9 +216,7 @@ def validate(config: TrainConfig) -> None:
 def for_method(values: dict[str, Any], method: str) -> dict[str, Any]:
     """A preset's values for `method`: the keys another method owns are dropped, so one preset
     serves every method with the same data, schedule and budget."""
-    if method not in METHODS:
-        raise AliError(f"unknown method {method!r}; known: {', '.join(METHODS)}")
-    foreign = method_keys().keys() - set(METHODS[method].keys)
+    foreign = foreign_keys(method)  # AliError for an unknown method
     return {k: v for k, v in values.items() if k not in foreign} | {"method": method}
 
 
@@ -253,7 +251,7 @@ def load_config_source(name_or_file: str, presets: dict[str, dict[str, Any]]) ->
 def to_dict(config: TrainConfig) -> dict[str, Any]:
     """The run's config as saved and shown: every general key and its method's own, none of the
     keys another method owns (validate() holds those at their defaults, where they mean nothing)."""
-    foreign = method_keys().keys() - set(METHODS[config.method].keys)
+    foreign = foreign_keys(config.method)
     return {k: v for k, v in dataclasses.asdict(config).items() if k not in foreign}
 
 

@@ -29,7 +29,7 @@ from ali.evaluation.evaluate import check_svm_dataset, svm_metrics
 from ali.evaluation.grids import save_image
 from ali.evaluation.toy_eval import data_extent, toy_panels
 from ali.finish import train_or_reuse
-from ali.methods import get_method, method_keys
+from ali.methods import foreign_keys, get_method
 from ali.methods.base import Method
 from ali.pictures import reconstruct_image, sample_image
 from ali.report.figures import comparison_rows, picture_rows
@@ -131,17 +131,13 @@ def study_configs(source: dict[str, Any], overrides: dict[str, Any], methods: li
     """Each method's config values: the preset's for that method (config.for_method), then the
     command line's keys that the method uses. A command-line key no method uses is an error."""
     for key in overrides:
-        if key not in ("seed", "steps") and not any(key not in _foreign(m) for m in methods):
+        if key not in ("seed", "steps") and not any(key not in foreign_keys(m) for m in methods):
             raise AliError(f"config key '{key}' is used by none of the methods {', '.join(methods)}; drop it")
     out = {}
     for method in methods:
-        values = {**for_method(source, method), **{k: v for k, v in overrides.items() if k not in _foreign(method)}}
+        values = {**for_method(source, method), **{k: v for k, v in overrides.items() if k not in foreign_keys(method)}}
         out[method] = {key: to_dict(make_config(values))[key] for key in values}  # typed ("1" -> 1)
     return out
-
-
-def _foreign(method: str) -> set[str]:
-    return method_keys().keys() - set(get_method(method).keys)
 
 
 def run_study(

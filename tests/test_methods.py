@@ -222,37 +222,33 @@ def test_alice_z_discriminator_tells_prior_codes_from_the_encoder_s(arch):
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model["encoder"].parameters())
 
 
-def _encoder_grads_from_the_side_terms(**over) -> list[torch.Tensor]:
-    """The encoder's gradient after one ALICE step with the joint D and the decoder zeroed, so
-    that only the code D's term (and the z-cycle's, through Gz(Gx(z))) reaches the encoder."""
+def _grads_after_one_alice_step(zeroed: tuple[str, ...] = (), **over) -> dict[str, torch.Tensor]:
+    """Every parameter's gradient after one ALICE step (two-pass) on fixed data, with the
+    networks named in `zeroed` set to zero first."""
     model, opts = _toy("alice", update="two-pass", **over)
-    for net in ("discriminator", "decoder"):
+    for net in zeroed:
         for p in model[net].parameters():
             p.data.zero_()
     torch.manual_seed(1)
     train_step(model, opts, torch.linspace(-3, 3, 32).view(16, 2), 0)
-    return [p.grad.clone() for p in model["encoder"].parameters()]
+    return {k: p.grad.clone() for k, p in model.named_parameters() if p.grad is not None}
 
 
 def test_the_code_discriminators_weight_scales_its_pull_on_the_encoder():
-    once = _encoder_grads_from_the_side_terms(z_adversarial_weight=1.0)
-    thrice = _encoder_grads_from_the_side_terms(z_adversarial_weight=3.0)
-    assert any(g.abs().sum() > 0 for g in once)
-    for a, b in zip(once, thrice):
-        torch.testing.assert_close(b, 3 * a, rtol=1e-4, atol=1e-7)
+    """With the joint D and the decoder zeroed, only the code D's term reaches the encoder."""
+    silenced = ("discriminator", "decoder")
+    once = _grads_after_one_alice_step(silenced, z_adversarial_weight=1.0)
+    thrice = _grads_after_one_alice_step(silenced, z_adversarial_weight=3.0)
+    encoder = [k for k in once if k.startswith("encoder.")]
+    assert encoder and any(once[k].abs().sum() > 0 for k in encoder)
+    for k in encoder:
+        torch.testing.assert_close(thrice[k], 3 * once[k], rtol=1e-4, atol=1e-7, msg=k)
 
 
 def test_the_z_cycle_trains_both_networks():
     """||z - Gz(Gx(z))||^2 with recon_trains=both: its gradient reaches the decoder through Gx(z)
     and the encoder through Gz (one step with and without it, everything else equal)."""
-
-    def grads(**over) -> dict[str, torch.Tensor]:
-        model, opts = _toy("alice", update="two-pass", **over)
-        torch.manual_seed(1)
-        train_step(model, opts, torch.linspace(-3, 3, 32).view(16, 2), 0)
-        return {k: p.grad.clone() for k, p in model.named_parameters() if p.grad is not None}
-
-    with_cycle, without = grads(z_cycle_weight=1.0), grads()
+    with_cycle, without = _grads_after_one_alice_step(z_cycle_weight=1.0), _grads_after_one_alice_step()
     for net in ("encoder.", "decoder."):
         assert any(not torch.allclose(with_cycle[k], without[k]) for k in without if k.startswith(net)), net
 

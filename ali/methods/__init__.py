@@ -38,3 +38,8 @@ def method_keys() -> dict[str, Key]:
             if keys.setdefault(name, key) != key:
                 raise ValueError(f"config key {name!r} is declared twice with different defaults or rules")
     return keys
+
+
+def foreign_keys(name: str) -> set[str]:
+    """The config keys other methods own and method `name` never reads."""
+    return method_keys().keys() - set(get_method(name).keys)
