@@ -83,6 +83,12 @@ def test_mnist_family_recipes_carry_the_code_discriminator_at_3x_and_methods_wit
         assert "z_adversarial_weight" not in PRESETS[name]
 
 
+def test_the_longer_conditional_preset_is_the_conditional_one_at_twice_the_steps() -> None:
+    short, long = PRESETS["mnist-conditional"], PRESETS["mnist-conditional-60k"]
+    assert {k: v for k, v in long.items() if short.get(k) != v} == {"steps": 60_000, "checkpoint_every": 5_000}
+    assert short["steps"] == 30_000  # the same fractions of the run: decay_start and the final rate
+
+
 def test_the_shown_and_saved_config_holds_only_the_keys_its_method_reads(capsys) -> None:
     """--dry-run prints what training_options.json saves: a conditional run lists its condition
     keys and none of K+1's or ALICE's, which it would never read."""
