@@ -44,7 +44,7 @@ def _run_one(values: dict[str, Any], run_dir: str, progress: bool, svm: bool = F
     metrics = train_or_reuse(make_config(values), path, progress)
     if svm and SVM_KEY not in metrics:
         config, model, _ = load_trained(path)
-        metrics.update(svm_metrics(model, config.dataset, config.data_dir, labels_per_class=(10,)))
+        metrics.update(svm_metrics(model, config.dataset, config.data_dir, labels_per_class=(10,), seed=config.seed))
         atomic_write_json(path / METRICS_FILE, metrics)
     return metrics
 

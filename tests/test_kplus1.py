@@ -11,16 +11,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from data_writers import bar_images, write_cifar_arrays, write_svhn
+from data_writers import bar_images, write_cifar_arrays, write_idx, write_svhn
 from torch import nn
 
 from ali.config import make_config
 from ali.data import load_image_dataset
 from ali.data.dataset import Dataset
+from ali.data.specs import DATASETS
 from ali.errors import AliError
 from ali.evaluation.evaluate import evaluate_model
 from ali.methods import ali_kplus1
-from ali.methods.ali_kplus1 import class_predictions, labelled_set
+from ali.methods.ali_kplus1 import class_predictions, labelled_set, resolved_label_seed
 from ali.methods.base import Batch
 from ali.nets.architectures import ARCHITECTURES
 from ali.nets.model import Model
@@ -136,10 +137,10 @@ def test_class_predictions_are_deterministic_in_evaluation_mode():
     assert torch.equal(torch.cat([class_predictions(model, x[i : i + 1]) for i in range(10)]), first[:10])
 
 
-def _marked_uint8(labels: np.ndarray, shift: int, seed: int) -> np.ndarray:
+def _marked_uint8(labels: np.ndarray, shift: int, seed: int, shape: tuple[int, int, int] = (3, 32, 32)) -> np.ndarray:
     """bar images whose pixel 0 holds (label + shift) mod 10 and pixel 1 holds 0: what the stub
     model above classifies as (label + shift) mod 10."""
-    images = bar_images(labels, (3, 32, 32), seed)
+    images = bar_images(labels, shape, seed)
     images.reshape(len(images), -1)[:, 0] = (labels + shift) % K
     images.reshape(len(images), -1)[:, 1] = 0
     return images
@@ -179,6 +180,34 @@ def test_kplus1_error_is_scored_on_the_svhn_test_mat(tmp_path):
     assert len(set(rows)) == 20 and labels["train"][rows].tolist() == drawn.tolist()
 
 
+def test_the_mnist_recipe_draws_its_labels_from_train_by_the_seed_and_is_scored_on_t10k(tmp_path):
+    """`mnist-kplus1-fm` on format-exact MNIST files: its 100 labels are 10 a class from
+    train-images, a draw that follows the run's seed; its error is scored on every t10k image.
+    Training images are marked one class off, so only t10k gives error 0."""
+    config = make_config(PRESETS["mnist-kplus1-fm"])
+    train_labels, test_labels = np.arange(300) % K, np.array([3, 8, 0, 0, 6, 1, 9, 2, 7, 5, 4])
+    files = {"train": (_marked_uint8(train_labels, 1, 0, (1, 28, 28)), train_labels)}
+    files["t10k"] = (_marked_uint8(test_labels, 0, 1, (1, 28, 28)), test_labels)
+    for prefix, (images, labels) in files.items():
+        write_idx(tmp_path / "mnist" / f"{prefix}-images-idx3-ubyte.gz", images[:, 0])
+        write_idx(tmp_path / "mnist" / f"{prefix}-labels-idx1-ubyte.gz", labels.astype(np.uint8))
+    dataset = load_image_dataset("mnist", tmp_path)
+    nets = {"encoder": _CodeEncoder(), "discriminator": _ShiftDiscriminator()}
+    model = Model(nets, ARCHITECTURES["mnist"], "ali-kplus1", config)
+    assert evaluate_model(model, dataset, tmp_path, ("kplus1",), progress=False) == {"kplus1_error_100": 0.0}
+    seen = torch.cat(model["discriminator"].seen)
+    assert torch.equal((seen * 255).round().to(torch.uint8), torch.from_numpy(files["t10k"][0]))
+    draws = []
+    for seed in (0, 1):
+        label_seed = resolved_label_seed({"label_seed": config.label_seed}, seed)
+        images, labels = labelled_set(dataset, config.labels_per_class, label_seed)
+        rows = _rows_in(images, files["train"][0])
+        assert torch.bincount(labels, minlength=K).tolist() == [10] * K
+        assert len(set(rows)) == 100 and train_labels[rows].tolist() == labels.tolist()
+        draws.append(set(rows))
+    assert draws[0] != draws[1]
+
+
 def _rows_in(images: torch.Tensor, array: np.ndarray) -> list[int]:
     """Where each image is in array (N, C, H, W); AssertionError for one that is not there."""
     rows = [np.flatnonzero((array == image.numpy()).all(axis=(1, 2, 3))) for image in images]
@@ -194,6 +223,9 @@ def test_cifar10_labelled_set_is_seeded_class_balanced_and_from_the_train_batche
     write_cifar_arrays(tmp_path / "cifar-10-batches-py", train, train_labels, test, np.arange(20) % K)
     dataset = load_image_dataset("cifar10", tmp_path)
     images, labels = labelled_set(dataset, 4, seed=7)
+    # The real files' training split, the labelled pool here, is data_batch_1..5[0:45000] (the
+    # SVM's [45000:50000] validates); these 100 rows all lie inside it.
+    assert DATASETS["cifar10"].train_rows == DATASETS["cifar10"].svm_split[0] == 45_000
     assert torch.bincount(labels, minlength=K).tolist() == [4] * K
     rows = _rows_in(images, train)
     assert len(set(rows)) == 40 and train_labels[rows].tolist() == labels.tolist()  # train rows, their own labels

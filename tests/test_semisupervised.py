@@ -128,6 +128,9 @@ def test_protocol_is_seeded():
         for s in (0, 0, 1)
     ]
     assert runs[0]["test_errors"] == runs[1]["test_errors"] and runs[0]["test_errors"] != runs[2]["test_errors"]
+    for run in runs:  # the spread over the test SVMs' draws is the sample std, as every figure's
+        assert np.std(run["test_errors"]) > 0
+        assert run["test_error_std"] == pytest.approx(np.std(run["test_errors"], ddof=1))
 
 
 @pytest.mark.parametrize("duplicates", [0, 15])  # full-rank rows, and rows of rank 45
@@ -232,10 +235,16 @@ def test_evaluate_takes_the_labelled_set_sizes_it_is_given_and_refuses_what_it_c
     class-balanced draw cannot make, or --labels without an svm or probes group, are refused."""
     from ali.evaluation import evaluate
 
-    asked = []
-    monkeypatch.setattr(evaluate, "svm_metrics", lambda _m, _d, _dir, per_class, **kw: asked.append(per_class) or {})
+    asked, seeds = [], []
+
+    def svm_metrics(_m, _d, _dir, per_class, svm, probes, seed):
+        asked.append(per_class)
+        seeds.append(seed)
+        return {}
+
+    monkeypatch.setattr(evaluate, "svm_metrics", svm_metrics)
     monkeypatch.setattr(evaluate, "model_device", lambda _m: torch.device("cpu"))
-    model = types.SimpleNamespace(eval=lambda: None)
+    model = types.SimpleNamespace(eval=lambda: None, config=types.SimpleNamespace(seed=4))
     dataset = types.SimpleNamespace(
         name="cifar10", heldout=torch.zeros(2, 3, 4, 4), heldout_labels=None, heldout_anomalous=None, to_float=lambda t: t
     )
@@ -243,6 +252,7 @@ def test_evaluate_takes_the_labelled_set_sizes_it_is_given_and_refuses_what_it_c
     evaluate.evaluate_model(model, dataset, "unused", ("svm",), svm_labels=(1000, 4000))
     evaluate.evaluate_model(model, dataset, "unused", ("probes",))
     assert asked == [(100, 400), None]
+    assert seeds == [4, 4]  # the run's seed: its labelled draws are its own
     for bad in ((1005,), (5,), (0,), ()):
         with pytest.raises(AliError, match="multiples of its 10 classes"):
             evaluate.evaluate_model(model, dataset, "unused", ("svm",), svm_labels=bad)
@@ -261,14 +271,21 @@ def test_the_probes_group_probes_each_encoder_layer_of_the_features(monkeypatch)
     blocks = {"mu": slice(0, 2), "bn3": slice(2, 9)}
     monkeypatch.setattr(evaluate, "feature_blocks", lambda _enc, _x: blocks)
     handed = []
-    monkeypatch.setattr(evaluate, "probe_errors", lambda splits, per_class, blocks: handed.append((per_class, blocks)) or {})
-    evaluate.svm_metrics({"encoder": None}, "mnist", "unused", (10,), svm=False, probes=True)
-    assert handed == [(10, blocks)]
-    monkeypatch.setattr(evaluate, "feature_blocks", lambda *_a: pytest.fail("blocks computed without the probes"))
     monkeypatch.setattr(
-        evaluate, "svm_protocol", lambda **kw: {"n_labels": 100, "test_error_mean": 0.1, "test_error_std": 0, "best_C": 1}
+        evaluate, "probe_errors", lambda splits, per_class, blocks, seed: handed.append((per_class, blocks, seed)) or {}
     )
-    evaluate.svm_metrics({"encoder": None}, "mnist", "unused", (10,))
+    evaluate.svm_metrics({"encoder": None}, "mnist", "unused", (10,), svm=False, probes=True, seed=3)
+    assert handed == [(10, blocks, 3)]
+    monkeypatch.setattr(evaluate, "feature_blocks", lambda *_a: pytest.fail("blocks computed without the probes"))
+    protocol_seeds = []
+
+    def protocol(**kw):
+        protocol_seeds.append(kw["seed"])
+        return {"n_labels": 100, "test_error_mean": 0.1, "test_error_std": 0, "best_C": 1}
+
+    monkeypatch.setattr(evaluate, "svm_protocol", protocol)
+    evaluate.svm_metrics({"encoder": None}, "mnist", "unused", (10,), seed=5)
+    assert protocol_seeds == [5]
 
 
 def test_more_labels_per_class_than_the_pool_holds_are_refused_before_any_feature(monkeypatch):

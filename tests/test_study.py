@@ -1,9 +1,12 @@
 import json
 import math
+import statistics
 
 import pytest
 
+import ali.study as study
 from ali.errors import AliError
+from ali.methods.ali_kplus1 import resolved_label_seed
 from ali.presets import PRESETS
 from ali.study import markdown_table, run_study, study_configs, summarise
 
@@ -36,20 +39,19 @@ def test_study_configs_give_each_method_the_preset_schedule_and_only_its_own_key
 def test_image_study_table_has_the_svm_column_and_a_figure_of_samples_beside_reconstructions(tmp_path, monkeypatch):
     from PIL import Image
 
-    import ali.study as study
     from tests.data_writers import write_mnist
 
     write_mnist(tmp_path / "data" / "mnist", n_train=12, n_test=6)
     calls = []
 
-    def fake_svm(model, dataset, data_dir, labels_per_class):  # the protocol itself: test_semisupervised.py
-        calls.append((dataset, tuple(labels_per_class)))
+    def fake_svm(model, dataset, data_dir, labels_per_class, seed):  # the protocol itself: test_semisupervised.py
+        calls.append((dataset, tuple(labels_per_class), seed))
         return {"svm_error_100": 0.25, "svm_error_100_std": 0.01}
 
     monkeypatch.setattr(study, "svm_metrics", fake_svm)
     values = {"steps": 3, "batch_size": 4, "data_dir": str(tmp_path / "data"), "eval_samples": 100, "threads": 1}
-    table = study.run_study(PRESETS["mnist"], values, ["alice", "vae"], 1, tmp_path / "s", progress=False, svm=True)
-    assert calls == [("mnist", (10,)), ("mnist", (10,))]
+    table = study.run_study(PRESETS["mnist"], values, ["alice", "vae"], 2, tmp_path / "s", progress=False, svm=True)
+    assert sorted(calls) == [("mnist", (10,), 0), ("mnist", (10,), 0), ("mnist", (10,), 1), ("mnist", (10,), 1)]
     assert "svm_error_100" in table and "0.250 ± 0.000" in table
     for method in ("alice", "vae"):  # the SVM error is kept with the run, so a rerun reuses it
         assert json.loads((tmp_path / "s" / method / "seed-0" / "metrics.json").read_text())["svm_error_100"] == 0.25
@@ -115,3 +117,25 @@ def test_a_conditional_study_leads_with_its_conditioned_figures_and_inference_te
         "| method | condition_accuracy | conditional_classifier_is | swapped_y_recon_as_true_class | swapped_y_recon_as_y "
         "| conditional_recon_mse |"
     )
+
+
+def test_a_kplus1_study_gives_each_seed_its_own_labelled_draw_and_sums_up_the_draws(tmp_path, monkeypatch):
+    """`ali study --config mnist-kplus1-fm --seeds 3`: run n trains with seed n, so its labelled
+    set (label_seed follows the run's seed) is draw n; the table is the mean and sample std of
+    the test error over the draws."""
+    errors = [0.021, 0.018, 0.025]
+    drawn = []
+
+    def fake_train(config, path, progress):  # training itself: tests/test_kplus1.py
+        drawn.append((config.seed, resolved_label_seed({"label_seed": config.label_seed}, config.seed), path.name))
+        return {"kplus1_error_100": errors[config.seed]}
+
+    monkeypatch.setattr(study, "train_or_reuse", fake_train)
+    monkeypatch.setattr(study, "_image_figure", lambda methods, out: None)
+    monkeypatch.setattr(study, "write_report", lambda out: None)
+    table = study.run_study(PRESETS["mnist-kplus1-fm"], {"steps": 2}, ["ali-kplus1"], 3, tmp_path / "s", progress=False)
+    assert drawn == [(0, 0, "seed-0"), (1, 1, "seed-1"), (2, 2, "seed-2")]
+    summary = json.loads((tmp_path / "s" / "study.json").read_text())["methods"]["ali-kplus1"]["summary"]["kplus1_error_100"]
+    assert summary["mean"] == pytest.approx(statistics.fmean(errors))
+    assert summary["std"] == pytest.approx(statistics.stdev(errors))
+    assert "kplus1_error_100" in table and "over 3 seed(s)" in table

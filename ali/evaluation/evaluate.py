@@ -171,7 +171,9 @@ def evaluate_model(
             out.update(owner.metrics(model, dataset, test_images))
     if "svm" in metrics or "probes" in metrics:
         per_class = None if svm_labels is None else per_class_counts(svm_labels, dataset.name)
-        out.update(svm_metrics(model, dataset.name, data_dir, per_class, svm="svm" in metrics, probes="probes" in metrics))
+        groups = {"svm": "svm" in metrics, "probes": "probes" in metrics}
+        seed = model.config.seed if model.config is not None else 0
+        out.update(svm_metrics(model, dataset.name, data_dir, per_class, **groups, seed=seed))
     return round_metrics(out)
 
 
@@ -289,13 +291,15 @@ def svm_metrics(
     labels_per_class: Sequence[int] | None = None,
     svm: bool = True,
     probes: bool = False,
+    seed: int = 0,
 ) -> dict[str, Any]:
     """L2-SVM error (a fraction) on the official test split with each number of labels per class
     (default: the dataset's DatasetSpec.svm_labels_per_class, with its svm_draws and svm_cs), on
     encoder features; labelled pool and validation set are the dataset's ranges of the official train
     split (DatasetSpec.svm_split). `probes` adds ali.evaluation.probes' three probes on the same features
     and splits (10 labelled draws each), on all of them and on each encoder layer's part alone
-    (feature_blocks); `svm=False` leaves out the authors' protocol."""
+    (feature_blocks); `svm=False` leaves out the authors' protocol. `seed` is the run's: the
+    labelled draws follow it, so the runs of a study each have their own."""
     check_svm_dataset(dataset_name)
     spec = DATASET_SPECS[dataset_name]
     labels_per_class = spec.svm_labels_per_class if labels_per_class is None else labels_per_class
@@ -316,7 +320,7 @@ def svm_metrics(
     grid = np.array(spec.svm_cs) if spec.svm_cs else DEFAULT_CS
     for per_class in labels_per_class:
         if probes:
-            out.update(probe_errors(splits, per_class, blocks=blocks))
+            out.update(probe_errors(splits, per_class, blocks=blocks, seed=seed))
         if not svm:
             continue
         result = svm_protocol(
@@ -325,6 +329,7 @@ def svm_metrics(
             n_val_svms=n_val,
             n_test_svms=n_test,
             Cs=grid,
+            seed=seed,
         )
         labels = result["n_labels"]
         out[f"svm_error_{labels}"] = result["test_error_mean"]

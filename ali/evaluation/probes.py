@@ -3,11 +3,12 @@ representation holds, measured on standardised features, over several labelled d
 
 For one number of labels per class: features are standardised with the mean and std of the
 whole unlabelled pool (data a semi-supervised learner has); `draws` class-balanced labelled
-samples are drawn from the pool (draw d from seed d, ali.data.batches.balanced_subset); and
+samples are drawn from the pool (draw d of a run with seed s from seed s * draws + d,
+ali.data.batches.balanced_subset, so each run has its own draws and seed 0's are 0..draws-1); and
 - "svm": a LinearSVC (squared hinge, L2), its C chosen on the validation split from `Cs` with
   the first draw;
 - "logreg": multinomial logistic regression (L2, lbfgs), its C chosen the same way;
-- "knn": the 1-nearest-neighbour classifier (Euclidean distance), which has no parameter.
+- "knn": scikit-learn's 1-nearest-neighbour classifier (Euclidean distance), no parameter.
 Each reports its test error on the test split, mean and sample std over the draws.
 """
 
@@ -18,6 +19,7 @@ import warnings
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
+from sklearn.neighbors import KNeighborsClassifier
 from sklearn.svm import LinearSVC
 from threadpoolctl import threadpool_limits
 
@@ -26,7 +28,6 @@ from ali.errors import AliError
 
 PROBES = ("svm", "logreg", "knn")
 PROBE_CS = np.exp(np.linspace(-8, 4, 7))
-NN_CHUNK = 1000  # test rows per distance product
 
 
 def _linear(kind: str, C: float, seed: int):
@@ -44,23 +45,24 @@ def _fit_error(kind: str, C: float, seed: int, x: np.ndarray, y: np.ndarray, x_e
 
 def nearest_neighbour_error(x: np.ndarray, y: np.ndarray, x_eval: np.ndarray, y_eval: np.ndarray) -> float:
     """Error of the 1-nearest-neighbour classifier with labelled rows (x, y) on (x_eval, y_eval)."""
-    sq = (x * x).sum(1)
-    wrong = 0
-    for start in range(0, len(x_eval), NN_CHUNK):
-        chunk = x_eval[start : start + NN_CHUNK]
-        nearest = (sq[None, :] - 2.0 * chunk @ x.T).argmin(1)  # |a - b|^2 up to the row's own |a|^2
-        wrong += int(np.sum(y[nearest] != y_eval[start : start + NN_CHUNK]))
-    return wrong / len(x_eval)
+    # Brute force: a few hundred labelled rows against thousands of queries is one matrix product.
+    nearest = KNeighborsClassifier(n_neighbors=1, algorithm="brute").fit(x, y)
+    return float(np.mean(nearest.predict(x_eval) != y_eval))
 
 
 def probe_errors(
-    splits: dict, per_class: int, draws: int = 10, Cs: np.ndarray = PROBE_CS, blocks: dict[str, slice] | None = None
+    splits: dict,
+    per_class: int,
+    draws: int = 10,
+    Cs: np.ndarray = PROBE_CS,
+    blocks: dict[str, slice] | None = None,
+    seed: int = 0,
 ) -> dict[str, float]:
     """`probe_<kind>_error_<labels>` (mean) and `..._std` for each probe, from svm_protocol's
     splits (pool, validation and test features with their labels), fractions in [0, 1]. With
     `blocks` (name -> the columns of one part of the features, semisupervised.feature_blocks),
     each probe also runs on each part alone: `probe_<kind>_error_<labels>_<name>`, which says
-    which encoder layers carry the class."""
+    which encoder layers carry the class. `seed` is the run's: its draws are seed * draws + d."""
     pool = np.asarray(splits["pool_feats"], dtype=np.float32)
     mean, std = pool.mean(0), pool.std(0)
     std[std == 0] = 1.0
@@ -72,7 +74,7 @@ def probe_errors(
     pool_y, val_y, test_y = (np.asarray(splits[k]).ravel().astype(np.int64) for k in ("pool_labels", "val_labels", "test_labels"))
     if draws < 1:
         raise AliError(f"draws must be at least 1; got {draws}")
-    samples = [balanced_subset(pool_y, per_class, seed) for seed in range(draws)]
+    samples = [balanced_subset(pool_y, per_class, seed * draws + d) for d in range(draws)]
     labels = len(samples[0])
     out: dict[str, float] = {}
     parts = {"": slice(None), **{f"_{name}": cols for name, cols in (blocks or {}).items()}}

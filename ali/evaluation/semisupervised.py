@@ -209,7 +209,8 @@ def svm_protocol(
     """Select C on validation, then report test error (fractions in [0, 1]) over fresh SVMs.
 
     Returns best_C, val_error / val_error_std (at best_C, over the n_val_svms SVMs), val_errors
-    (mean per C), Cs, test_error_mean / test_error_std, test_errors, n_labels, unconverged (SVM
+    (mean per C), Cs, test_error_mean / test_error_std (sample std over the SVMs' labelled
+    draws, which come from `seed`'s generator), test_errors, n_labels, unconverged (SVM
     fits that hit liblinear's iteration cap, reported rather than hidden) and seconds.
     """
     # One BLAS thread: the protocol is hundreds of small products and eigh calls, where a thread
@@ -278,11 +279,11 @@ def _svm_protocol(
         "best_C": best_C,
         "log_best_C": float(np.log(best_C)),
         "val_error": float(mean_val[best]),
-        "val_error_std": float(val_errors[best].std()),
+        "val_error_std": float(val_errors[best].std(ddof=1)) if n_val_svms > 1 else 0.0,
         "val_errors": mean_val.tolist(),
         "Cs": Cs.tolist(),
         "test_error_mean": float(np.mean(test_errors)),
-        "test_error_std": float(np.std(test_errors)),
+        "test_error_std": float(np.std(test_errors, ddof=1)) if n_test_svms > 1 else 0.0,
         "test_errors": test_errors,
         "per_class": per_class,
         "n_labels": per_class * len(np.unique(pool.y)),
