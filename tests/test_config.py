@@ -63,7 +63,7 @@ def test_improved_kplus1_presets_are_the_papers_kplus1_plus_the_regularisers() -
         assert {k: v for k, v in improved.items() if paper.get(k) != v} == extra
         config = make_config(improved)
         assert (config.method, config.labels_per_class, config.steps) == ("ali-kplus1", paper["labels_per_class"], paper["steps"])
-    mnist = make_config(PRESETS["mnist-kplus1-fm"])  # Improved-GAN's MNIST D: noise, not dropout
+    mnist = make_config(PRESETS["mnist-kplus1-fm"])  # Improved-GAN's MNIST D: its noise (the paper's dropout stays)
     assert (mnist.feature_matching, mnist.input_noise, mnist.hidden_noise, mnist.ema_decay) == (True, 0.3, 0.5, 0.999)
     cifar = make_config(PRESETS["cifar10-kplus1-fm"])  # its CIFAR-10 and SVHN scripts: lr 3e-4, no noise
     assert (cifar.feature_matching, cifar.input_noise, cifar.hidden_noise, cifar.lr) == (True, 0.0, 0.0, 3e-4)
