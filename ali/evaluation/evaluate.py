@@ -171,9 +171,10 @@ def evaluate_model(
             out.update(owner.metrics(model, dataset, test_images))
     if "svm" in metrics or "probes" in metrics:
         per_class = None if svm_labels is None else per_class_counts(svm_labels, dataset.name)
-        groups = {"svm": "svm" in metrics, "probes": "probes" in metrics}
         seed = model.config.seed if model.config is not None else 0
-        out.update(svm_metrics(model, dataset.name, data_dir, per_class, **groups, seed=seed))
+        out.update(
+            svm_metrics(model, dataset.name, data_dir, per_class, svm="svm" in metrics, probes="probes" in metrics, seed=seed)
+        )
     return round_metrics(out)
 
 
