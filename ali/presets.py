@@ -169,7 +169,7 @@ _IMAGE_PRESETS.update(
 # scripts set them per dataset. MNIST family: feature matching for both generators, Gaussian
 # noise on D's input (std 0.3) and after its hidden layers (0.5), D's weight average for the test
 # error. On MNIST with 100 labels they cost ALI's joint D a little on most labelled draws and
-# keep it from sending sevens to ones on others (docs/RESULTS.md, K+1 on MNIST). SVHN and
+# keep it from losing part of the sevens on others (docs/RESULTS.md, K+1 on MNIST). SVHN and
 # CIFAR-10: feature matching, the weight average and lr 3e-4, with dropout in D (the paper's D
 # has its own) and no noise.
 KPLUS1_REGULARISERS: dict[str, dict[str, Any]] = {
